@@ -1,0 +1,49 @@
+# ferrotile task runner. `make help` lists the targets.
+# Everything is set up on first use: a virtualenv in .venv, the Rust extension (release build),
+# and the Python dependencies. Cargo's target directory stays outside the repository so that
+# rebuilds in fresh clones are incremental.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/ferrotile/target
+export NO_PROXY := 127.0.0.1,localhost,$(NO_PROXY)
+export no_proxy := 127.0.0.1,localhost,$(no_proxy)
+
+.PHONY: help serve test lint build venv rust-test pytest bench clean
+
+help: ## show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(VENV)/bin/maturin:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "maturin>=1.9,<2"
+
+venv: $(VENV)/bin/maturin
+
+build: venv ## build the Rust extension (release) and install ferrotile + test deps into .venv
+	$(VENV)/bin/maturin develop --release --extras test --quiet
+
+serve: build ## run a server on the embedded default (temporary SQLite catalog, in-process streaming)
+	$(VENV)/bin/ferrotile serve catalog --temp $(ARGS)
+
+lint: build ## ruff, mypy, rustfmt, clippy
+	$(VENV)/bin/ruff check python tests bench
+	$(VENV)/bin/ruff format --check python tests bench
+	$(VENV)/bin/mypy
+	cargo fmt --all --check
+	cargo clippy --all-targets --quiet -- -D warnings
+
+rust-test: ## cargo test (the engine, no Python needed)
+	cargo test --quiet
+
+pytest: build ## pytest: unit, native-core and compatibility tests against a real server
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test: lint rust-test pytest ## every check: lint, cargo test, pytest
+
+clean: ## remove the virtualenv and build products (not the shared cargo cache)
+	rm -rf $(VENV) python/ferrotile/*.so .pytest_cache .mypy_cache .ruff_cache

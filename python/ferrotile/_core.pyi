@@ -1,0 +1,128 @@
+"""Type stubs for ``ferrotile._core``, the Rust data plane (streaming hub and envelope codec).
+
+Errors are raised as :class:`ferrotile.errors.EnvelopeError` (bad header JSON, bad array hint,
+unknown envelope name) and :class:`ferrotile.errors.HubError` (hub shut down).
+"""
+
+from collections.abc import Sequence
+from typing import Self, final
+
+__all__ = ["Hub", "Subscription", "encode_message"]
+
+@final
+class Hub:
+    """Per-topic streams: sequence numbers from 1, a bounded retention ring, replay and fan-out.
+
+    Every message is encoded once (msgpack at publish, JSON on first demand) and the same
+    ``bytes`` object is handed to every subscriber of that envelope.
+
+    Parameters
+    ----------
+    max_count
+        Most messages (including end-of-stream markers) retained per topic; at least 1.
+    max_bytes
+        Most msgpack envelope bytes retained per topic (the newest message is always kept).
+    max_age
+        Seconds a message is retained; also, a stream closed this long ago (with no publish
+        since) restarts its sequence at 1.
+    seq_ttl
+        Seconds without any event after which a topic restarts its sequence at 1.
+
+    Examples
+    --------
+    >>> hub = Hub(max_count=100)
+    >>> hub.publish(1, b'{"type": "array-data", "timestamp": "t"}', b"\\x01")
+    1
+    """
+
+    def __new__(
+        cls,
+        *,
+        max_count: int = 10_000,
+        max_bytes: int = 268_435_456,
+        max_age: float = 3600.0,
+        seq_ttl: float = 2_592_000.0,
+    ) -> Self: ...
+    def publish(
+        self,
+        topic: int,
+        header: bytes,
+        payload: bytes | None = None,
+        array_json: tuple[str, Sequence[int]] | None = None,
+    ) -> int:
+        """Publish one message on ``topic`` and return its sequence number.
+
+        ``header`` is a JSON object (UTF-8, e.g. from ``orjson.dumps``) without ``sequence`` and
+        ``payload``; ``"sequence"`` is inserted after ``"type"``. ``payload`` becomes msgpack
+        ``bin`` in the msgpack envelope. ``array_json=(numpy dtype str, shape)`` makes the JSON
+        envelope carry the payload as a nested list (``tolist()``); without it, JSON subscribers
+        get base64. The message is validated and encoded before a sequence is assigned, so a bad
+        message (:class:`~ferrotile.errors.EnvelopeError`) consumes no sequence number.
+        """
+
+    def close_stream(self, topic: int) -> int:
+        """Append an end-of-stream marker and return its sequence (each call appends one).
+
+        The marker is never delivered as a frame; subscribers reaching it close with
+        ``(1000, "Producer ended stream")``.
+        """
+
+    def subscribe(
+        self, topic: int, start: int | None = None, envelope: str = "msgpack"
+    ) -> Subscription:
+        """Subscribe to ``topic``; nothing published after this call returns is missed.
+
+        ``start=None`` (or beyond the head): only later messages. ``start=N``: replay retained
+        messages from ``N`` (from the oldest retained if ``N`` is gone, counting the skipped ones
+        in :attr:`Subscription.missed`), then live. ``start=0``: from the oldest retained.
+        ``envelope`` is ``"msgpack"`` or ``"json"``.
+        """
+
+    def current_sequence(self, topic: int) -> int:
+        """The topic's last sequence number, 0 if it has no events."""
+
+    def drop_topic(self, topic: int) -> None:
+        """Forget a topic (node deleted).
+
+        Its subscribers close with ``(1001, "node was deleted")``.
+        """
+
+    def shutdown(self) -> None:
+        """Close every subscriber with ``(1001, "server shutting down")``; later publish and
+        subscribe raise :class:`~ferrotile.errors.HubError`."""
+
+    def stats(self) -> dict[str, int]:
+        """``topics``, ``retained_messages``, ``retained_bytes`` and ``subscribers``."""
+
+@final
+class Subscription:
+    """A cursor into one topic's shared ring, created by :meth:`Hub.subscribe`."""
+
+    async def next_batch(
+        self, max_messages: int = 64
+    ) -> tuple[list[bytes], tuple[int, str] | None]:
+        """Wait until at least one frame or the close is available.
+
+        Returns up to ``max_messages`` frames (the shared ``bytes`` objects, in sequence order)
+        and, once the subscription has ended, the close ``(code, reason)``: 1000 producer ended,
+        1001 node deleted / server shutting down / subscription cancelled, 1008 fell behind.
+        After a close, further calls return ``([], close)``. The GIL is not held while waiting.
+        Must be called with an asyncio event loop running (from a coroutine).
+        """
+
+    def cancel(self) -> None:
+        """Unregister.
+
+        A pending :meth:`next_batch` returns ``([], (1001, "subscription cancelled"))``.
+        """
+
+    @property
+    def last_sequence(self) -> int:
+        """Sequence of the last frame handed out (0 if none)."""
+
+    @property
+    def missed(self) -> int:
+        """Sequences this subscriber skipped because they were no longer retained."""
+
+def encode_message(header: bytes, envelope: str = "msgpack") -> bytes:
+    """Encode a one-off message (e.g. the schema frame) without sequence or payload."""

@@ -1,0 +1,236 @@
+"""``/api/v1/array/full|block/{path}``: write (PUT, PATCH) and read (GET) array data.
+
+Every write is validated completely (dtype, byte count, block index, bounds) before anything is
+stored or streamed; then it is stored (unless ``persist=false``) and only then published, so a
+subscriber never sees data that the server rejected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ferrotile.api.auth import Access
+from ferrotile.api.common import json_response, query_bool, require
+from ferrotile.api.errors import ApiError
+from ferrotile.catalog.models import Node
+from ferrotile.errors import PatchOutOfBounds
+from ferrotile.state import AppState
+from ferrotile.storage.slicing import (
+    check_expected_shape,
+    normalize_selection,
+    parse_int_tuple,
+    parse_slice,
+)
+from ferrotile.storage.structure import ArrayStructure
+from ferrotile.storage.zarr_array import array_from_body
+from ferrotile.streaming import messages
+
+OCTET = "application/octet-stream"
+JSON = "application/json"
+EXTEND_NO_PERSIST = (
+    "Cannot PATCH an array with both parameters extend=True and persist=False. "
+    "To extend the array, you must persist the changes. "
+    "To skip persisting the changes, you must not extend the array."
+)
+
+
+def _structure(node: Node) -> ArrayStructure:
+    if node.structure_family != "array":
+        raise ApiError(404, f"{'/'.join(node.path)!r} is a {node.structure_family}, not an array")
+    return ArrayStructure.from_json(node.data_sources[0].structure or {})
+
+
+def _param(request: Request, name: str) -> tuple[int, ...] | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        return parse_int_tuple(raw, name)
+    except ValueError as exc:
+        raise ApiError(422, str(exc)) from None
+
+
+async def _body_array(
+    request: Request, structure: ArrayStructure, shape: tuple[int, ...]
+) -> tuple[bytes, np.ndarray]:
+    content_type = request.headers.get("content-type", OCTET).split(";")[0].strip()
+    if content_type != OCTET:
+        raise ApiError(415, f"Unsupported Content-Type {content_type!r}; send {OCTET}")
+    body = await request.body()
+    try:
+        return body, array_from_body(body, structure.dtype, shape)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+def _publish(
+    state: AppState,
+    node: Node,
+    body: bytes,
+    structure: ArrayStructure,
+    shape: tuple[int, ...],
+    **where: Any,
+) -> None:
+    if state.hub is None:
+        return
+    header = messages.array_data(mimetype=OCTET, shape=shape, **where)
+    state.hub.publish(node.id, header, body, (structure.dtype.str, shape))
+
+
+async def put_full(request: Request) -> Response:
+    state = require(request, Access.WRITE)
+    node = await state.node(request.path_params["path"])
+    structure = _structure(node)
+    persist = query_bool(request, "persist", True)
+    body, data = await _body_array(request, structure, structure.shape)
+    if persist:
+        async with state.arrays.lock(node.id):
+            await asyncio.to_thread(state.arrays.get(node).write_full, data)
+    _publish(state, node, body, structure, structure.shape)
+    return json_response(None)
+
+
+async def put_block(request: Request) -> Response:
+    state = require(request, Access.WRITE)
+    node = await state.node(request.path_params["path"])
+    structure = _structure(node)
+    block = _param(request, "block")
+    if block is None:
+        raise ApiError(422, "Query parameter 'block' is required, e.g. ?block=0,0")
+    try:
+        shape = structure.block_shape(block)
+    except ValueError as exc:
+        raise ApiError(422, str(exc)) from None
+    persist = query_bool(request, "persist", True)
+    body, data = await _body_array(request, structure, shape)
+    if persist:
+        async with state.arrays.lock(node.id):
+            await asyncio.to_thread(state.arrays.get(node).write_block, block, data)
+    _publish(state, node, body, structure, shape, block=block)
+    return json_response(None)
+
+
+def _check_bounds(
+    structure: ArrayStructure, offset: tuple[int, ...], shape: tuple[int, ...]
+) -> None:
+    padded = offset + (0,) * (len(shape) - len(offset))
+    if len(shape) != len(structure.shape) or len(padded) != len(shape):
+        raise ApiError(422, f"shape {shape} does not match the array's rank {len(structure.shape)}")
+    if any(o < 0 for o in padded):
+        raise ApiError(422, f"offset {offset} must not be negative")
+    ends = tuple(o + s for o, s in zip(padded, shape, strict=True))
+    if any(e > n for e, n in zip(ends, structure.shape, strict=True)):
+        raise ApiError(
+            409,
+            f"Slice at offset {offset} with shape {shape} does not fit within current array "
+            f"shape {structure.shape}. Use ?extend=true to extend the array dimensions to fit.",
+        )
+
+
+async def patch_full(request: Request) -> Response:
+    state = require(request, Access.WRITE)
+    path = request.path_params["path"]
+    node = await state.node(path)
+    _structure(node)
+    offset = _param(request, "offset")
+    shape = _param(request, "shape")
+    if offset is None or shape is None:
+        raise ApiError(422, "Query parameters 'offset' and 'shape' are required")
+    extend = query_bool(request, "extend", False)
+    persist = query_bool(request, "persist", True)
+    if extend and not persist:
+        raise ApiError(400, EXTEND_NO_PERSIST)
+    async with state.arrays.lock(node.id):
+        # Re-read under the lock: a concurrent PATCH may have grown the array.
+        node = await state.node(path)
+        structure = _structure(node)
+        body, data = await _body_array(request, structure, shape)
+        if not persist:
+            _check_bounds(structure, offset, shape)
+        else:
+            array = state.arrays.get(node)
+            try:
+                new = await asyncio.to_thread(array.patch, data, offset, extend, structure)
+            except PatchOutOfBounds as exc:
+                raise ApiError(409, str(exc)) from None
+            except ValueError as exc:
+                raise ApiError(422, str(exc)) from None
+            if new.shape != structure.shape:
+                ds_id = node.data_sources[0].id
+                assert ds_id is not None
+                node = await state.catalog.update_structure(node, ds_id, new.to_json())
+            structure = new
+        _publish(state, node, body, structure, shape, offset=offset)
+    return json_response(structure.to_json())
+
+
+def _wants_json(request: Request) -> bool:
+    fmt = request.query_params.get("format")
+    if fmt is not None:
+        if fmt in ("json", JSON):
+            return True
+        if fmt in ("octet-stream", "bin", OCTET):
+            return False
+        raise ApiError(406, f"Unsupported format {fmt!r}; supported: {OCTET}, {JSON}")
+    accept = request.headers.get("accept", "")
+    if not accept or OCTET in accept or "*/*" in accept:
+        return False
+    if JSON in accept:
+        return True
+    raise ApiError(406, f"Cannot produce {accept!r}; supported: {OCTET}, {JSON}")
+
+
+def _selection(request: Request, shape: tuple[int, ...]) -> tuple[Any, ...]:
+    try:
+        selection = parse_slice(request.query_params.get("slice"), shape)
+        result_shape = normalize_selection(selection, shape).shape
+    except (ValueError, IndexError) as exc:
+        raise ApiError(400, f"Invalid slice: {exc}") from None
+    expected = request.query_params.get("expected_shape")
+    if expected is not None:
+        try:
+            check_expected_shape(parse_int_tuple(expected, "expected_shape"), result_shape)
+        except ValueError as exc:
+            raise ApiError(422, str(exc)) from None
+    return selection
+
+
+def _array_response(request: Request, data: np.ndarray, limit: int) -> Response:
+    if data.nbytes > limit:
+        raise ApiError(400, f"Response would be {data.nbytes} bytes (limit {limit}). Use slicing.")
+    if _wants_json(request):
+        return Response(orjson.dumps(data.tolist()), media_type=JSON)
+    return Response(np.ascontiguousarray(data).tobytes(), media_type=OCTET)
+
+
+async def get_full(request: Request) -> Response:
+    state = require(request, Access.READ)
+    node = await state.node(request.path_params["path"])
+    structure = _structure(node)
+    _wants_json(request)
+    selection = _selection(request, structure.shape)
+    data = await asyncio.to_thread(state.arrays.get(node).read, selection)
+    return _array_response(request, data, state.settings.response_bytesize_limit)
+
+
+async def get_block(request: Request) -> Response:
+    state = require(request, Access.READ)
+    node = await state.node(request.path_params["path"])
+    structure = _structure(node)
+    block = _param(request, "block")
+    if block is None:
+        raise ApiError(422, "Query parameter 'block' is required, e.g. ?block=0,0")
+    try:
+        shape = structure.block_shape(block)
+    except ValueError as exc:
+        raise ApiError(422, str(exc)) from None
+    _wants_json(request)
+    selection = _selection(request, shape)
+    data = await asyncio.to_thread(state.arrays.get(node).read_block, block, selection)
+    return _array_response(request, data, state.settings.response_bytesize_limit)

@@ -1,0 +1,132 @@
+"""Validate the JSON body of ``POST /api/v1/metadata/{path}`` (node creation) before any effect."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from ferrotile.api.errors import ApiError
+from ferrotile.catalog.models import STRUCTURE_FAMILIES
+from ferrotile.catalog.paths import validate_key
+from ferrotile.errors import InvalidKey
+from ferrotile.storage.dtypes import data_type_to_numpy
+from ferrotile.storage.structure import ArrayStructure
+
+ZARR = "application/x-zarr"
+MAX_SPECS = 20
+MAX_SPEC_NAME = 255
+#: Families whose creation this server implements today; others answer 422 with a clear detail.
+CREATABLE = frozenset({"container", "array"})
+DS_FIELDS = frozenset(
+    {
+        "id",
+        "structure_family",
+        "structure",
+        "mimetype",
+        "parameters",
+        "properties",
+        "assets",
+        "management",
+    }
+)
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    key: str
+    structure_family: str
+    metadata: dict[str, Any]
+    specs: list[dict[str, Any]]
+    structure: ArrayStructure | None
+    parameters: dict[str, Any]
+    properties: dict[str, Any]
+
+
+def _specs(raw: Any) -> list[dict[str, Any]]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ApiError(422, "specs must be a list")
+    specs = []
+    for spec in raw:
+        if isinstance(spec, str):
+            spec = {"name": spec, "version": None}
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            raise ApiError(422, f"Each spec must be {{'name': str, 'version': str|null}}: {spec!r}")
+        if len(spec["name"]) > MAX_SPEC_NAME:
+            raise ApiError(422, f"Spec names must be at most {MAX_SPEC_NAME} characters")
+        specs.append({"name": spec["name"], "version": spec.get("version")})
+    if len(specs) > MAX_SPECS:
+        raise ApiError(422, f"At most {MAX_SPECS} specs are allowed, got {len(specs)}")
+    names = [(s["name"], s["version"]) for s in specs]
+    if len(set(names)) != len(names):
+        raise ApiError(422, "Specs must be unique")
+    return specs
+
+
+def _array_source(sources: Any) -> dict[str, Any]:
+    if not isinstance(sources, list) or len(sources) != 1:
+        raise ApiError(422, "An array node needs exactly one data source")
+    ds = sources[0]
+    if not isinstance(ds, dict):
+        raise ApiError(422, "A data source must be a JSON object")
+    extra = set(ds) - DS_FIELDS
+    if extra:
+        raise ApiError(422, f"Unknown data source fields: {sorted(extra)}")
+    if ds.get("assets"):
+        raise ApiError(
+            400, "Data sources with assets must be registered with POST /api/v1/register/{path}"
+        )
+    if ds.get("management", "writable") != "writable":
+        raise ApiError(422, "Only 'writable' data sources can be created with POST /metadata")
+    mimetype = ds.get("mimetype") or ZARR
+    if mimetype != ZARR:
+        raise ApiError(415, f"Unsupported mimetype for writable arrays: {mimetype!r}; use {ZARR}")
+    return ds
+
+
+def parse_create(body: dict[str, Any]) -> CreateRequest:
+    """Check every field of a creation request; raise :class:`ApiError` naming the problem."""
+    family = body.get("structure_family")
+    if family not in STRUCTURE_FAMILIES:
+        raise ApiError(422, f"Unknown structure_family {family!r}")
+    if family not in CREATABLE:
+        raise ApiError(422, f"Creating {family!r} nodes is not supported by this server yet")
+    metadata = body.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise ApiError(422, "metadata must be a JSON object")
+    raw_key = body.get("id")
+    key = str(uuid.uuid4()) if raw_key is None else raw_key
+    if not isinstance(key, str):
+        raise ApiError(422, "id must be a string")
+    try:
+        validate_key(key)
+    except InvalidKey as exc:
+        raise ApiError(422, str(exc)) from None
+    access_tags = body.get("access_tags")
+    if access_tags is not None and not (
+        isinstance(access_tags, list) and all(isinstance(t, str) for t in access_tags)
+    ):
+        raise ApiError(422, "access_tags must be null or a list of strings")
+    if access_tags is not None and body.get("access_blob") is not None:
+        raise ApiError(422, "Cannot specify both access_tags and access_blob")
+    specs = _specs(body.get("specs"))
+
+    structure = None
+    parameters: dict[str, Any] = {}
+    properties: dict[str, Any] = {}
+    sources = body.get("data_sources") or []
+    if family == "container":
+        if sources:
+            raise ApiError(422, "A container node takes no data sources")
+    else:
+        ds = _array_source(sources)
+        try:
+            structure = ArrayStructure.from_json(ds.get("structure") or {})
+            data_type_to_numpy(structure.data_type)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ApiError(422, f"Invalid array structure: {exc}") from None
+        parameters = ds.get("parameters") or {}
+        properties = ds.get("properties") or {}
+    return CreateRequest(key, family, metadata, specs, structure, parameters, properties)

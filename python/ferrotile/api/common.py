@@ -1,0 +1,77 @@
+"""Helpers every resource module uses: auth + state lookup, request parsing, JSON responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+
+from ferrotile.api.auth import Access, authorize, credentials
+from ferrotile.api.errors import ApiError
+from ferrotile.state import AppState
+
+JSON = "application/json"
+
+
+def state_of(conn: HTTPConnection) -> AppState:
+    state: AppState = conn.app.state.ferrotile
+    return state
+
+
+def require(request: Request, access: Access) -> AppState:
+    """Authenticate the request for ``access`` and return the worker's state."""
+    state = state_of(request)
+    creds = credentials(
+        request.headers, request.query_params, request.cookies, state.settings.api_key
+    )
+    authorize(creds, access, public=state.settings.public)
+    return state
+
+
+def base_url(conn: HTTPConnection) -> str:
+    """``scheme://host:port`` as the client addressed us (used to build absolute links)."""
+    return str(conn.base_url).rstrip("/")
+
+
+def json_response(
+    content: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type=JSON, headers=headers)
+
+
+async def read_json_object(request: Request) -> dict[str, Any]:
+    body = await request.body()
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(422, f"Request body is not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise ApiError(422, "Request body must be a JSON object")
+    return parsed
+
+
+def query_bool(request: Request, name: str, default: bool) -> bool:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    lowered = raw.strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise ApiError(422, f"Query parameter {name!r} must be true or false, not {raw!r}")
+
+
+def query_int(request: Request, name: str, default: int, *, minimum: int = 0) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(422, f"Query parameter {name!r} must be an integer, not {raw!r}") from None
+    if value < minimum:
+        raise ApiError(422, f"Query parameter {name!r} must be >= {minimum}")
+    return value

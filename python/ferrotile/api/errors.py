@@ -1,0 +1,70 @@
+"""HTTP errors as Tiled (FastAPI) reports them: a status code and ``{"detail": ...}``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ferrotile.errors import (
+    CatalogError,
+    InvalidKey,
+    KeyConflict,
+    NotEmpty,
+    PatchOutOfBounds,
+)
+
+
+class ApiError(Exception):
+    """Raised by a handler to answer with ``status`` and ``{"detail": detail}``."""
+
+    def __init__(self, status: int, detail: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = dict(headers or {})
+
+
+def error_response(status: int, detail: str, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps({"detail": detail}),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+async def api_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.detail, exc.headers)
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    return error_response(exc.status_code, detail, exc.headers)
+
+
+async def domain_error_handler(request: Request, exc: Exception) -> Response:
+    """Map the domain exceptions that carry their own meaning to status codes."""
+    if isinstance(exc, KeyConflict | NotEmpty | PatchOutOfBounds):
+        return error_response(409, str(exc))
+    if isinstance(exc, InvalidKey):
+        return error_response(422, str(exc))
+    if isinstance(exc, CatalogError):
+        return error_response(500, f"Catalog error: {exc}")
+    return error_response(400, str(exc))
+
+
+EXCEPTION_HANDLERS = {
+    ApiError: api_error_handler,
+    HTTPException: http_exception_handler,
+    KeyConflict: domain_error_handler,
+    NotEmpty: domain_error_handler,
+    PatchOutOfBounds: domain_error_handler,
+    InvalidKey: domain_error_handler,
+    CatalogError: domain_error_handler,
+}

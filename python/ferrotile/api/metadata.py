@@ -1,0 +1,167 @@
+"""``/api/v1/metadata/{path}``: read a node (GET), create a child (POST), delete (DELETE)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ferrotile.api.auth import Access
+from ferrotile.api.bodies import ZARR, CreateRequest, parse_create
+from ferrotile.api.common import (
+    base_url,
+    json_response,
+    query_bool,
+    read_json_object,
+    require,
+)
+from ferrotile.api.errors import ApiError
+from ferrotile.api.items import links, render
+from ferrotile.api.search import _fields
+from ferrotile.catalog.models import Asset, DataSource, Node
+from ferrotile.errors import NotEmpty
+from ferrotile.state import AppState, path_from_file_uri
+from ferrotile.storage.zarr_array import ZarrArray
+from ferrotile.streaming import messages
+
+
+async def get_metadata(request: Request) -> Response:
+    state = require(request, Access.READ)
+    node = await state.node(request.path_params["path"])
+    count = (
+        await state.catalog.count_children(node) if node.structure_family == "container" else None
+    )
+    item = render(
+        node,
+        base_url(request),
+        count=count,
+        fields=_fields(request),
+        include_data_sources=query_bool(request, "include_data_sources", False),
+    )
+    return json_response({"data": item, "error": None, "links": None, "meta": {}})
+
+
+async def _create_array_storage(state: AppState, request: CreateRequest) -> DataSource:
+    root = state.writable_root
+    if root is None:
+        raise ApiError(405, "This server has no writable storage; start it with -w DIR or --temp")
+    assert request.structure is not None
+    directory = root / f"{uuid.uuid4().hex}.zarr"
+    await asyncio.to_thread(ZarrArray.create, directory, request.structure)
+    asset = Asset(
+        id=None,
+        data_uri=f"file://localhost{directory}",
+        is_directory=True,
+        parameter="data_uri",
+        num=None,
+    )
+    return DataSource(
+        id=None,
+        structure_family="array",
+        structure=request.structure.to_json(),
+        mimetype=ZARR,
+        parameters=request.parameters,
+        properties=request.properties,
+        management="writable",
+        assets=(asset,),
+    )
+
+
+async def post_metadata(request: Request) -> Response:
+    state = require(request, Access.WRITE)
+    parent = await state.node(request.path_params["path"])
+    if parent.structure_family != "container":
+        raise ApiError(405, f"Cannot create a child of a {parent.structure_family!r} node")
+    create = parse_create(await read_json_object(request))
+    if await state.catalog.lookup((*parent.path, create.key)) is not None:
+        raise ApiError(409, f"An entry named {create.key!r} already exists")
+
+    sources: list[DataSource] = []
+    if create.structure_family == "array":
+        sources.append(await _create_array_storage(state, create))
+    try:
+        node = await state.catalog.create_node(
+            parent,
+            create.key,
+            structure_family=create.structure_family,
+            metadata=create.metadata,
+            specs=create.specs,
+            access_tags=[],
+            data_sources=sources,
+        )
+    except BaseException:
+        # Nothing half-written: the storage made for a node that was not recorded goes away.
+        await _remove_storage(sources)
+        raise
+
+    if state.hub is not None:
+        state.hub.publish(parent.id, messages.child_created(node))
+    body: dict[str, Any] = {
+        "id": node.key,
+        "links": links(node, base_url(request)),
+        "data_sources": [ds.to_json() for ds in node.data_sources],
+        "access_tags": sorted(node.access_tags),
+        "access_blob": {"tags": sorted(node.access_tags)},
+    }
+    return json_response(body)
+
+
+async def _remove_storage(sources: list[DataSource] | tuple[DataSource, ...]) -> None:
+    for ds in sources:
+        if ds.management != "writable":
+            continue
+        for asset in ds.assets:
+            directory = path_from_file_uri(asset.data_uri)
+            await asyncio.to_thread(shutil.rmtree, directory, True)
+
+
+async def _subtree(state: AppState, node: Node) -> list[Node]:
+    found, pending = [node], [node]
+    while pending:
+        current = pending.pop()
+        if current.structure_family != "container":
+            continue
+        offset = 0
+        while page := await state.catalog.list_children(current, offset=offset, limit=500):
+            found.extend(page)
+            pending.extend(page)
+            offset += len(page)
+    return found
+
+
+def _writable(nodes: list[Node]) -> list[Node]:
+    return [n for n in nodes if any(ds.management == "writable" for ds in n.data_sources)]
+
+
+async def delete_metadata(request: Request) -> Response:
+    state = require(request, Access.WRITE)
+    node = await state.node(request.path_params["path"])
+    if not node.path:
+        raise ApiError(405, "The root node cannot be deleted")
+    recursive = query_bool(request, "recursive", False)
+    external_only = query_bool(request, "external_only", True)
+    if external_only and _writable(await _subtree(state, node)):
+        raise ApiError(
+            409,
+            "Some items in this tree are internally managed. Deleting the records will also "
+            "delete the underlying data files. If you want to delete them, pass "
+            "external_only=False.",
+        )
+    try:
+        deleted = await state.catalog.delete_node(node, recursive=recursive)
+    except NotEmpty:
+        raise ApiError(
+            409,
+            "Cannot delete a node that is not empty. "
+            "Delete its contents first or pass `recursive=True`.",
+        ) from None
+    for gone in deleted:
+        state.arrays.forget(gone.id)
+        if state.hub is not None:
+            state.hub.drop_topic(gone.id)
+        await _remove_storage(gone.data_sources)
+    return json_response(None)

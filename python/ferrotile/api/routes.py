@@ -1,0 +1,27 @@
+"""The route table of Tiled's HTTP API v1 that this server implements."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+
+from ferrotile.api import arrays, metadata, root, search, stream
+
+P = "{path:path}"
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/healthz", root.healthz, methods=["GET"]),
+        Route("/api/v1/", root.about, methods=["GET"]),
+        Route(f"/api/v1/metadata/{P}", metadata.get_metadata, methods=["GET"]),
+        Route(f"/api/v1/metadata/{P}", metadata.post_metadata, methods=["POST"]),
+        Route(f"/api/v1/metadata/{P}", metadata.delete_metadata, methods=["DELETE"]),
+        Route(f"/api/v1/search/{P}", search.search, methods=["GET"]),
+        Route(f"/api/v1/array/full/{P}", arrays.get_full, methods=["GET"]),
+        Route(f"/api/v1/array/full/{P}", arrays.put_full, methods=["PUT"]),
+        Route(f"/api/v1/array/full/{P}", arrays.patch_full, methods=["PATCH"]),
+        Route(f"/api/v1/array/block/{P}", arrays.get_block, methods=["GET"]),
+        Route(f"/api/v1/array/block/{P}", arrays.put_block, methods=["PUT"]),
+        Route(f"/api/v1/stream/close/{P}", stream.close_stream, methods=["DELETE"]),
+        WebSocketRoute(f"/api/v1/stream/single/{P}", stream.subscribe),
+    ]

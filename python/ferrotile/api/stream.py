@@ -1,0 +1,145 @@
+"""Tiled's streaming endpoints: ``WS /api/v1/stream/single/{path}`` and ``DELETE /stream/close``.
+
+Per connection, Python runs once to authenticate, subscribe and send the schema; after that one
+writer task drains the subscription in batches of frames that the Rust hub encoded once for all
+subscribers, and one reader task notices the peer going away. Python never loops over
+subscribers: each connection is its own task, so sends to different subscribers run concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from ferrotile import _core
+from ferrotile.api.auth import Access, Credentials, check_header, key_matches
+from ferrotile.api.common import json_response, require, state_of
+from ferrotile.api.errors import ApiError, error_response
+from ferrotile.catalog.models import Node
+from ferrotile.state import AppState
+from ferrotile.storage.structure import ArrayStructure
+from ferrotile.streaming import messages
+from ferrotile.streaming.hub import ENVELOPES, encode_once
+
+STREAMABLE = frozenset({"array", "container", "ragged", "sparse", "table"})
+AUTH_TIMEOUT = 30.0
+#: Frames handed over per wake-up: enough to amortize the Rust->Python crossing.
+BATCH = 64
+
+
+async def close_stream(request: Request) -> Response:
+    state = require(request, Access.WRITE)
+    node = await state.node(request.path_params["path"])
+    if state.hub is not None:
+        state.hub.close_stream(node.id)
+    return json_response(None)
+
+
+def _schema(node: Node) -> dict[str, object]:
+    if node.structure_family == "array":
+        return messages.array_schema(
+            ArrayStructure.from_json(node.data_sources[0].structure or {}).data_type
+        )
+    return messages.container_schema()
+
+
+async def _handshake(ws: WebSocket, state: AppState) -> tuple[Node, Credentials, str, int | None]:
+    """Validate everything that can be refused with an HTTP status before the upgrade."""
+    creds = check_header(ws.headers.get("authorization"), state.settings.api_key)
+    if creds is Credentials.INVALID:
+        raise ApiError(401, "Invalid API key")
+    node = await state.node(ws.path_params["path"])
+    if node.structure_family not in STREAMABLE:
+        raise ApiError(404, f"{node.structure_family!r} nodes cannot be streamed")
+    if state.hub is None:
+        raise ApiError(404, "Streaming is not enabled on this server (started with --cache none)")
+    envelope = ws.query_params.get("envelope_format", "json")
+    if envelope not in ENVELOPES:
+        raise ApiError(400, f"envelope_format must be one of {list(ENVELOPES)}, not {envelope!r}")
+    raw_start = ws.query_params.get("start")
+    start = None
+    if raw_start is not None:
+        try:
+            start = int(raw_start)
+        except ValueError:
+            raise ApiError(400, f"start must be an integer, not {raw_start!r}") from None
+        if start < 0:
+            raise ApiError(400, "start must be >= 0")
+    return node, creds, envelope, start
+
+
+async def _first_message_auth(ws: WebSocket, api_key: str) -> bool:
+    """Tiled's first-message auth: ``{"type": "auth", "api_key": ...}``; 4001/4003 on failure."""
+    try:
+        raw = await asyncio.wait_for(ws.receive_text(), AUTH_TIMEOUT)
+        message = orjson.loads(raw)
+    except (TimeoutError, orjson.JSONDecodeError, KeyError):
+        await ws.close(4001, "Expected JSON auth message")
+        return False
+    if not isinstance(message, dict) or message.get("type") != "auth":
+        await ws.close(4001, 'Expected {"type": "auth", ...}')
+        return False
+    candidate = message.get("api_key")
+    if not isinstance(candidate, str) or not key_matches(candidate, api_key):
+        await ws.close(4003, "Authentication failed")
+        return False
+    return True
+
+
+async def _pump(ws: WebSocket, subscription: _core.Subscription, kind: str) -> None:
+    while True:
+        frames, close = await subscription.next_batch(BATCH)
+        for frame in frames:
+            await ws.send({"type": "websocket.send", kind: frame})
+        if close is not None:
+            code, reason = close
+            await ws.close(code, reason)
+            return
+
+
+async def _until_disconnect(ws: WebSocket) -> None:
+    # Tiled clients send nothing after auth; anything but a disconnect is ignored.
+    while (await ws.receive())["type"] != "websocket.disconnect":
+        pass
+
+
+async def subscribe(ws: WebSocket) -> None:
+    state = state_of(ws)
+    try:
+        node, creds, envelope, start = await _handshake(ws, state)
+    except ApiError as exc:
+        await ws.send_denial_response(error_response(exc.status, exc.detail))
+        return
+    assert state.hub is not None
+    # Subscribe before accepting, so that no write landing during the handshake is missed.
+    subscription = state.hub.subscribe(node.id, start, envelope)
+    try:
+        await ws.accept()
+        needs_auth = creds is Credentials.NONE and not state.settings.public
+        if needs_auth and not await _first_message_auth(ws, state.settings.api_key):
+            return
+        kind = "bytes" if envelope == "msgpack" else "text"
+        schema = encode_once(_schema(node), envelope)
+        await ws.send(
+            {"type": "websocket.send", kind: schema if kind == "bytes" else schema.decode()}
+        )
+        pump = asyncio.create_task(_pump(ws, subscription, kind))
+        watch = asyncio.create_task(_until_disconnect(ws))
+        done, pending = await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+                await task
+        for task in done:
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+                task.result()
+    except (WebSocketDisconnect, OSError):
+        pass
+    finally:
+        subscription.cancel()

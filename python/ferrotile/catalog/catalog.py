@@ -1,0 +1,302 @@
+"""The asynchronous catalog façade used by the HTTP layer.
+
+Every database call runs on one dedicated thread, which owns the connection (``sqlite3``
+connections are bound to their thread) and serialises the calls, so the event loop never blocks
+on the database and a SQLite file sees one writer per process.
+
+Lookups are served from an in-process LRU cache once warm, so that the write path (PUT/PATCH of
+array data) pays no catalog query per request. The cache is kept right by applying each
+operation's cache change in a loop callback queued by the catalog thread the moment the
+operation finishes: changes land in the order the thread ran the operations, so a lookup that
+read a node before a delete cannot re-insert it after the delete's eviction. The cache is per
+process: a node changed by another worker process stays stale here until evicted (pass
+``fresh=True`` to :meth:`Catalog.lookup` to bypass it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, ParamSpec, TypeVar
+
+from ferrotile.catalog.cache import NodeCache
+from ferrotile.catalog.models import STRUCTURE_FAMILIES, DataSource, Node
+from ferrotile.catalog.paths import join_path, validate_key
+from ferrotile.catalog.sqlite import open_sqlite_store
+from ferrotile.catalog.store import SqlStore
+from ferrotile.catalog.uri import parse_catalog_uri
+from ferrotile.errors import CatalogError
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+DEFAULT_CACHE_SIZE = 10_000
+
+
+class Catalog:
+    """Asynchronous access to the catalog tree. Create it with :meth:`open`.
+
+    Use one instance from one event loop. Returned nodes are shared with the cache: do not
+    modify their ``metadata``, ``specs`` or ``access_tags``.
+    """
+
+    def __init__(
+        self, store: SqlStore, executor: ThreadPoolExecutor, cache_size: int = DEFAULT_CACHE_SIZE
+    ) -> None:
+        self._store = store
+        self._executor = executor
+        self._cache = NodeCache(cache_size)
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls,
+        uri: str,
+        *,
+        init: bool = False,
+        create: bool = False,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+    ) -> Catalog:
+        """Open the catalog at ``uri``.
+
+        Parameters
+        ----------
+        uri : str
+            ``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite+aiosqlite:///...``,
+            ``sqlite:///:memory:`` or a file path ending in ``.db``/``.sqlite``.
+        init : bool
+            Create the database if missing and apply missing schema migrations (``--init``).
+        create : bool
+            Create the database if missing, but do not touch an existing one.
+        cache_size : int
+            Capacity of the lookup cache, in nodes.
+
+        Returns
+        -------
+        Catalog
+
+        Raises
+        ------
+        CatalogError
+            With a one-line message if the database cannot be used (see
+            :func:`ferrotile.catalog.sqlite.open_sqlite_store`), for PostgreSQL URIs (not
+            supported yet) and for unknown schemes.
+        """
+        location = parse_catalog_uri(uri)
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferrotile-catalog")
+        opener = functools.partial(open_sqlite_store, location.path, init=init, create=create)
+        try:
+            store = await asyncio.get_running_loop().run_in_executor(executor, opener)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(store, executor, cache_size)
+
+    async def _run(
+        self,
+        then: Callable[[T], None] | None,
+        function: Callable[P, T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``function`` on the catalog thread; apply ``then`` to its result on the loop.
+
+        ``then`` is queued on the loop from the catalog thread as soon as ``function`` returns,
+        before the caller resumes and even if the caller was cancelled meanwhile (see the
+        module docstring for why the order matters).
+        """
+        if self._closed:
+            raise CatalogError("The catalog is closed")
+        loop = asyncio.get_running_loop()
+        future = self._executor.submit(function, *args, **kwargs)
+        if then is not None:
+            future.add_done_callback(functools.partial(_relay, loop, then))
+        try:
+            return await asyncio.wrap_future(future)
+        except self._store.driver_error as exc:
+            raise CatalogError(f"Catalog database error: {exc}") from exc
+
+    async def lookup(self, path: tuple[str, ...], *, fresh: bool = False) -> Node | None:
+        """Return the node at ``path`` (``()`` is the root), or None if there is none.
+
+        Parameters
+        ----------
+        path : tuple of str
+            Keys from the root, e.g. from :func:`ferrotile.catalog.paths.split_path`.
+        fresh : bool
+            Read the database even if the node is cached (and refresh the cache).
+
+        Returns
+        -------
+        Node or None
+            Absent nodes are not cached, so a node created by another process is found.
+        """
+        if not fresh:
+            cached = self._cache.get(path)
+            if cached is not None:
+                return cached
+        return await self._run(self._remember, self._store.get_by_path, join_path(path))
+
+    def _remember(self, node: Node | None) -> None:
+        if node is not None:
+            self._cache.put(node)
+
+    async def create_node(
+        self,
+        parent: Node,
+        key: str,
+        *,
+        structure_family: str,
+        metadata: dict[str, Any] | None = None,
+        specs: list[dict[str, Any]] | None = None,
+        access_tags: list[str] | None = None,
+        data_sources: Sequence[DataSource] = (),
+    ) -> Node:
+        """Create a child of the container ``parent``.
+
+        Parameters
+        ----------
+        parent : Node
+            A container node.
+        key : str
+            The new node's key, checked with :func:`ferrotile.catalog.paths.validate_key`.
+        structure_family : str
+            One of :data:`ferrotile.catalog.models.STRUCTURE_FAMILIES`.
+        metadata, specs, access_tags
+            The node's attributes (default empty). Access tags are stored sorted, the order
+            Tiled serves them in.
+        data_sources : sequence of DataSource
+            Stored with their assets; ids are assigned by the database.
+
+        Returns
+        -------
+        Node
+            The stored node (also cached, so the first write to it costs no query).
+
+        Raises
+        ------
+        InvalidKey
+            If ``key`` is not a valid key.
+        ValueError
+            If ``structure_family`` is unknown.
+        KeyConflict
+            If ``parent`` already has a child ``key``.
+        CatalogError
+            If ``parent`` is not a container or no longer exists.
+        """
+        validate_key(key)
+        if structure_family not in STRUCTURE_FAMILIES:
+            raise ValueError(f"Unknown structure family {structure_family!r}")
+        if parent.structure_family != "container":
+            raise CatalogError(f"{join_path(parent.path)!r} is not a container")
+        return await self._run(
+            self._cache.put,
+            self._store.create_node,
+            parent,
+            key,
+            structure_family,
+            metadata if metadata is not None else {},
+            specs if specs is not None else [],
+            sorted(access_tags) if access_tags is not None else [],
+            tuple(data_sources),
+        )
+
+    async def list_children(self, parent: Node, *, offset: int = 0, limit: int = 100) -> list[Node]:
+        """Return children ``offset`` to ``offset + limit - 1`` of ``parent``, oldest first."""
+        if offset < 0 or limit < 0:
+            raise ValueError("offset and limit must not be negative")
+        return await self._run(None, self._store.list_children, parent.id, offset, limit)
+
+    async def count_children(self, parent: Node) -> int:
+        """Return the number of children of ``parent``."""
+        return await self._run(None, self._store.count_children, parent.id)
+
+    async def update_structure(
+        self, node: Node, data_source_id: int, structure: dict[str, Any]
+    ) -> Node:
+        """Replace the structure of one of ``node``'s data sources.
+
+        Parameters
+        ----------
+        node : Node
+            The node owning the data source.
+        data_source_id : int
+            The data source's id.
+        structure : dict
+            The new structure.
+
+        Returns
+        -------
+        Node
+            The node as now stored (the cache holds it too).
+
+        Raises
+        ------
+        CatalogError
+            If the data source does not belong to ``node`` or the node no longer exists.
+        """
+        if all(source.id != data_source_id for source in node.data_sources):
+            raise CatalogError(f"{join_path(node.path)!r} has no data source {data_source_id}")
+        path = join_path(node.path)
+
+        def update() -> Node | None:
+            self._store.update_structure(data_source_id, structure)
+            return self._store.get_by_path(path)
+
+        def refresh(updated: Node | None) -> None:
+            if updated is None:
+                self._cache.evict_subtree(node.path)
+            else:
+                self._cache.put(updated)
+
+        updated = await self._run(refresh, update)
+        if updated is None:
+            raise CatalogError(f"{path!r} no longer exists")
+        return updated
+
+    async def delete_node(self, node: Node, *, recursive: bool = False) -> list[Node]:
+        """Delete ``node`` (with its subtree if ``recursive``) and evict it from the cache.
+
+        Returns
+        -------
+        list of Node
+            The deleted nodes, deepest first, so the caller can remove their data.
+
+        Raises
+        ------
+        NotEmpty
+            If the node has children and ``recursive`` is false.
+        CatalogError
+            If ``node`` is the root.
+        """
+        return await self._run(
+            lambda _: self._cache.evict_subtree(node.path),
+            self._store.delete_node,
+            node,
+            recursive,
+        )
+
+    async def close(self) -> None:
+        """Close the database connection and stop the catalog thread. Idempotent."""
+        if self._closed:
+            return
+        try:
+            await self._run(None, self._store.close)
+        finally:
+            self._closed = True
+            self._cache.clear()
+            self._executor.shutdown(wait=False)
+
+
+def _relay(
+    loop: asyncio.AbstractEventLoop, then: Callable[[Any], None], future: Future[Any]
+) -> None:
+    # Runs on the catalog thread when the call finishes; queues the cache change on the loop.
+    if future.cancelled() or future.exception() is not None:
+        return
+    # A closed loop (RuntimeError) has nothing left to serve from the cache.
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(then, future.result())

@@ -1,0 +1,193 @@
+"""The ``ferrotile`` command line; its flags mirror ``tiled serve catalog``.
+
+Errors are printed as one line (``ferrotile: error: ...``) with exit status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from ferrotile import __version__
+from ferrotile.config import DEFAULT_DATA_TTL, DEFAULT_SEQ_TTL, Settings
+from ferrotile.errors import FerrotileError
+from ferrotile.server import (
+    ServeError,
+    check_port,
+    new_api_key,
+    prepare_catalog,
+    prepare_directories,
+    run_workers,
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ferrotile",
+        description="A fast data server that speaks Tiled's HTTP and WebSocket API.",
+    )
+    parser.add_argument("--version", action="version", version=f"ferrotile {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="run a server")
+    targets = serve.add_subparsers(dest="target", required=True, metavar="TARGET")
+    catalog = targets.add_parser(
+        "catalog",
+        help="serve a catalog database (SQLite)",
+        description=(
+            "Serve a catalog. Arrays written by clients are stored as zarr under the first "
+            "writable directory; every write is streamed to WebSocket subscribers."
+        ),
+    )
+    catalog.add_argument(
+        "database",
+        nargs="?",
+        metavar="DB_URI",
+        help="catalog database: a path like catalog.db or a URI like sqlite:////abs/catalog.db",
+    )
+    catalog.add_argument(
+        "--temp",
+        action="store_true",
+        help="use a new catalog and data directory in a temporary directory",
+    )
+    catalog.add_argument(
+        "--init", action="store_true", help="create the database if it does not exist"
+    )
+    catalog.add_argument(
+        "-w",
+        "--write",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="writable data directory (repeatable)",
+    )
+    catalog.add_argument(
+        "-r",
+        "--read",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="readable data directory (repeatable)",
+    )
+    catalog.add_argument(
+        "--api-key", help="the API key clients must present (default: a random one, printed)"
+    )
+    catalog.add_argument(
+        "--public", action="store_true", help="let anonymous clients read (not write)"
+    )
+    catalog.add_argument(
+        "--cache",
+        default="memory",
+        metavar="URI",
+        help="streaming: 'memory' (in-process, default) or 'none'",
+    )
+    catalog.add_argument(
+        "--cache-data-ttl",
+        type=float,
+        default=0,
+        metavar="S",
+        help=f"retain stream messages S seconds (default {DEFAULT_DATA_TTL:g})",
+    )
+    catalog.add_argument(
+        "--cache-seq-ttl",
+        type=float,
+        default=0,
+        metavar="S",
+        help=f"idle time before a stream's sequence restarts (default {DEFAULT_SEQ_TTL:g})",
+    )
+    catalog.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    catalog.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    catalog.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    return parser
+
+
+def _catalog_uri(database: str) -> str:
+    if "://" in database:
+        return database
+    return f"sqlite:///{Path(database).expanduser().resolve()}"
+
+
+def _settings(args: argparse.Namespace) -> tuple[Settings, bool]:
+    init = args.init
+    writable = [Path(w).expanduser().resolve() for w in args.write]
+    for location in args.write:
+        if "://" in location:
+            raise ServeError(f"-w {location}: only directories are supported as writable storage")
+    if args.temp:
+        if args.database:
+            raise ServeError("Give either a database or --temp, not both")
+        directory = Path(tempfile.mkdtemp(prefix="ferrotile-"))
+        atexit.register(shutil.rmtree, directory, True)
+        database = str(directory / "catalog.db")
+        writable.insert(0, directory / "data")
+        init = True
+    elif args.database:
+        database = args.database
+    else:
+        raise ServeError(
+            "Give a catalog database (e.g. `ferrotile serve catalog --init catalog.db`) or --temp"
+        )
+    if args.cache not in ("memory", "none"):
+        raise ServeError(
+            f"--cache {args.cache}: only 'memory' and 'none' are supported in this version"
+        )
+    if args.workers < 1:
+        raise ServeError("--workers must be at least 1")
+    if args.workers > 1:
+        raise ServeError(
+            "--workers > 1 needs a shared streaming cache (Redis), which this version does not "
+            "support yet; use --workers 1"
+        )
+    if not 0 < args.port < 65536:
+        raise ServeError(f"--port {args.port} is not a valid port")
+    settings = Settings(
+        catalog_uri=_catalog_uri(database),
+        api_key=args.api_key or new_api_key(),
+        writable=tuple(writable),
+        readable=tuple(Path(r).expanduser().resolve() for r in args.read),
+        public=args.public,
+        cache=args.cache,
+        cache_data_ttl=args.cache_data_ttl or DEFAULT_DATA_TTL,
+        cache_seq_ttl=args.cache_seq_ttl or DEFAULT_SEQ_TTL,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+    )
+    return settings, init
+
+
+def _serve_catalog(args: argparse.Namespace) -> None:
+    settings, init = _settings(args)
+    prepare_directories(settings)
+    prepare_catalog(settings, init=init)
+    check_port(settings.host, settings.port)
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    print(
+        "\n    Use the following URL to connect to ferrotile:\n\n"
+        f'    "http://{host}:{settings.port}/api/v1?api_key={settings.api_key}"\n',
+        flush=True,
+    )
+    run_workers(settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve" and args.target == "catalog":
+            _serve_catalog(args)
+    except FerrotileError as exc:
+        print(f"ferrotile: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Server settings: a plain dataclass built by the CLI or SimpleServer, handed to workers as JSON.
+
+Granian starts each worker in its own process; the settings travel to them in the
+``FERROTILE_SETTINGS`` environment variable so that every worker builds the same app.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+SETTINGS_ENV = "FERROTILE_SETTINGS"
+
+#: Tiled's streaming-cache defaults (``data_ttl`` one hour, ``seq_ttl`` thirty days).
+DEFAULT_DATA_TTL = 3600.0
+DEFAULT_SEQ_TTL = 30 * 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a worker needs to build the application.
+
+    Parameters
+    ----------
+    catalog_uri
+        Catalog database, e.g. ``sqlite:////data/catalog.db``.
+    api_key
+        The single API key; compared in constant time.
+    writable
+        Directories where uploaded arrays are written (the first one is used).
+    readable
+        Directories whose files may be registered and read.
+    public
+        Anonymous clients may read (never write).
+    cache
+        ``"memory"`` streams in-process; ``"none"`` turns streaming off.
+    """
+
+    catalog_uri: str
+    api_key: str
+    writable: tuple[Path, ...] = ()
+    readable: tuple[Path, ...] = ()
+    public: bool = False
+    cache: str = "memory"
+    cache_data_ttl: float = DEFAULT_DATA_TTL
+    cache_seq_ttl: float = DEFAULT_SEQ_TTL
+    retention_count: int = 10_000
+    retention_bytes: int = 256 * 1024 * 1024
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    response_bytesize_limit: int = 500_000_000
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def streaming(self) -> bool:
+        return self.cache != "none"
+
+    def to_json(self) -> bytes:
+        data = dataclasses.asdict(self)
+        data["writable"] = [str(p) for p in self.writable]
+        data["readable"] = [str(p) for p in self.readable]
+        return orjson.dumps(data)
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Settings:
+        data = orjson.loads(raw)
+        data["writable"] = tuple(Path(p) for p in data.get("writable", ()))
+        data["readable"] = tuple(Path(p) for p in data.get("readable", ()))
+        return cls(**data)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        raw = os.environ.get(SETTINGS_ENV)
+        if not raw:
+            raise RuntimeError(
+                f"{SETTINGS_ENV} is not set; start workers through `ferrotile serve`"
+            )
+        return cls.from_json(raw)

@@ -1,0 +1,216 @@
+"""Running the app: Granian workers for ``ferrotile serve``; the embedded :class:`SimpleServer`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import secrets
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+from ferrotile.catalog.catalog import Catalog
+from ferrotile.config import SETTINGS_ENV, Settings
+from ferrotile.errors import FerrotileError
+
+
+class ServeError(FerrotileError):
+    """The server cannot start (port in use, unwritable directory, ...)."""
+
+
+def new_api_key() -> str:
+    # Hex only: the stock client sends a WebSocket API key only when it matches \w+.
+    return secrets.token_hex(16)
+
+
+def prepare_catalog(settings: Settings, *, init: bool) -> None:
+    """Create or check the catalog once, before any worker starts, so errors surface once."""
+
+    async def check() -> None:
+        catalog = await Catalog.open(settings.catalog_uri, init=init)
+        await catalog.close()
+
+    asyncio.run(check())
+
+
+def prepare_directories(settings: Settings) -> None:
+    for directory in settings.writable:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            probe = directory / f".ferrotile-write-check-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise ServeError(
+                f"Writable directory {directory} is not writable: {exc.strerror}"
+            ) from None
+    for directory in settings.readable:
+        if not directory.is_dir():
+            raise ServeError(f"Readable directory {directory} does not exist")
+
+
+def check_port(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ServeError(f"Port {port} on {host} is already in use") from None
+            raise ServeError(f"Cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def run_workers(settings: Settings) -> None:
+    """Serve with Granian in the foreground until interrupted (``ferrotile serve``)."""
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    os.environ[SETTINGS_ENV] = settings.to_json().decode()
+    Granian(
+        "ferrotile.app:app_from_env",
+        factory=True,
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.ASGI,
+        workers=settings.workers,
+        websockets=True,
+        log_access=False,
+    ).serve()
+
+
+class SimpleServer:
+    """An embedded ferrotile server on a background thread, with streaming.
+
+    Parameters
+    ----------
+    directory
+        Where the catalog (``catalog.db``) and data (``data/``) live; a temporary directory,
+        deleted on :meth:`close`, when ``None``.
+    api_key
+        The API key; a random one when ``None``.
+    port
+        TCP port on 127.0.0.1; a free one when 0.
+    readable_storage
+        Directories whose files may be registered.
+
+    Examples
+    --------
+    >>> from tiled.client import from_uri
+    >>> with SimpleServer() as server:                      # doctest: +SKIP
+    ...     client = from_uri(server.uri)
+    """
+
+    def __init__(
+        self,
+        directory: str | Path | None = None,
+        api_key: str | None = None,
+        port: int = 0,
+        readable_storage: str | Path | Sequence[str | Path] | None = None,
+    ) -> None:
+        self._temporary = directory is None
+        self.directory = (
+            Path(tempfile.mkdtemp(prefix="ferrotile-")) if directory is None else Path(directory)
+        )
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.api_key = api_key or new_api_key()
+        self.port = port or free_port()
+        if isinstance(readable_storage, str | Path):
+            readable_storage = [readable_storage]
+        self.settings = Settings(
+            catalog_uri=f"sqlite:///{self.directory / 'catalog.db'}",
+            api_key=self.api_key,
+            writable=(self.directory / "data",),
+            readable=tuple(Path(p).resolve() for p in readable_storage or ()),
+            host="127.0.0.1",
+            port=self.port,
+        )
+        prepare_directories(self.settings)
+        prepare_catalog(self.settings, init=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: object | None = None
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="ferrotile-server", daemon=True)
+        self._thread.start()
+        self._wait_healthy(timeout=20.0)
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/v1?api_key={self.api_key}"
+
+    def _run(self) -> None:
+        from granian.constants import Interfaces
+        from granian.server.embed import Server
+
+        from ferrotile.app import build_app
+
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            server = Server(
+                build_app(self.settings),
+                address="127.0.0.1",
+                port=self.port,
+                interface=Interfaces.ASGI,
+                websockets=True,
+                log_enabled=False,
+            )
+            self._server = server
+            loop.run_until_complete(server.serve())
+        except BaseException as exc:  # reported by _wait_healthy / close
+            self._failure = exc
+        finally:
+            loop.close()
+
+    def _wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{self.port}/healthz"
+        while time.monotonic() < deadline:
+            if self._failure is not None or not self._thread.is_alive():
+                raise ServeError(f"The embedded server failed to start: {self._failure!r}")
+            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+            time.sleep(0.05)
+        self.close()
+        raise ServeError(
+            f"The embedded server did not answer on port {self.port} within {timeout} s"
+        )
+
+    def close(self) -> None:
+        """Stop the server and delete the temporary directory (if one was made)."""
+        loop, server = self._loop, self._server
+        if loop is not None and server is not None and self._thread.is_alive():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(server.stop)  # type: ignore[attr-defined]
+        self._thread.join(timeout=10)
+        if self._temporary:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> SimpleServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<SimpleServer {self.uri}>"

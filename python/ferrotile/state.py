@@ -1,0 +1,76 @@
+"""What every request handler shares inside one worker process: settings, catalog, hub, arrays."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from ferrotile.api.errors import ApiError
+from ferrotile.catalog.catalog import Catalog
+from ferrotile.catalog.models import Node
+from ferrotile.catalog.paths import split_path
+from ferrotile.config import Settings
+from ferrotile.errors import InvalidKey
+from ferrotile.storage.zarr_array import ZarrArray
+from ferrotile.streaming.hub import StreamHub
+
+
+def path_from_file_uri(uri: str) -> Path:
+    """``file://localhost/abs/path`` (or ``file:///abs/path``) to a local path."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "file":
+        raise ValueError(f"Not a file URI: {uri}")
+    return Path(unquote(parsed.path))
+
+
+@dataclass
+class ArrayHandles:
+    """Open zarr arrays by node id, and one lock per node so that writes to a node serialize."""
+
+    _arrays: dict[int, ZarrArray] = field(default_factory=dict)
+    _locks: dict[int, asyncio.Lock] = field(default_factory=dict)
+
+    def lock(self, node_id: int) -> asyncio.Lock:
+        lock = self._locks.get(node_id)
+        if lock is None:
+            lock = self._locks[node_id] = asyncio.Lock()
+        return lock
+
+    def get(self, node: Node) -> ZarrArray:
+        array = self._arrays.get(node.id)
+        if array is None:
+            assets = node.data_sources[0].assets if node.data_sources else ()
+            if not assets:
+                raise ApiError(500, f"Array node {node.key!r} has no storage")
+            array = ZarrArray.open(path_from_file_uri(assets[0].data_uri))
+            self._arrays[node.id] = array
+        return array
+
+    def forget(self, node_id: int) -> None:
+        self._arrays.pop(node_id, None)
+        self._locks.pop(node_id, None)
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    catalog: Catalog
+    hub: StreamHub | None
+    arrays: ArrayHandles = field(default_factory=ArrayHandles)
+
+    async def node(self, path: str) -> Node:
+        """Resolve a URL path to a node or answer 404 (empty segments are ignored)."""
+        try:
+            parts = split_path(path)
+        except InvalidKey as exc:
+            raise ApiError(404, f"No such entry: {path!r} ({exc})") from None
+        node = await self.catalog.lookup(parts)
+        if node is None:
+            raise ApiError(404, f"No such entry: {list(parts)}")
+        return node
+
+    @property
+    def writable_root(self) -> Path | None:
+        return self.settings.writable[0] if self.settings.writable else None

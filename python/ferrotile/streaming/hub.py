@@ -1,0 +1,59 @@
+"""Thin façade over the native hub: topic ids, header encoding, lifecycle. No per-frame loops."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from ferrotile import _core
+from ferrotile.config import Settings
+
+ENVELOPES = ("json", "msgpack")
+
+
+class StreamHub:
+    """Per-node streams of one server process (``--cache memory``).
+
+    Topics are catalog node ids (the root is 0), so a node that is deleted and created again
+    starts a fresh stream, as in Tiled.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._hub = _core.Hub(
+            max_count=settings.retention_count,
+            max_bytes=settings.retention_bytes,
+            max_age=settings.cache_data_ttl,
+            seq_ttl=settings.cache_seq_ttl,
+        )
+
+    def publish(
+        self,
+        topic: int,
+        header: dict[str, Any],
+        payload: bytes | None = None,
+        array_json: tuple[str, Sequence[int]] | None = None,
+    ) -> int:
+        """Encode ``header`` (+ ``payload``) once and hand it to every subscriber of ``topic``."""
+        return self._hub.publish(topic, orjson.dumps(header), payload, array_json)
+
+    def close_stream(self, topic: int) -> int:
+        return self._hub.close_stream(topic)
+
+    def subscribe(self, topic: int, start: int | None, envelope: str) -> _core.Subscription:
+        return self._hub.subscribe(topic, start, envelope)
+
+    def drop_topic(self, topic: int) -> None:
+        self._hub.drop_topic(topic)
+
+    def shutdown(self) -> None:
+        self._hub.shutdown()
+
+    def stats(self) -> dict[str, int]:
+        return self._hub.stats()
+
+
+def encode_once(header: dict[str, Any], envelope: str) -> bytes:
+    """Encode a per-connection message (the schema) in the subscriber's envelope."""
+    return _core.encode_message(orjson.dumps(header), envelope)

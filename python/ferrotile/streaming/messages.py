@@ -1,0 +1,66 @@
+"""The stream message headers of Tiled's WebSocket protocol (spec §6.3-§6.4), built once per event.
+
+Python builds the header fields of an event once per HTTP request; the Rust hub adds the
+sequence number and the payload and encodes the envelope once for all subscribers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from ferrotile.catalog.models import Node
+
+SCHEMA_VERSION = 1
+
+
+def timestamp() -> str:
+    """Naive local ISO-8601 time, as Tiled's ``datetime.now().isoformat()``."""
+    return datetime.now().isoformat()
+
+
+def array_schema(data_type: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array-schema", "version": SCHEMA_VERSION, "data_type": data_type}
+
+
+def container_schema() -> dict[str, Any]:
+    return {"type": "container-schema", "version": SCHEMA_VERSION}
+
+
+def array_data(
+    *,
+    mimetype: str,
+    shape: Sequence[int],
+    offset: Sequence[int] | None = None,
+    block: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    # `offset` and `block` must be present even when null: the stock client requires the keys.
+    return {
+        "type": "array-data",
+        "timestamp": timestamp(),
+        "mimetype": mimetype,
+        "shape": list(shape),
+        "offset": None if offset is None else list(offset),
+        "block": None if block is None else list(block),
+    }
+
+
+def child_created(node: Node) -> dict[str, Any]:
+    """``container-child-created`` for the parent's stream.
+
+    Both spellings of access control are sent (``access_tags`` for tiled >= 0.2.19,
+    ``access_blob`` for older clients); each client model ignores the key it does not know.
+    """
+    tags = sorted(node.access_tags)
+    return {
+        "type": "container-child-created",
+        "timestamp": timestamp(),
+        "key": node.key,
+        "structure_family": node.structure_family,
+        "specs": node.specs,
+        "metadata": node.metadata,
+        "data_sources": [ds.to_json(include_assets=False) for ds in node.data_sources],
+        "access_tags": tags,
+        "access_blob": {"tags": tags},
+    }

@@ -1,0 +1,30 @@
+//! The crate's single error type, `CoreError`, and the `CoreResult<T>` alias used by the engine.
+
+use thiserror::Error;
+
+/// Every error the engine can return. Converted to a Python exception only in `py/errors.rs`.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum CoreError {
+    /// A stream message could not be encoded (bad header JSON, bad array hint, byte count mismatch).
+    #[error("invalid message: {0}")]
+    Envelope(String),
+    /// The envelope name is neither `msgpack` nor `json`.
+    #[error("unknown envelope format {0:?} (expected \"msgpack\" or \"json\")")]
+    UnknownEnvelope(String),
+    /// The hub has been shut down; no more publish or subscribe.
+    #[error("hub is shut down")]
+    ShutDown,
+    /// A configuration value is out of range.
+    #[error("invalid hub configuration: {0}")]
+    Config(String),
+}
+
+/// Result alias used throughout the engine.
+pub type CoreResult<T> = Result<T, CoreError>;
+
+impl CoreError {
+    /// Shorthand for [`CoreError::Envelope`].
+    pub(crate) fn envelope(msg: impl Into<String>) -> Self {
+        Self::Envelope(msg.into())
+    }
+}

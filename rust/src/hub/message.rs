@@ -1,0 +1,148 @@
+//! `Message`: one retained stream event, with its envelopes encoded once and shared by all
+//! subscribers, and the `Close` a subscription ends with.
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::codec::envelope::JsonSource;
+use crate::codec::Envelope;
+
+/// What a retained event is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    /// An update delivered to subscribers.
+    Data,
+    /// The producer ended the stream (`close_stream`); never delivered as a frame.
+    EndOfStream,
+}
+
+/// An opaque per-envelope cache slot the binding layer may fill (e.g. with one Python `bytes`).
+pub type Extension = Arc<dyn Any + Send + Sync>;
+
+/// One event in a topic's ring. Shared as `Arc<Message>` by the ring and every subscriber.
+pub struct Message {
+    sequence: u64,
+    kind: MessageKind,
+    published: Instant,
+    size: usize,
+    msgpack: Bytes,
+    json_source: Option<JsonSource>,
+    json: OnceLock<Bytes>,
+    extensions: [OnceLock<Extension>; 2],
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("sequence", &self.sequence)
+            .field("kind", &self.kind)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Message {
+    /// A data message whose msgpack envelope is already encoded.
+    pub(crate) fn data(sequence: u64, published: Instant, msgpack: Bytes, json_source: JsonSource) -> Self {
+        Self::build(sequence, MessageKind::Data, published, msgpack, Some(json_source))
+    }
+
+    /// An end-of-stream marker (no envelope).
+    pub(crate) fn end_of_stream(sequence: u64, published: Instant) -> Self {
+        Self::build(sequence, MessageKind::EndOfStream, published, Bytes::new(), None)
+    }
+
+    fn build(
+        sequence: u64,
+        kind: MessageKind,
+        published: Instant,
+        msgpack: Bytes,
+        json_source: Option<JsonSource>,
+    ) -> Self {
+        let size = msgpack.len();
+        Self {
+            sequence,
+            kind,
+            published,
+            size,
+            msgpack,
+            json_source,
+            json: OnceLock::new(),
+            extensions: [OnceLock::new(), OnceLock::new()],
+        }
+    }
+
+    /// The per-topic sequence number (from 1).
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// Data or end-of-stream marker.
+    pub fn kind(&self) -> MessageKind {
+        self.kind
+    }
+
+    /// When the message was published.
+    pub fn published(&self) -> Instant {
+        self.published
+    }
+
+    /// Bytes retained for this message (its msgpack envelope; the payload is shared with it).
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The encoded frame. JSON is encoded on first request, at most once.
+    pub fn envelope(&self, envelope: Envelope) -> &Bytes {
+        match envelope {
+            Envelope::Msgpack => &self.msgpack,
+            Envelope::Json => {
+                self.json.get_or_init(|| self.json_source.as_ref().map(JsonSource::encode).unwrap_or_default())
+            }
+        }
+    }
+
+    /// Whether the JSON envelope has been encoded yet.
+    pub fn json_encoded(&self) -> bool {
+        self.json.get().is_some()
+    }
+
+    /// The binding layer's cache slot for this envelope.
+    pub fn extension(&self, envelope: Envelope) -> &OnceLock<Extension> {
+        &self.extensions[envelope.index()]
+    }
+}
+
+/// Why a subscription ended: a WebSocket close code and reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Close {
+    /// WebSocket close code (1000, 1001, 1008).
+    pub code: u16,
+    /// Close reason sent to the client.
+    pub reason: Cow<'static, str>,
+}
+
+impl Close {
+    const fn fixed(code: u16, reason: &'static str) -> Self {
+        Self { code, reason: Cow::Borrowed(reason) }
+    }
+
+    /// The producer called `close_stream`.
+    pub const PRODUCER_ENDED: Close = Close::fixed(1000, "Producer ended stream");
+    /// The node (topic) was deleted.
+    pub const NODE_DELETED: Close = Close::fixed(1001, "node was deleted");
+    /// The hub is shutting down.
+    pub const SHUTTING_DOWN: Close = Close::fixed(1001, "server shutting down");
+    /// The subscription was cancelled by its owner.
+    pub const CANCELLED: Close = Close::fixed(1001, "subscription cancelled");
+
+    /// The ring evicted sequences `first..=last` before this subscriber read them.
+    pub fn fell_behind(first: u64, last: u64) -> Self {
+        let reason = format!("subscriber fell behind: sequences {first}..{last} are no longer retained");
+        Self { code: 1008, reason: Cow::Owned(reason) }
+    }
+}

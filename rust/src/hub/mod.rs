@@ -1,0 +1,166 @@
+//! `Hub`: the map of topics (node id -> `Topic`), its retention configuration, and the
+//! publish / subscribe / close / drop / shutdown entry points.
+
+mod message;
+mod subscriber;
+#[cfg(test)]
+mod tests;
+mod topic;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::RwLock;
+
+pub use message::{Close, Extension, Message, MessageKind};
+pub use subscriber::{Batch, Subscription};
+pub use topic::Topic;
+
+use crate::codec::envelope::Draft;
+use crate::codec::Envelope;
+use crate::error::{CoreError, CoreResult};
+
+/// Retention and expiry limits, applied to each topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HubConfig {
+    /// Most messages retained per topic (>= 1).
+    pub max_count: usize,
+    /// Most envelope bytes retained per topic (the newest message is always kept).
+    pub max_bytes: usize,
+    /// Messages older than this are evicted; a stream closed this long ago restarts at 1.
+    pub max_age: Duration,
+    /// A topic without events for this long restarts its sequence at 1.
+    pub seq_ttl: Duration,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            max_count: 10_000,
+            max_bytes: 256 * 1024 * 1024,
+            max_age: Duration::from_secs(3600),
+            seq_ttl: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+impl HubConfig {
+    /// Checks the limits are usable.
+    pub fn validate(self) -> CoreResult<Self> {
+        if self.max_count == 0 {
+            return Err(CoreError::Config("max_count must be at least 1".into()));
+        }
+        Ok(self)
+    }
+}
+
+/// Hub statistics (see `Hub::stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Topics known to the hub.
+    pub topics: usize,
+    /// Messages retained over all topics (after expiry).
+    pub retained_messages: usize,
+    /// Envelope bytes retained over all topics.
+    pub retained_bytes: usize,
+    /// Live subscriptions.
+    pub subscribers: usize,
+}
+
+/// The streaming hub: per-topic sequences, retention rings and fan-out.
+#[derive(Debug)]
+pub struct Hub {
+    config: HubConfig,
+    topics: RwLock<HashMap<u64, Arc<Topic>>>,
+    shut_down: AtomicBool,
+}
+
+impl Hub {
+    /// A hub with validated limits.
+    pub fn new(config: HubConfig) -> CoreResult<Self> {
+        Ok(Self { config: config.validate()?, topics: RwLock::default(), shut_down: AtomicBool::new(false) })
+    }
+
+    /// The hub's limits.
+    pub fn config(&self) -> HubConfig {
+        self.config
+    }
+
+    fn topic(&self, id: u64) -> CoreResult<Arc<Topic>> {
+        {
+            let topics = self.topics.read();
+            if self.shut_down.load(Ordering::Acquire) {
+                return Err(CoreError::ShutDown);
+            }
+            if let Some(topic) = topics.get(&id) {
+                return Ok(Arc::clone(topic));
+            }
+        }
+        let mut topics = self.topics.write();
+        if self.shut_down.load(Ordering::Acquire) {
+            return Err(CoreError::ShutDown);
+        }
+        Ok(Arc::clone(topics.entry(id).or_insert_with(|| Arc::new(Topic::new(self.config)))))
+    }
+
+    /// Validates and encodes the message, then assigns it the topic's next sequence.
+    /// An invalid message consumes no sequence number.
+    pub fn publish(
+        &self,
+        topic: u64,
+        header_json: &[u8],
+        payload: Option<&[u8]>,
+        array_hint: Option<(&str, Vec<usize>)>,
+    ) -> CoreResult<u64> {
+        let draft = Draft::new(header_json, payload, array_hint)?;
+        Ok(self.topic(topic)?.publish(draft, Instant::now()))
+    }
+
+    /// Appends an end-of-stream marker; returns its sequence.
+    pub fn close_stream(&self, topic: u64) -> CoreResult<u64> {
+        Ok(self.topic(topic)?.close_stream(Instant::now()))
+    }
+
+    /// Subscribes from the head (`start=None`), or replays from `start` (0 = oldest retained).
+    pub fn subscribe(&self, topic: u64, start: Option<u64>, envelope: Envelope) -> CoreResult<Subscription> {
+        Ok(Subscription::new(self.topic(topic)?, start, envelope, Instant::now()))
+    }
+
+    /// The topic's last sequence, 0 if it has none.
+    pub fn current_sequence(&self, topic: u64) -> u64 {
+        let topic = self.topics.read().get(&topic).cloned();
+        topic.map_or(0, |t| t.current_sequence(Instant::now()))
+    }
+
+    /// Forgets a topic (node deleted); its subscribers close with 1001.
+    pub fn drop_topic(&self, topic: u64) {
+        let removed = self.topics.write().remove(&topic);
+        if let Some(topic) = removed {
+            topic.end(Close::NODE_DELETED);
+        }
+    }
+
+    /// Closes every subscription with 1001; later publish/subscribe fail with `ShutDown`.
+    pub fn shutdown(&self) {
+        let topics = self.topics.write();
+        self.shut_down.store(true, Ordering::Release);
+        for topic in topics.values() {
+            topic.end(Close::SHUTTING_DOWN);
+        }
+    }
+
+    /// Counts over all topics, after expiring old messages.
+    pub fn stats(&self) -> Stats {
+        let topics: Vec<Arc<Topic>> = self.topics.read().values().cloned().collect();
+        let now = Instant::now();
+        topics.iter().fold(Stats { topics: topics.len(), ..Stats::default() }, |mut s, t| {
+            let (count, bytes) = t.retained(now);
+            s.retained_messages += count;
+            s.retained_bytes += bytes;
+            s.subscribers += t.subscribers();
+            s
+        })
+    }
+}

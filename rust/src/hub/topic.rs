@@ -1,0 +1,243 @@
+//! `Topic`: one stream's sequence counter, retention ring (count, bytes, age), sequence expiry,
+//! and the cursor reads that fan messages out without copying them per subscriber.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use super::message::{Close, Message, MessageKind};
+use super::subscriber::Cursor;
+use super::HubConfig;
+use crate::codec::envelope::Draft;
+
+/// One stream (a node id): its ring of retained messages and the subscribers' wake-up.
+#[derive(Debug)]
+pub struct Topic {
+    config: HubConfig,
+    state: Mutex<State>,
+    /// Woken (all waiters) on every publish, close marker and end of the topic.
+    pub(super) notify: Notify,
+    subscribers: AtomicUsize,
+}
+
+#[derive(Debug)]
+struct State {
+    next_seq: u64,
+    ring: VecDeque<Arc<Message>>,
+    bytes: usize,
+    /// Time of the last event (data or marker); drives `seq_ttl`.
+    last_event: Option<Instant>,
+    /// Time of the last end-of-stream marker, cleared by a later data publish.
+    closed_at: Option<Instant>,
+    /// Bumped whenever the sequence restarts at 1, so cursors can follow.
+    epoch: u64,
+    /// Set when the topic is dropped or the hub shuts down.
+    ended: Option<Close>,
+}
+
+impl State {
+    fn head(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    fn oldest(&self) -> u64 {
+        self.ring.front().map_or(self.next_seq, |m| m.sequence())
+    }
+
+    /// Lazy expiry: restart the sequence like Tiled's key TTLs, and drop messages past `max_age`.
+    fn maintain(&mut self, config: &HubConfig, now: Instant) {
+        if let Some(last) = self.last_event {
+            let idle = now.saturating_duration_since(last) >= config.seq_ttl;
+            let closed = self.closed_at.is_some_and(|t| now.saturating_duration_since(t) >= config.max_age);
+            if idle || closed {
+                self.ring.clear();
+                self.bytes = 0;
+                self.next_seq = 1;
+                self.last_event = None;
+                self.closed_at = None;
+                self.epoch += 1;
+            }
+        }
+        while self.ring.front().is_some_and(|m| now.saturating_duration_since(m.published()) >= config.max_age) {
+            self.pop_front();
+        }
+    }
+
+    fn pop_front(&mut self) {
+        if let Some(m) = self.ring.pop_front() {
+            self.bytes -= m.size();
+        }
+    }
+
+    fn push(&mut self, config: &HubConfig, message: Message) {
+        self.bytes += message.size();
+        self.ring.push_back(Arc::new(message));
+        self.next_seq += 1;
+        // Always keep the newest message, even if it alone exceeds `max_bytes`.
+        while self.ring.len() > config.max_count || (self.bytes > config.max_bytes && self.ring.len() > 1) {
+            self.pop_front();
+        }
+    }
+}
+
+impl Topic {
+    pub(super) fn new(config: HubConfig) -> Self {
+        let state = State {
+            next_seq: 1,
+            ring: VecDeque::new(),
+            bytes: 0,
+            last_event: None,
+            closed_at: None,
+            epoch: 0,
+            ended: None,
+        };
+        Self { config, state: Mutex::new(state), notify: Notify::new(), subscribers: AtomicUsize::new(0) }
+    }
+
+    /// Assigns the next sequence to an already validated and encoded draft.
+    pub fn publish(&self, draft: Draft, now: Instant) -> u64 {
+        let seq = {
+            let mut st = self.state.lock();
+            st.maintain(&self.config, now);
+            let seq = st.next_seq;
+            let encoded = draft.finish(seq);
+            st.push(&self.config, Message::data(seq, now, encoded.msgpack, encoded.json));
+            st.last_event = Some(now);
+            st.closed_at = None;
+            seq
+        };
+        self.notify.notify_waiters();
+        seq
+    }
+
+    /// Appends an end-of-stream marker and returns its sequence.
+    pub fn close_stream(&self, now: Instant) -> u64 {
+        let seq = {
+            let mut st = self.state.lock();
+            st.maintain(&self.config, now);
+            let seq = st.next_seq;
+            st.push(&self.config, Message::end_of_stream(seq, now));
+            st.last_event = Some(now);
+            st.closed_at = Some(now);
+            seq
+        };
+        self.notify.notify_waiters();
+        seq
+    }
+
+    /// The last assigned sequence (0 if none since the last restart).
+    pub fn current_sequence(&self, now: Instant) -> u64 {
+        let mut st = self.state.lock();
+        st.maintain(&self.config, now);
+        st.head()
+    }
+
+    /// `(messages, bytes)` retained after expiring old messages.
+    pub fn retained(&self, now: Instant) -> (usize, usize) {
+        let mut st = self.state.lock();
+        st.maintain(&self.config, now);
+        (st.ring.len(), st.bytes)
+    }
+
+    /// Ends every subscription of this topic with `close` (node deleted, shutdown).
+    pub fn end(&self, close: Close) {
+        self.state.lock().ended.get_or_insert(close);
+        self.notify.notify_waiters();
+    }
+
+    /// Number of live subscriptions.
+    pub fn subscribers(&self) -> usize {
+        self.subscribers.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn add_subscriber(&self) {
+        self.subscribers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn remove_subscriber(&self) {
+        self.subscribers.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A cursor for a new subscription: live from the head, or replaying from `start`.
+    pub(super) fn cursor(&self, start: Option<u64>, now: Instant) -> Cursor {
+        let mut st = self.state.lock();
+        st.maintain(&self.config, now);
+        let (head, oldest) = (st.head(), st.oldest());
+        let mut cursor = Cursor { next: head + 1, epoch: st.epoch, ..Cursor::default() };
+        match start {
+            Some(n) if n <= head => {
+                cursor.next = n.max(oldest);
+                cursor.replay_end = head;
+                if n > 0 {
+                    cursor.missed = oldest.saturating_sub(n);
+                }
+            }
+            _ => {}
+        }
+        cursor
+    }
+
+    /// Takes up to `max` deliverable messages after the cursor, and the close if the
+    /// subscription has ended (the close comes after every message that precedes it).
+    pub(super) fn read(&self, cursor: &mut Cursor, max: usize, now: Instant) -> Vec<Arc<Message>> {
+        let mut frames = Vec::new();
+        if cursor.close.is_some() {
+            return frames;
+        }
+        let mut st = self.state.lock();
+        st.maintain(&self.config, now);
+        if let Some(close) = &st.ended {
+            cursor.close = Some(close.clone());
+            return frames;
+        }
+        if cursor.epoch != st.epoch {
+            // The sequence restarted at 1: follow it from the start.
+            cursor.next = 1;
+            cursor.epoch = st.epoch;
+            cursor.replay_end = 0;
+            cursor.end_in_replay = false;
+        }
+        let (head, oldest) = (st.head(), st.oldest());
+        while frames.len() < max && cursor.next <= head {
+            if cursor.end_in_replay && cursor.next > cursor.replay_end {
+                break;
+            }
+            if cursor.next < oldest {
+                if cursor.next <= cursor.replay_end {
+                    // Tiled skips expired sequences silently during replay.
+                    let resume = oldest.min(cursor.replay_end + 1);
+                    cursor.missed += resume - cursor.next;
+                    cursor.next = resume;
+                    continue;
+                }
+                cursor.missed += oldest - cursor.next;
+                cursor.close = Some(Close::fell_behind(cursor.next, oldest - 1));
+                cursor.next = oldest;
+                break;
+            }
+            let index = usize::try_from(cursor.next - oldest).unwrap_or(usize::MAX);
+            let Some(message) = st.ring.get(index) else { break };
+            let in_replay = cursor.next <= cursor.replay_end;
+            cursor.next += 1;
+            match message.kind() {
+                MessageKind::Data => {
+                    cursor.last_sequence = message.sequence();
+                    frames.push(Arc::clone(message));
+                }
+                MessageKind::EndOfStream if in_replay => cursor.end_in_replay = true,
+                MessageKind::EndOfStream => {
+                    cursor.close = Some(Close::PRODUCER_ENDED);
+                    break;
+                }
+            }
+        }
+        if cursor.close.is_none() && cursor.end_in_replay && cursor.next > cursor.replay_end {
+            cursor.close = Some(Close::PRODUCER_ENDED);
+        }
+        frames
+    }
+}

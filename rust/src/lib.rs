@@ -1,0 +1,22 @@
+//! ferrotile's native data plane: the streaming hub and envelope codec, plus (feature `python`)
+//! the `ferrotile._core` extension module registration.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod codec;
+pub mod error;
+pub mod hub;
+#[cfg(feature = "python")]
+mod py;
+
+#[cfg(feature = "python")]
+use pyo3::prelude::*;
+
+/// The `ferrotile._core` extension module.
+#[cfg(feature = "python")]
+#[pymodule]
+mod _core {
+    #[pymodule_export]
+    use crate::py::codec::encode_message;
+    #[pymodule_export]
+    use crate::py::hub::{PyHub, PySubscription};
+}

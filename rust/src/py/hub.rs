@@ -1,0 +1,107 @@
+//! `Hub` as seen from Python: argument conversion and GIL handling around the engine's `Hub`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+pub use super::subscription::PySubscription;
+use crate::codec::Envelope;
+use crate::error::CoreError;
+use crate::hub::{Hub, HubConfig};
+
+/// Payloads at least this large are copied with the GIL released; smaller ones are not worth
+/// the cost (and the risk of waiting for the GIL to come back).
+const DETACH_PAYLOAD_BYTES: usize = 256 * 1024;
+
+/// The streaming hub (see `ferrotile/_core.pyi`).
+#[pyclass(name = "Hub", module = "ferrotile._core", frozen)]
+pub struct PyHub {
+    inner: Arc<Hub>,
+}
+
+fn seconds(name: &str, value: f64) -> Result<Duration, CoreError> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| CoreError::Config(format!("{name} must be a non-negative number of seconds")))
+}
+
+#[pymethods]
+impl PyHub {
+    #[new]
+    #[pyo3(signature = (*, max_count = 10_000, max_bytes = 268_435_456, max_age = 3600.0, seq_ttl = 2_592_000.0))]
+    fn new(max_count: usize, max_bytes: usize, max_age: f64, seq_ttl: f64) -> PyResult<Self> {
+        let config = HubConfig {
+            max_count,
+            max_bytes,
+            max_age: seconds("max_age", max_age)?,
+            seq_ttl: seconds("seq_ttl", seq_ttl)?,
+        };
+        Ok(Self { inner: Arc::new(Hub::new(config)?) })
+    }
+
+    /// Publishes one message; returns its sequence. Invalid messages consume no sequence.
+    #[pyo3(signature = (topic, header, payload = None, array_json = None))]
+    fn publish(
+        &self,
+        py: Python<'_>,
+        topic: u64,
+        header: &[u8],
+        payload: Option<&[u8]>,
+        array_json: Option<(String, Vec<usize>)>,
+    ) -> PyResult<u64> {
+        let hint = || array_json.as_ref().map(|(dtype, shape)| (dtype.as_str(), shape.clone()));
+        let run = || self.inner.publish(topic, header, payload, hint());
+        let seq = if payload.is_some_and(|p| p.len() >= DETACH_PAYLOAD_BYTES) { py.detach(run) } else { run() };
+        Ok(seq?)
+    }
+
+    /// Appends an end-of-stream marker; returns its sequence.
+    fn close_stream(&self, topic: u64) -> PyResult<u64> {
+        Ok(self.inner.close_stream(topic)?)
+    }
+
+    /// Subscribes to a topic (live, or replaying from `start`).
+    #[pyo3(signature = (topic, start = None, envelope = "msgpack"))]
+    fn subscribe(&self, topic: u64, start: Option<u64>, envelope: &str) -> PyResult<PySubscription> {
+        let envelope = Envelope::parse(envelope)?;
+        Ok(PySubscription::new(self.inner.subscribe(topic, start, envelope)?))
+    }
+
+    /// The topic's last sequence (0 if none).
+    fn current_sequence(&self, topic: u64) -> u64 {
+        self.inner.current_sequence(topic)
+    }
+
+    /// Forgets a topic; its subscribers close with 1001.
+    fn drop_topic(&self, topic: u64) {
+        self.inner.drop_topic(topic);
+    }
+
+    /// Closes all subscribers with 1001 and refuses later publish/subscribe.
+    fn shutdown(&self) {
+        self.inner.shutdown();
+    }
+
+    /// `topics`, `retained_messages`, `retained_bytes`, `subscribers`.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let stats = self.inner.stats();
+        let dict = PyDict::new(py);
+        dict.set_item("topics", stats.topics)?;
+        dict.set_item("retained_messages", stats.retained_messages)?;
+        dict.set_item("retained_bytes", stats.retained_bytes)?;
+        dict.set_item("subscribers", stats.subscribers)?;
+        Ok(dict)
+    }
+
+    fn __repr__(&self) -> String {
+        let c = self.inner.config();
+        format!(
+            "Hub(max_count={}, max_bytes={}, max_age={}, seq_ttl={})",
+            c.max_count,
+            c.max_bytes,
+            c.max_age.as_secs_f64(),
+            c.seq_ttl.as_secs_f64()
+        )
+    }
+}

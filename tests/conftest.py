@@ -1,0 +1,97 @@
+"""Fixtures that start real servers: ferrotile under Granian on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+os.environ.setdefault("no_proxy", "127.0.0.1,localhost")
+
+API_KEY = "secret"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class RunningServer:
+    url: str
+    api_key: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://", 1)
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_server(log_dir: Path, *extra: str, api_key: str = API_KEY) -> RunningServer:
+    port = free_port()
+    log = log_dir / f"server-{port}.log"
+    command = [
+        sys.executable, "-m", "ferrotile", "serve", "catalog", "--temp",
+        "--api-key", api_key, "--port", str(port), *extra,
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
+                if response.status == 200:
+                    return RunningServer(url, api_key, process, log)
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"server did not become healthy:\n{log.read_text()}")
+
+
+def stop_server(server: RunningServer) -> None:
+    server.process.send_signal(signal.SIGINT)
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    running = start_server(tmp_path_factory.mktemp("server"))
+    yield running
+    stop_server(running)
+
+
+@pytest.fixture(scope="session")
+def public_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    running = start_server(tmp_path_factory.mktemp("public"), "--public")
+    yield running
+    stop_server(running)
+
+
+@pytest.fixture
+def key() -> str:
+    """A fresh node key, so tests sharing a server never collide."""
+    return f"k{uuid.uuid4().hex[:12]}"

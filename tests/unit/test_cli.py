@@ -1,0 +1,67 @@
+"""CLI errors are one clear line and exit status 1, never a traceback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ferrotile", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], needle: str) -> None:
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("ferrotile: error: ")
+    assert needle in lines[0], lines[0]
+
+
+def test_missing_database_without_init(tmp_path: Path) -> None:
+    result = run("serve", "catalog", str(tmp_path / "missing.db"))
+    assert_one_line_error(result, "--init")
+
+
+def test_bad_database_uri() -> None:
+    assert_one_line_error(run("serve", "catalog", "mysql://x/y", "--init"), "mysql")
+
+
+def test_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        result = run("serve", "catalog", "--temp", "--port", str(port))
+    assert_one_line_error(result, f"Port {port}")
+
+
+def test_unwritable_directory(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = run("serve", "catalog", "--temp", "-w", str(blocker / "data"))
+    assert_one_line_error(result, "not writable")
+
+
+def test_workers_need_a_shared_cache() -> None:
+    assert_one_line_error(run("serve", "catalog", "--temp", "--workers", "2"), "--workers")
+
+
+def test_no_database_and_no_temp() -> None:
+    assert_one_line_error(run("serve", "catalog"), "--temp")
+
+
+def test_help_documents_every_flag() -> None:
+    result = run("serve", "catalog", "--help")
+    assert result.returncode == 0
+    flags = "--temp --init --write --read --api-key --public --cache --cache-data-ttl"
+    for flag in [*flags.split(), "--cache-seq-ttl", "--host", "--port", "--workers"]:
+        assert flag in result.stdout
