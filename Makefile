@@ -24,8 +24,14 @@ $(VENV)/bin/maturin:
 
 venv: $(VENV)/bin/maturin
 
-build: venv ## build the Rust extension (release) and install ferrotile + test deps into .venv
-	$(VENV)/bin/maturin develop --release --extras test --quiet
+# Dependencies are (re)installed when pyproject.toml changes; the extension is rebuilt in place
+# on every build (incremental, so quick when nothing changed).
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/maturin
+	$(VENV)/bin/maturin develop --release --extras test
+	touch $@
+
+build: $(VENV)/.installed ## build the Rust extension (release) and install ferrotile + test deps into .venv
+	$(VENV)/bin/maturin develop --release --skip-install --quiet
 
 serve: build ## run a server on the embedded default (temporary SQLite catalog, in-process streaming)
 	$(VENV)/bin/ferrotile serve catalog --temp $(ARGS)

@@ -100,10 +100,11 @@ class Subscription:
 
     async def next_batch(
         self, max_messages: int = 64
-    ) -> tuple[list[bytes], tuple[int, str] | None]:
+    ) -> tuple[list[bytes | str], tuple[int, str] | None]:
         """Wait until at least one frame or the close is available.
 
-        Returns up to ``max_messages`` frames (the shared ``bytes`` objects, in sequence order)
+        Returns up to ``max_messages`` frames (the shared ``bytes`` objects for msgpack, ``str``
+        for JSON (sent as text frames), in sequence order)
         and, once the subscription has ended, the close ``(code, reason)``: 1000 producer ended,
         1001 node deleted / server shutting down / subscription cancelled, 1008 fell behind.
         After a close, further calls return ``([], close)``. The GIL is not held while waiting.
@@ -124,5 +125,5 @@ class Subscription:
     def missed(self) -> int:
         """Sequences this subscriber skipped because they were no longer retained."""
 
-def encode_message(header: bytes, envelope: str = "msgpack") -> bytes:
+def encode_message(header: bytes, envelope: str = "msgpack") -> bytes | str:
     """Encode a one-off message (e.g. the schema frame) without sequence or payload."""

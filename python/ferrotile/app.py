@@ -42,7 +42,7 @@ def build_app(settings: Settings) -> Starlette:
     return Starlette(
         routes=routes(),
         middleware=[Middleware(ApiKeyCookieMiddleware, api_key=settings.api_key)],
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
 

@@ -19,4 +19,9 @@ mod _core {
     use crate::py::codec::encode_message;
     #[pymodule_export]
     use crate::py::hub::{PyHub, PySubscription};
+
+    #[pymodule_init]
+    fn init(module: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
+        crate::py::register(module)
+    }
 }

@@ -21,8 +21,13 @@ def http(server: RunningServer) -> Iterator[httpx.Client]:
 
 def array_body(key: str, array: np.ndarray, chunks: list[list[int]] | None = None) -> dict:
     """A POST /metadata body for a writable array, as the stock client sends it."""
+    import dataclasses
+    import json
+
     from tiled.structures.array import BuiltinDtype
 
+    dtype = BuiltinDtype.from_numpy_dtype(array.dtype)
+    data_type = json.loads(json.dumps(dataclasses.asdict(dtype)))
     return {
         "id": key,
         "structure_family": "array",
@@ -33,7 +38,7 @@ def array_body(key: str, array: np.ndarray, chunks: list[list[int]] | None = Non
             {
                 "structure_family": "array",
                 "structure": {
-                    "data_type": BuiltinDtype.from_numpy_dtype(array.dtype).to_json(),
+                    "data_type": data_type,
                     "chunks": chunks or [[n] for n in array.shape],
                     "shape": list(array.shape),
                     "dims": None,

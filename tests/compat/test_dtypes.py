@@ -23,7 +23,7 @@ def sample(dtype: np.dtype[Any], shape: tuple[int, ...]) -> np.ndarray:
         flat = rng.integers(0, 2, n).astype(bool)
     elif dtype.kind in "iu":
         info = np.iinfo(dtype)
-        flat = rng.integers(info.min, info.max, n, dtype=dtype, endpoint=True)
+        flat = rng.integers(info.min, info.max, n, dtype=dtype.newbyteorder("="), endpoint=True)
     elif dtype.kind == "f":
         flat = rng.standard_normal(n).astype(dtype)
     elif dtype.kind == "c":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -214,3 +216,26 @@ def test_encode_message() -> None:
         _core.encode_message(b"1")
     with pytest.raises(EnvelopeError):
         _core.encode_message(header, "yaml")
+
+
+EXIT_SCRIPT = """
+import asyncio
+from ferrotile import _core
+
+hub = _core.Hub()
+
+async def main():
+    subs = [hub.subscribe(1) for _ in range(2000)]
+    pending = [asyncio.ensure_future(s.next_batch()) for s in subs]
+    await asyncio.sleep(0.01)
+    hub.publish(1, b'{"type": "x"}')
+
+asyncio.run(main())
+"""
+
+
+def test_interpreter_exit_right_after_waking_many_waiters_is_clean() -> None:
+    # Regression: Tokio threads attaching during finalization used to abort the process.
+    for _ in range(5):
+        done = subprocess.run([sys.executable, "-c", EXIT_SCRIPT], capture_output=True, timeout=60)
+        assert done.returncode == 0, done.stderr.decode()[-2000:]

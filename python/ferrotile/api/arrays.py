@@ -56,6 +56,17 @@ def _param(request: Request, name: str) -> tuple[int, ...] | None:
         raise ApiError(422, str(exc)) from None
 
 
+def _block(request: Request, structure: ArrayStructure) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The ``block`` query parameter and that block's shape (422 when absent or out of range)."""
+    block = _param(request, "block")
+    if block is None:
+        raise ApiError(422, "Query parameter 'block' is required, e.g. ?block=0,0")
+    try:
+        return block, structure.block_shape(block)
+    except ValueError as exc:
+        raise ApiError(422, str(exc)) from None
+
+
 async def _body_array(
     request: Request, structure: ArrayStructure, shape: tuple[int, ...]
 ) -> tuple[bytes, np.ndarray]:
@@ -100,13 +111,7 @@ async def put_block(request: Request) -> Response:
     state = require(request, Access.WRITE)
     node = await state.node(request.path_params["path"])
     structure = _structure(node)
-    block = _param(request, "block")
-    if block is None:
-        raise ApiError(422, "Query parameter 'block' is required, e.g. ?block=0,0")
-    try:
-        shape = structure.block_shape(block)
-    except ValueError as exc:
-        raise ApiError(422, str(exc)) from None
+    block, shape = _block(request, structure)
     persist = query_bool(request, "persist", True)
     body, data = await _body_array(request, structure, shape)
     if persist:
@@ -223,13 +228,7 @@ async def get_block(request: Request) -> Response:
     state = require(request, Access.READ)
     node = await state.node(request.path_params["path"])
     structure = _structure(node)
-    block = _param(request, "block")
-    if block is None:
-        raise ApiError(422, "Query parameter 'block' is required, e.g. ?block=0,0")
-    try:
-        shape = structure.block_shape(block)
-    except ValueError as exc:
-        raise ApiError(422, str(exc)) from None
+    block, shape = _block(request, structure)
     _wants_json(request)
     selection = _selection(request, shape)
     data = await asyncio.to_thread(state.arrays.get(node).read_block, block, selection)

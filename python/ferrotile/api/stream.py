@@ -91,15 +91,14 @@ async def _first_message_auth(ws: WebSocket, api_key: str) -> bool:
     return True
 
 
-async def _pump(ws: WebSocket, subscription: _core.Subscription, kind: str) -> None:
+async def _pump(ws: WebSocket, subscription: _core.Subscription, kind: str) -> tuple[int, str]:
+    """Send frames until the subscription ends; return its close code and reason."""
     while True:
         frames, close = await subscription.next_batch(BATCH)
         for frame in frames:
             await ws.send({"type": "websocket.send", kind: frame})
         if close is not None:
-            code, reason = close
-            await ws.close(code, reason)
-            return
+            return close
 
 
 async def _until_disconnect(ws: WebSocket) -> None:
@@ -125,21 +124,21 @@ async def subscribe(ws: WebSocket) -> None:
             return
         kind = "bytes" if envelope == "msgpack" else "text"
         schema = encode_once(_schema(node), envelope)
-        await ws.send(
-            {"type": "websocket.send", kind: schema if kind == "bytes" else schema.decode()}
-        )
+        await ws.send({"type": "websocket.send", kind: schema})
         pump = asyncio.create_task(_pump(ws, subscription, kind))
         watch = asyncio.create_task(_until_disconnect(ws))
-        done, pending = await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-        for task in pending:
+        await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
+        # Stop the other task before closing: a close must not be cancelled half-way (the peer
+        # would never see the close frame), and a departed peer needs no more frames.
+        for task in (pump, watch):
+            if not task.done():
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
                 await task
-        for task in done:
-            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-                task.result()
-    except (WebSocketDisconnect, OSError):
-        pass
+        if pump.done() and not pump.cancelled() and pump.exception() is None:
+            code, reason = pump.result()
+            await ws.close(code, reason)
+    except (WebSocketDisconnect, OSError, RuntimeError):
+        pass  # the peer went away (RuntimeError: Starlette refuses sends on a closed socket)
     finally:
         subscription.cancel()

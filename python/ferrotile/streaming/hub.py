@@ -54,6 +54,6 @@ class StreamHub:
         return self._hub.stats()
 
 
-def encode_once(header: dict[str, Any], envelope: str) -> bytes:
-    """Encode a per-connection message (the schema) in the subscriber's envelope."""
+def encode_once(header: dict[str, Any], envelope: str) -> bytes | str:
+    """Encode a per-connection message (the schema): ``bytes`` for msgpack, ``str`` for JSON."""
     return _core.encode_message(orjson.dumps(header), envelope)

@@ -1,6 +1,14 @@
 //! The pyo3 binding layer: thin wrappers that convert arguments, release the GIL and map errors.
 
 pub mod codec;
+mod deliver;
 pub mod errors;
 pub mod hub;
-mod subscription;
+pub(crate) mod subscription;
+
+use pyo3::prelude::*;
+
+/// Module initialisation beyond the exported names: the interpreter-exit hook.
+pub(crate) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    deliver::register(module)
+}
