@@ -36,10 +36,11 @@ build: $(VENV)/.installed ## build the Rust extension (release) and install ferr
 serve: build ## run a server on the embedded default (temporary SQLite catalog, in-process streaming)
 	$(VENV)/bin/ferrotile serve catalog --temp $(ARGS)
 
-lint: build ## ruff, mypy, rustfmt, clippy
+lint: build ## ruff, mypy (and stubtest of the native module), rustfmt, clippy
 	$(VENV)/bin/ruff check python tests bench
 	$(VENV)/bin/ruff format --check python tests bench
 	$(VENV)/bin/mypy
+	$(PY) -m mypy.stubtest ferrotile._core
 	cargo fmt --all --check
 	cargo clippy --all-targets --quiet -- -D warnings
 

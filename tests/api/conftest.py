@@ -55,11 +55,11 @@ def array_body(key: str, array: np.ndarray, chunks: list[list[int]] | None = Non
     }
 
 
-def create_array(http: httpx.Client, key: str, array: np.ndarray) -> None:
-    response = http.post("/metadata/", json=array_body(key, array))
+def create_array(http: httpx.Client, key: str, array: np.ndarray, parent: str = "") -> None:
+    response = http.post(f"/metadata/{parent}", json=array_body(key, array))
     assert response.status_code == 200, response.text
     response = http.put(
-        f"/array/full/{key}",
+        f"/array/full/{parent}/{key}",
         content=array.tobytes(),
         headers={"Content-Type": "application/octet-stream"},
     )

@@ -175,3 +175,22 @@ def test_search_pages_and_lookup(http: httpx.Client, key: str) -> None:
     assert [item["id"] for item in found["data"]] == ["c3"]
     keys_only = http.get(f"/search/{key}", params={"fields": ""}).json()
     assert keys_only["data"][0]["attributes"]["metadata"] is None
+
+
+def test_api_root_without_slash_redirects_keeping_the_query(server: RunningServer) -> None:
+    response = httpx.get(f"{server.url}/api/v1", params={"api_key": "secret"})
+    assert response.status_code == 307
+    assert response.headers["location"].endswith("/api/v1/?api_key=secret")
+
+
+def test_delete_semantics(http: httpx.Client, key: str) -> None:
+    assert http.post("/metadata/", json={"id": key, "structure_family": "container"}).is_success
+    create_array(http, "a", np.arange(3), parent=key)
+    refused = http.delete(f"/metadata/{key}")
+    assert refused.status_code == 409 and "recursive" in refused.json()["detail"]
+    internal = http.delete(f"/metadata/{key}", params={"recursive": "true"})
+    assert internal.status_code == 409 and "external_only" in internal.json()["detail"]
+    done = http.delete(f"/metadata/{key}", params={"recursive": "true", "external_only": "false"})
+    assert done.status_code == 200 and done.json() is None
+    assert http.get(f"/metadata/{key}/a").status_code == 404
+    assert http.get(f"/metadata/{key}").status_code == 404

@@ -213,3 +213,27 @@ def test_empty_segments_collapse_on_websocket(
     with ws(server, f"//{key}", "envelope_format=msgpack&start=1") as conn:
         assert recv(conn)["type"] == "array-schema"
         assert recv(conn)["sequence"] == 1
+
+
+def test_deleting_a_node_closes_its_subscribers_1001(
+    server: RunningServer, http: httpx.Client, key: str
+) -> None:
+    create_array(http, key, np.arange(3))
+    with ws(server, key) as conn:
+        recv(conn)
+        assert http.delete(f"/metadata/{key}", params={"external_only": "false"}).status_code == 200
+        with pytest.raises(ConnectionClosed) as info:
+            recv(conn)
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+    assert http.get(f"/metadata/{key}").status_code == 404
+
+
+def test_write_right_after_handshake_is_not_lost(
+    server: RunningServer, http: httpx.Client, key: str
+) -> None:
+    create_array(http, key, np.arange(3))
+    for i in range(20):
+        with ws(server, key) as conn:
+            assert put(http, key, np.array([i, i, i])).status_code == 200
+            recv(conn)  # schema
+            assert np.frombuffer(recv(conn)["payload"], "<i8").tolist() == [i, i, i]

@@ -21,12 +21,16 @@ from ferrotile.api.common import (
 )
 from ferrotile.api.errors import ApiError
 from ferrotile.api.items import links, render
-from ferrotile.api.search import _fields
+from ferrotile.api.search import parse_fields
 from ferrotile.catalog.models import Asset, DataSource, Node
 from ferrotile.errors import NotEmpty
 from ferrotile.state import AppState, path_from_file_uri
 from ferrotile.storage.zarr_array import ZarrArray
 from ferrotile.streaming import messages
+
+NOT_EMPTY = (
+    "Cannot delete a node that is not empty. Delete its contents first or pass `recursive=True`."
+)
 
 
 async def get_metadata(request: Request) -> Response:
@@ -39,7 +43,7 @@ async def get_metadata(request: Request) -> Response:
         node,
         base_url(request),
         count=count,
-        fields=_fields(request),
+        fields=parse_fields(request),
         include_data_sources=query_bool(request, "include_data_sources", False),
     )
     return json_response({"data": item, "error": None, "links": None, "meta": {}})
@@ -144,6 +148,9 @@ async def delete_metadata(request: Request) -> Response:
         raise ApiError(405, "The root node cannot be deleted")
     recursive = query_bool(request, "recursive", False)
     external_only = query_bool(request, "external_only", True)
+    has_children = node.structure_family == "container" and await state.catalog.count_children(node)
+    if has_children and not recursive:
+        raise ApiError(409, NOT_EMPTY)
     if external_only and _writable(await _subtree(state, node)):
         raise ApiError(
             409,
@@ -153,12 +160,8 @@ async def delete_metadata(request: Request) -> Response:
         )
     try:
         deleted = await state.catalog.delete_node(node, recursive=recursive)
-    except NotEmpty:
-        raise ApiError(
-            409,
-            "Cannot delete a node that is not empty. "
-            "Delete its contents first or pass `recursive=True`.",
-        ) from None
+    except NotEmpty:  # a child was added since the check above
+        raise ApiError(409, NOT_EMPTY) from None
     for gone in deleted:
         state.arrays.forget(gone.id)
         if state.hub is not None:

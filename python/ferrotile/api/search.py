@@ -34,7 +34,7 @@ def _filters(request: Request) -> dict[str, dict[str, str]]:
     return found
 
 
-def _fields(request: Request) -> list[str] | None:
+def parse_fields(request: Request) -> list[str] | None:
     values = request.query_params.getlist("fields")
     if not values:
         return None
@@ -75,7 +75,7 @@ async def search(request: Request) -> Response:
         raise ApiError(404, f"{'/'.join(node.path)!r} is not a container; it cannot be searched")
     offset = query_int(request, "page[offset]", 0)
     limit = min(query_int(request, "page[limit]", DEFAULT_LIMIT), MAX_LIMIT)
-    fields = _fields(request)
+    fields = parse_fields(request)
     include_ds = query_bool(request, "include_data_sources", False)
     sort = request.query_params.get("sort", "")
     if sort not in ("", "_"):
