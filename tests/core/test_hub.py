@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -239,3 +240,27 @@ def test_interpreter_exit_right_after_waking_many_waiters_is_clean() -> None:
     for _ in range(5):
         done = subprocess.run([sys.executable, "-c", EXIT_SCRIPT], capture_output=True, timeout=60)
         assert done.returncode == 0, done.stderr.decode()[-2000:]
+
+
+def test_cancelled_waits_never_swallow_messages() -> None:
+    # A wait cancelled while a publish is waking it must leave the frames for the next wait.
+    hub = _core.Hub()
+    sub = hub.subscribe(1)
+
+    async def main() -> list[int]:
+        received: list[int] = []
+        for _ in range(1000):
+            pending = asyncio.ensure_future(sub.next_batch())
+            await asyncio.sleep(0)
+            hub.publish(1, HEADER)
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                frames, _ = await pending
+                received += [unpack(f)["sequence"] for f in frames]
+        while len(received) < 1000:
+            frames, close = await asyncio.wait_for(sub.next_batch(), 5)
+            assert close is None
+            received += [unpack(f)["sequence"] for f in frames]
+        return received
+
+    assert asyncio.run(main()) == list(range(1, 1001))

@@ -86,19 +86,37 @@ impl Subscription {
         Batch { frames, close }
     }
 
-    /// Waits until at least one frame or the close is available.
-    pub async fn next_batch(&self, max: usize) -> Batch {
+    /// Whether `try_next` would return a frame or the close now; consumes nothing.
+    pub fn is_ready(&self) -> bool {
+        let mut peek = self.cursor.lock().clone();
+        let frames = self.topic.read(&mut peek, 1, Instant::now());
+        !frames.is_empty() || peek.close.is_some()
+    }
+
+    /// Waits until `try_next` would return something, without consuming it: a waiter that is
+    /// abandoned half-way (e.g. its asyncio task is cancelled) loses no message.
+    pub async fn ready(&self) {
         loop {
             // Register for wake-ups before looking, so a publish in between is not lost.
             let published = self.topic.notify.notified();
             let cancelled = self.cancelled.notified();
-            let batch = self.try_next(max);
-            if !batch.frames.is_empty() || batch.close.is_some() {
-                return batch;
+            if self.is_ready() {
+                return;
             }
             tokio::select! {
                 () = published => {}
                 () = cancelled => {}
+            }
+        }
+    }
+
+    /// Waits until at least one frame or the close is available, and takes it.
+    pub async fn next_batch(&self, max: usize) -> Batch {
+        loop {
+            self.ready().await;
+            let batch = self.try_next(max);
+            if !batch.frames.is_empty() || batch.close.is_some() {
+                return batch;
             }
         }
     }

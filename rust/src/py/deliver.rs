@@ -1,7 +1,9 @@
-//! Handing awaited batches to asyncio. Waiting happens on Tokio; one delivery thread then
-//! attaches once per burst of ready batches and resolves their asyncio futures with a single
-//! `call_soon_threadsafe` per event loop. It also keeps interpreter exit safe: after the
-//! `atexit` hook has run, nothing attaches any more.
+//! Handing awaited batches to asyncio. Waiting for readiness happens on Tokio; one delivery
+//! thread then attaches once per burst of woken waiters and schedules, with a single
+//! `call_soon_threadsafe` per event loop, a callback that takes the frames *on the event loop*
+//! and resolves the futures. Frames are taken only for a future still pending, so a waiter
+//! cancelled at any moment (even while a publish is waking it) loses no message. It also keeps
+//! interpreter exit safe: after the `atexit` hook has run, nothing attaches any more.
 //!
 //! Why not `pyo3_async_runtimes::future_into_py`: it attaches once per future from a fresh
 //! blocking thread; when the interpreter exited right after a publish had woken many waiters,
@@ -10,15 +12,16 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyList, PyTuple};
+use pyo3::types::PyList;
 use tokio::task::AbortHandle;
 
-use super::subscription::PyBatch;
+use super::subscription::Waiter;
 
 static EXITING: AtomicBool = AtomicBool::new(false);
 static DELIVERING: AtomicBool = AtomicBool::new(false);
@@ -27,11 +30,26 @@ static SENDER: OnceLock<Sender<Completion>> = OnceLock::new();
 /// Longest the exit hook waits for a delivery under way.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// A finished wait: resolve `future` (of `event_loop`) with `batch`, converted once attached.
+/// A woken waiter: resolve `future` (of `event_loop`) with what `waiter` takes, on the loop.
 pub(crate) struct Completion {
     pub event_loop: Py<PyAny>,
     pub future: Py<PyAny>,
-    pub batch: PyBatch,
+    pub waiter: Waiter,
+    /// Where the current Tokio wait's abort handle lives (replaced when re-armed).
+    pub abort: Arc<Mutex<Option<AbortHandle>>>,
+}
+
+/// Starts (or restarts) the Tokio wait of `completion`; it is submitted once the subscription
+/// has something ready.
+pub(crate) fn arm(completion: Completion) {
+    let subscription = Arc::clone(&completion.waiter.subscription);
+    let abort = Arc::clone(&completion.abort);
+    let mut slot = abort.lock();
+    let task = pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+        subscription.ready().await;
+        submit(completion);
+    });
+    *slot = Some(task.abort_handle());
 }
 
 /// Queues a completion for the delivery thread (started on first use).
@@ -61,59 +79,75 @@ fn run(rx: Receiver<Completion>) {
 }
 
 fn deliver(py: Python<'_>, burst: Vec<Completion>) {
-    let mut by_loop: Vec<(Py<PyAny>, Vec<Bound<'_, PyTuple>>)> = Vec::new();
-    for Completion { event_loop, future, batch } in burst {
-        let value = match batch.into_pyobject(py) {
-            Ok(value) => value.into_any(),
-            Err(err) => err.into_value(py).into_bound(py).into_any(),
-        };
-        let Ok(pair) = PyTuple::new(py, [future.into_bound(py), value]) else { continue };
+    let mut by_loop: Vec<(Py<PyAny>, Vec<Bound<'_, Pending>>)> = Vec::new();
+    for completion in burst {
+        let event_loop = completion.event_loop.clone_ref(py);
+        let Ok(pending) = Bound::new(py, Pending(Mutex::new(Some(completion)))) else { continue };
         match by_loop.iter_mut().find(|(l, _)| l.as_ptr() == event_loop.as_ptr()) {
-            Some((_, pairs)) => pairs.push(pair),
-            None => by_loop.push((event_loop, vec![pair])),
+            Some((_, items)) => items.push(pending),
+            None => by_loop.push((event_loop, vec![pending])),
         }
     }
     let Ok(resolve) = resolver(py) else { return };
-    for (event_loop, pairs) in by_loop {
-        let Ok(pairs) = PyList::new(py, pairs) else { continue };
+    for (event_loop, items) in by_loop {
+        let Ok(items) = PyList::new(py, items) else { continue };
         // Fails only if the loop is closed; its futures can no longer be awaited anyway.
-        let _ = event_loop.call_method1(py, pyo3::intern!(py, "call_soon_threadsafe"), (resolve, pairs));
+        let _ = event_loop.call_method1(py, pyo3::intern!(py, "call_soon_threadsafe"), (resolve, items));
     }
 }
+
+/// A woken waiter travelling to its event loop (taken exactly once there).
+#[pyclass(frozen)]
+struct Pending(Mutex<Option<Completion>>);
 
 fn resolver(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
     static RESOLVE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     RESOLVE.get_or_try_init(py, || Ok(wrap_pyfunction!(_resolve_batches, py)?.into_any().unbind())).map(|f| f.bind(py))
 }
 
-/// Runs on the event loop: sets each `(future, result)` pair (exceptions via `set_exception`)
-/// unless the future was cancelled meanwhile.
+/// Runs on the event loop: for each future still pending, takes the ready frames and sets the
+/// result; if another waiter took them first, waits again. Cancelled futures take nothing.
 #[pyfunction]
-fn _resolve_batches(pairs: &Bound<'_, PyList>) -> PyResult<()> {
-    let py = pairs.py();
-    for pair in pairs.iter() {
-        let (future, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = pair.extract()?;
+fn _resolve_batches(items: &Bound<'_, PyList>) -> PyResult<()> {
+    let py = items.py();
+    for item in items.iter() {
+        let Some(completion) = item.cast::<Pending>()?.get().0.lock().take() else { continue };
+        let future = completion.future.clone_ref(py).into_bound(py);
         if future.call_method0(pyo3::intern!(py, "done"))?.is_truthy()? {
             continue;
         }
-        if value.is_instance_of::<pyo3::exceptions::PyBaseException>() {
-            future.call_method1(pyo3::intern!(py, "set_exception"), (value,))?;
-        } else {
-            future.call_method1(pyo3::intern!(py, "set_result"), (value,))?;
-        }
+        let Some(batch) = completion.waiter.take(py) else {
+            arm(completion);
+            continue;
+        };
+        match batch.into_pyobject(py) {
+            Ok(value) => future.call_method1(pyo3::intern!(py, "set_result"), (value,))?,
+            Err(err) => future.call_method1(pyo3::intern!(py, "set_exception"), (err.into_value(py),))?,
+        };
     }
     Ok(())
 }
 
-/// Done-callback of an awaited future: cancelling it aborts the Tokio wait.
+/// Done-callback of an awaited future: cancelling it aborts the Tokio wait (whichever is
+/// current: a re-armed wait replaces the handle).
 #[pyclass(frozen)]
-pub(crate) struct AbortOnCancel(pub AbortHandle);
+#[derive(Default)]
+pub(crate) struct AbortOnCancel(Arc<Mutex<Option<AbortHandle>>>);
+
+impl AbortOnCancel {
+    /// The shared slot holding the current wait's abort handle.
+    pub(crate) fn handle(&self) -> Arc<Mutex<Option<AbortHandle>>> {
+        Arc::clone(&self.0)
+    }
+}
 
 #[pymethods]
 impl AbortOnCancel {
     fn __call__(&self, future: &Bound<'_, PyAny>) -> PyResult<()> {
         if future.call_method0(pyo3::intern!(future.py(), "cancelled"))?.is_truthy()? {
-            self.0.abort();
+            if let Some(handle) = self.0.lock().take() {
+                handle.abort();
+            }
         }
         Ok(())
     }

@@ -28,26 +28,24 @@ impl PySubscription {
     /// Awaits at least one frame or the close; returns `(frames, close)`.
     #[pyo3(signature = (max_messages = 64))]
     fn next_batch<'py>(&self, py: Python<'py>, max_messages: usize) -> PyResult<Bound<'py, PyAny>> {
-        let envelope = self.inner.envelope();
         let event_loop = pyo3_async_runtimes::get_running_loop(py)?;
         let future = event_loop.call_method0(intern!(py, "create_future"))?;
-        // JSON frames may be transcoded here (once per message): do that without the GIL.
-        let ready = match envelope {
-            Envelope::Json => py.detach(|| self.inner.try_next(max_messages)),
-            Envelope::Msgpack => self.inner.try_next(max_messages),
-        };
-        if !ready.frames.is_empty() || ready.close.is_some() {
+        let waiter =
+            Waiter { subscription: Arc::clone(&self.inner), max: max_messages, envelope: self.inner.envelope() };
+        if let Some(batch) = waiter.take(py) {
             // Fast path: no Tokio round trip when something is already there.
-            future.call_method1(intern!(py, "set_result"), (PyBatch { batch: ready, envelope },))?;
+            future.call_method1(intern!(py, "set_result"), (batch,))?;
             return Ok(future);
         }
-        let sub = Arc::clone(&self.inner);
-        let (event_loop, pending) = (event_loop.unbind(), future.clone().unbind());
-        let task = pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
-            let batch = PyBatch { batch: sub.next_batch(max_messages).await, envelope };
-            deliver::submit(Completion { event_loop, future: pending, batch });
+        let abort = AbortOnCancel::default();
+        let handle = abort.handle();
+        future.call_method1(intern!(py, "add_done_callback"), (abort,))?;
+        deliver::arm(Completion {
+            event_loop: event_loop.unbind(),
+            future: future.clone().unbind(),
+            waiter,
+            abort: handle,
         });
-        future.call_method1(intern!(py, "add_done_callback"), (AbortOnCancel(task.abort_handle()),))?;
         Ok(future)
     }
 
@@ -66,6 +64,25 @@ impl PySubscription {
     #[getter]
     fn missed(&self) -> u64 {
         self.inner.missed()
+    }
+}
+
+/// What an awaiting `next_batch` takes once woken: up to `max` frames of `subscription`.
+pub(crate) struct Waiter {
+    pub subscription: Arc<Subscription>,
+    pub max: usize,
+    pub envelope: Envelope,
+}
+
+impl Waiter {
+    /// Takes what is ready now (JSON transcoding, once per message, runs without the GIL);
+    /// `None` if nothing is.
+    pub(crate) fn take(&self, py: Python<'_>) -> Option<PyBatch> {
+        let batch = match self.envelope {
+            Envelope::Json => py.detach(|| self.subscription.try_next(self.max)),
+            Envelope::Msgpack => self.subscription.try_next(self.max),
+        };
+        (!batch.frames.is_empty() || batch.close.is_some()).then_some(PyBatch { batch, envelope: self.envelope })
     }
 }
 
