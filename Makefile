@@ -12,7 +12,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/ferrotile/target
 export NO_PROXY := 127.0.0.1,localhost,$(NO_PROXY)
 export no_proxy := 127.0.0.1,localhost,$(no_proxy)
 
-.PHONY: help serve test lint build venv rust-test pytest bench clean
+.PHONY: help serve test lint build venv rust-test pytest system-deps bench clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -47,7 +47,13 @@ lint: build ## ruff, mypy (and stubtest of the native module), rustfmt, clippy
 rust-test: ## cargo test (the engine, no Python needed)
 	cargo test --quiet
 
-pytest: build ## pytest: unit, native-core and compatibility tests against a real server
+# Tests start their own PostgreSQL from Debian's binaries (never the machine's running one).
+system-deps:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+		echo "installing PostgreSQL binaries (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+pytest: build system-deps ## pytest: unit, native-core and compatibility tests against real servers
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test: lint rust-test pytest ## every check: lint, cargo test, pytest

@@ -95,3 +95,13 @@ def public_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningS
 def key() -> str:
     """A fresh node key, so tests sharing a server never collide."""
     return f"k{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[object]:
+    """A private PostgreSQL server for the session (see ``tests/postgres.py``)."""
+    from tests import postgres as pg
+
+    server = pg.start()
+    yield server
+    server.stop()

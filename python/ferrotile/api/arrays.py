@@ -8,19 +8,22 @@ subscriber never sees data that the server rejected.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import numpy as np
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ferrotile.api.auth import Access
 from ferrotile.api.common import json_response, query_bool, require
+from ferrotile.api.creation import FamilyWriter, ParsedSource, register
 from ferrotile.api.errors import ApiError
-from ferrotile.catalog.models import Node
+from ferrotile.api.formats import ARRAY_SERIALIZERS, OCTET, array_response, negotiate
+from ferrotile.catalog.models import Asset, DataSource, Node
 from ferrotile.errors import PatchOutOfBounds
 from ferrotile.state import AppState
+from ferrotile.storage.dtypes import data_type_to_numpy
 from ferrotile.storage.slicing import (
     check_expected_shape,
     normalize_selection,
@@ -28,16 +31,61 @@ from ferrotile.storage.slicing import (
     parse_slice,
 )
 from ferrotile.storage.structure import ArrayStructure
-from ferrotile.storage.zarr_array import array_from_body
+from ferrotile.storage.zarr_array import ZarrArray, array_from_body
 from ferrotile.streaming import messages
 
-OCTET = "application/octet-stream"
-JSON = "application/json"
+ZARR = "application/x-zarr"
 EXTEND_NO_PERSIST = (
     "Cannot PATCH an array with both parameters extend=True and persist=False. "
     "To extend the array, you must persist the changes. "
     "To skip persisting the changes, you must not extend the array."
 )
+
+
+def _parse_source(ds: dict[str, Any]) -> ParsedSource:
+    mimetype = ds.get("mimetype") or ZARR
+    if mimetype != ZARR:
+        raise ApiError(415, f"Unsupported mimetype for writable arrays: {mimetype!r}; use {ZARR}")
+    try:
+        structure = ArrayStructure.from_json(ds.get("structure") or {})
+        data_type_to_numpy(structure.data_type)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ApiError(422, f"Invalid array structure: {exc}") from None
+    return ParsedSource(
+        structure=structure.to_json(),
+        mimetype=ZARR,
+        parameters=ds.get("parameters") or {},
+        properties=ds.get("properties") or {},
+        detail=structure,
+    )
+
+
+async def _create_storage(state: AppState, source: ParsedSource) -> DataSource:
+    root = state.writable_root
+    if root is None:
+        raise ApiError(405, "This server has no writable storage; start it with -w DIR or --temp")
+    directory = root / f"{uuid.uuid4().hex}.zarr"
+    await asyncio.to_thread(ZarrArray.create, directory, source.detail)
+    asset = Asset(
+        id=None,
+        data_uri=f"file://localhost{directory}",
+        is_directory=True,
+        parameter="data_uri",
+        num=None,
+    )
+    return DataSource(
+        id=None,
+        structure_family="array",
+        structure=source.structure,
+        mimetype=ZARR,
+        parameters=source.parameters,
+        properties=source.properties,
+        management="writable",
+        assets=(asset,),
+    )
+
+
+register("array", FamilyWriter(parse=_parse_source, create=_create_storage))
 
 
 def _structure(node: Node) -> ArrayStructure:
@@ -175,22 +223,6 @@ async def patch_full(request: Request) -> Response:
     return json_response(structure.to_json())
 
 
-def _wants_json(request: Request) -> bool:
-    fmt = request.query_params.get("format")
-    if fmt is not None:
-        if fmt in ("json", JSON):
-            return True
-        if fmt in ("octet-stream", "bin", OCTET):
-            return False
-        raise ApiError(406, f"Unsupported format {fmt!r}; supported: {OCTET}, {JSON}")
-    accept = request.headers.get("accept", "")
-    if not accept or OCTET in accept or "*/*" in accept:
-        return False
-    if JSON in accept:
-        return True
-    raise ApiError(406, f"Cannot produce {accept!r}; supported: {OCTET}, {JSON}")
-
-
 def _selection(request: Request, shape: tuple[int, ...]) -> tuple[Any, ...]:
     try:
         selection = parse_slice(request.query_params.get("slice"), shape)
@@ -206,22 +238,14 @@ def _selection(request: Request, shape: tuple[int, ...]) -> tuple[Any, ...]:
     return selection
 
 
-def _array_response(request: Request, data: np.ndarray, limit: int) -> Response:
-    if data.nbytes > limit:
-        raise ApiError(400, f"Response would be {data.nbytes} bytes (limit {limit}). Use slicing.")
-    if _wants_json(request):
-        return Response(orjson.dumps(data.tolist()), media_type=JSON)
-    return Response(np.ascontiguousarray(data).tobytes(), media_type=OCTET)
-
-
 async def get_full(request: Request) -> Response:
     state = require(request, Access.READ)
     node = await state.node(request.path_params["path"])
     structure = _structure(node)
-    _wants_json(request)
+    negotiate(request, "array", ARRAY_SERIALIZERS)  # 406 before any read
     selection = _selection(request, structure.shape)
     data = await asyncio.to_thread(state.arrays.get(node).read, selection)
-    return _array_response(request, data, state.settings.response_bytesize_limit)
+    return array_response(request, data, state.settings.response_bytesize_limit)
 
 
 async def get_block(request: Request) -> Response:
@@ -229,7 +253,7 @@ async def get_block(request: Request) -> Response:
     node = await state.node(request.path_params["path"])
     structure = _structure(node)
     block, shape = _block(request, structure)
-    _wants_json(request)
+    negotiate(request, "array", ARRAY_SERIALIZERS)  # 406 before any read
     selection = _selection(request, shape)
     data = await asyncio.to_thread(state.arrays.get(node).read_block, block, selection)
-    return _array_response(request, data, state.settings.response_bytesize_limit)
+    return array_response(request, data, state.settings.response_bytesize_limit)

@@ -6,18 +6,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from ferrotile.api.creation import WRITERS, ParsedSource
 from ferrotile.api.errors import ApiError
 from ferrotile.catalog.models import STRUCTURE_FAMILIES
 from ferrotile.catalog.paths import validate_key
 from ferrotile.errors import InvalidKey
-from ferrotile.storage.dtypes import data_type_to_numpy
-from ferrotile.storage.structure import ArrayStructure
 
-ZARR = "application/x-zarr"
 MAX_SPECS = 20
 MAX_SPEC_NAME = 255
-#: Families whose creation this server implements today; others answer 422 with a clear detail.
-CREATABLE = frozenset({"container", "array"})
 DS_FIELDS = frozenset(
     {
         "id",
@@ -38,9 +34,7 @@ class CreateRequest:
     structure_family: str
     metadata: dict[str, Any]
     specs: list[dict[str, Any]]
-    structure: ArrayStructure | None
-    parameters: dict[str, Any]
-    properties: dict[str, Any]
+    source: ParsedSource | None
 
 
 def _specs(raw: Any) -> list[dict[str, Any]]:
@@ -65,9 +59,10 @@ def _specs(raw: Any) -> list[dict[str, Any]]:
     return specs
 
 
-def _array_source(sources: Any) -> dict[str, Any]:
+def _writable_source(sources: Any, family: str) -> dict[str, Any]:
+    """The one data source of a writable non-container node, with its common fields checked."""
     if not isinstance(sources, list) or len(sources) != 1:
-        raise ApiError(422, "An array node needs exactly one data source")
+        raise ApiError(422, f"A {family} node needs exactly one data source")
     ds = sources[0]
     if not isinstance(ds, dict):
         raise ApiError(422, "A data source must be a JSON object")
@@ -80,9 +75,9 @@ def _array_source(sources: Any) -> dict[str, Any]:
         )
     if ds.get("management", "writable") != "writable":
         raise ApiError(422, "Only 'writable' data sources can be created with POST /metadata")
-    mimetype = ds.get("mimetype") or ZARR
-    if mimetype != ZARR:
-        raise ApiError(415, f"Unsupported mimetype for writable arrays: {mimetype!r}; use {ZARR}")
+    for name in ("parameters", "properties"):
+        if not isinstance(ds.get(name) or {}, dict):
+            raise ApiError(422, f"Data source {name} must be a JSON object")
     return ds
 
 
@@ -91,7 +86,8 @@ def parse_create(body: dict[str, Any]) -> CreateRequest:
     family = body.get("structure_family")
     if family not in STRUCTURE_FAMILIES:
         raise ApiError(422, f"Unknown structure_family {family!r}")
-    if family not in CREATABLE:
+    writer = WRITERS.get(family)
+    if family != "container" and writer is None:
         raise ApiError(422, f"Creating {family!r} nodes is not supported by this server yet")
     metadata = body.get("metadata") or {}
     if not isinstance(metadata, dict):
@@ -113,20 +109,11 @@ def parse_create(body: dict[str, Any]) -> CreateRequest:
         raise ApiError(422, "Cannot specify both access_tags and access_blob")
     specs = _specs(body.get("specs"))
 
-    structure = None
-    parameters: dict[str, Any] = {}
-    properties: dict[str, Any] = {}
     sources = body.get("data_sources") or []
-    if family == "container":
+    source = None
+    if writer is None:
         if sources:
             raise ApiError(422, "A container node takes no data sources")
     else:
-        ds = _array_source(sources)
-        try:
-            structure = ArrayStructure.from_json(ds.get("structure") or {})
-            data_type_to_numpy(structure.data_type)
-        except (ValueError, TypeError, KeyError) as exc:
-            raise ApiError(422, f"Invalid array structure: {exc}") from None
-        parameters = ds.get("parameters") or {}
-        properties = ds.get("properties") or {}
-    return CreateRequest(key, family, metadata, specs, structure, parameters, properties)
+        source = writer.parse(_writable_source(sources, family))
+    return CreateRequest(key, family, metadata, specs, source)

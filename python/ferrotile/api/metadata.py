@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import uuid
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ferrotile.api.auth import Access
-from ferrotile.api.bodies import ZARR, CreateRequest, parse_create
+from ferrotile.api.bodies import parse_create
 from ferrotile.api.common import (
     base_url,
     json_response,
@@ -19,13 +18,13 @@ from ferrotile.api.common import (
     read_json_object,
     require,
 )
+from ferrotile.api.creation import WRITERS
 from ferrotile.api.errors import ApiError
 from ferrotile.api.items import links, render
 from ferrotile.api.search import parse_fields
-from ferrotile.catalog.models import Asset, DataSource, Node
+from ferrotile.catalog.models import DataSource, Node
 from ferrotile.errors import NotEmpty
 from ferrotile.state import AppState, path_from_file_uri
-from ferrotile.storage.zarr_array import ZarrArray
 from ferrotile.streaming import messages
 
 NOT_EMPTY = (
@@ -49,32 +48,6 @@ async def get_metadata(request: Request) -> Response:
     return json_response({"data": item, "error": None, "links": None, "meta": {}})
 
 
-async def _create_array_storage(state: AppState, request: CreateRequest) -> DataSource:
-    root = state.writable_root
-    if root is None:
-        raise ApiError(405, "This server has no writable storage; start it with -w DIR or --temp")
-    assert request.structure is not None
-    directory = root / f"{uuid.uuid4().hex}.zarr"
-    await asyncio.to_thread(ZarrArray.create, directory, request.structure)
-    asset = Asset(
-        id=None,
-        data_uri=f"file://localhost{directory}",
-        is_directory=True,
-        parameter="data_uri",
-        num=None,
-    )
-    return DataSource(
-        id=None,
-        structure_family="array",
-        structure=request.structure.to_json(),
-        mimetype=ZARR,
-        parameters=request.parameters,
-        properties=request.properties,
-        management="writable",
-        assets=(asset,),
-    )
-
-
 async def post_metadata(request: Request) -> Response:
     state = require(request, Access.WRITE)
     parent = await state.node(request.path_params["path"])
@@ -85,8 +58,8 @@ async def post_metadata(request: Request) -> Response:
         raise ApiError(409, f"An entry named {create.key!r} already exists")
 
     sources: list[DataSource] = []
-    if create.structure_family == "array":
-        sources.append(await _create_array_storage(state, create))
+    if create.source is not None:
+        sources.append(await WRITERS[create.structure_family].create(state, create.source))
     try:
         node = await state.catalog.create_node(
             parent,

@@ -7,21 +7,13 @@ from starlette.responses import Response
 
 from ferrotile import __version__
 from ferrotile.api.common import base_url, json_response, state_of
+from ferrotile.api.formats import aliases, formats
 from ferrotile.api.search import SUPPORTED_QUERIES
 
 #: The Tiled API release this server implements. The stock client gates features on
 #: ``library_version`` (e.g. it drops data-source ``properties`` below 0.2.4), so About reports
 #: the Tiled version whose wire protocol we speak; ferrotile's own version is in ``meta``.
 TILED_API_VERSION = "0.2.20"
-
-FORMATS = {
-    "array": ["application/octet-stream", "application/json"],
-    "container": ["application/json"],
-}
-ALIASES = {
-    "array": {"application/octet-stream": ["octet-stream", "bin"], "application/json": ["json"]},
-    "container": {"application/json": ["json"]},
-}
 
 
 async def about(request: Request) -> Response:
@@ -31,8 +23,8 @@ async def about(request: Request) -> Response:
         {
             "api_version": 0,
             "library_version": TILED_API_VERSION,
-            "formats": FORMATS,
-            "aliases": ALIASES,
+            "formats": formats(),
+            "aliases": aliases(),
             "queries": sorted(SUPPORTED_QUERIES),
             "authentication": {
                 "required": not state.settings.public,
