@@ -34,11 +34,14 @@ class FamilyWriter:
     ``parse`` validates the request's data source (a JSON object whose common fields were
     already checked) and raises :class:`~ferrotile.api.errors.ApiError` naming the problem;
     ``create`` makes the storage and returns the data source to record. Nothing may be left
-    behind when ``create`` raises.
+    behind when ``create`` raises. ``delete`` removes the data of a deleted node (and of a node
+    whose creation failed after ``create``).
     """
 
     parse: Callable[[dict[str, Any]], ParsedSource]
     create: Callable[[AppState, ParsedSource], Awaitable[DataSource]]
+    #: Removes a deleted node's writable data; default: delete the ``file://`` assets.
+    delete: Callable[[AppState, DataSource], Awaitable[None]] | None = None
 
 
 WRITERS: dict[str, FamilyWriter] = {}

@@ -32,12 +32,17 @@ ARRAY_SERIALIZERS: dict[str, ArraySerializer] = {
 ALIASES: dict[str, dict[str, str]] = {
     "array": {"octet-stream": OCTET, "bin": OCTET, "json": JSON},
     "container": {"json": JSON},
+    "table": {"arrow": ARROW, "feather": ARROW},
 }
 
 
 def formats() -> dict[str, list[str]]:
     """About's ``formats``: the media types each family is served in."""
-    return {"array": list(ARRAY_SERIALIZERS), "container": [JSON]}
+    return {
+        "array": list(ARRAY_SERIALIZERS),
+        "container": [JSON],
+        "table": list(TABLE_SERIALIZERS),
+    }
 
 
 def aliases() -> dict[str, dict[str, list[str]]]:
@@ -72,6 +77,27 @@ def negotiate(request: Request, family: str, offered: Mapping[str, Any]) -> str:
         "None of the media types requested by the client are supported. "
         f"Supported: {supported}. Requested: {accept}.",
     )
+
+
+def table_response(request: Request, table: Any) -> Response:
+    """Serve a ``pyarrow.Table`` (Arrow IPC file format; more formats are listed in
+    ``TABLE_SERIALIZERS``)."""
+    media_type = negotiate(request, "table", TABLE_SERIALIZERS)
+    return Response(TABLE_SERIALIZERS[media_type](table), media_type=media_type)
+
+
+def _arrow_file(table: Any) -> bytes:
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue())
+
+
+TableSerializer = Callable[[Any], bytes]
+#: Table media types (``pyarrow.Table`` in, bytes out), in order of preference.
+TABLE_SERIALIZERS: dict[str, TableSerializer] = {ARROW: _arrow_file}
 
 
 def array_response(request: Request, data: np.ndarray, limit: int) -> Response:

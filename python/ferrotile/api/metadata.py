@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.requests import Request
@@ -72,7 +73,7 @@ async def post_metadata(request: Request) -> Response:
         )
     except BaseException:
         # Nothing half-written: the storage made for a node that was not recorded goes away.
-        await _remove_storage(sources)
+        await _remove_storage(state, sources)
         raise
 
     if state.hub is not None:
@@ -87,13 +88,19 @@ async def post_metadata(request: Request) -> Response:
     return json_response(body)
 
 
-async def _remove_storage(sources: list[DataSource] | tuple[DataSource, ...]) -> None:
+async def _remove_storage(state: AppState, sources: Sequence[DataSource]) -> None:
+    """Delete the data of writable data sources (external data is never touched)."""
     for ds in sources:
         if ds.management != "writable":
             continue
+        writer = WRITERS.get(ds.structure_family)
+        if writer is not None and writer.delete is not None:
+            await writer.delete(state, ds)
+            continue
         for asset in ds.assets:
-            directory = path_from_file_uri(asset.data_uri)
-            await asyncio.to_thread(shutil.rmtree, directory, True)
+            if asset.data_uri.startswith("file:"):
+                directory = path_from_file_uri(asset.data_uri)
+                await asyncio.to_thread(shutil.rmtree, directory, True)
 
 
 async def _subtree(state: AppState, node: Node) -> list[Node]:
@@ -139,5 +146,5 @@ async def delete_metadata(request: Request) -> Response:
         state.arrays.forget(gone.id)
         if state.hub is not None:
             state.hub.drop_topic(gone.id)
-        await _remove_storage(gone.data_sources)
+        await _remove_storage(state, gone.data_sources)
     return json_response(None)
