@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,11 +45,19 @@ class RunningServer:
         return self.log.read_text(errors="replace")
 
 
-def start_server(log_dir: Path, *extra: str, api_key: str = API_KEY) -> RunningServer:
+def start_server(
+    log_dir: Path, *extra: str, api_key: str = API_KEY, catalog: str | None = None
+) -> RunningServer:
+    """Start ``ferrotile serve catalog`` on a free port; wait until it is healthy.
+
+    ``catalog`` is a database URI (initialised with ``--init``, data written under
+    ``log_dir``); None means ``--temp`` (a SQLite catalog in a new temporary directory).
+    """
     port = free_port()
     log = log_dir / f"server-{port}.log"
+    storage = ["--temp"] if catalog is None else [catalog, "--init", "-w", str(log_dir / "data")]
     command = [
-        sys.executable, "-m", "ferrotile", "serve", "catalog", "--temp",
+        sys.executable, "-m", "ferrotile", "serve", "catalog", *storage,
         "--api-key", api_key, "--port", str(port), *extra,
     ]  # fmt: skip
     with log.open("wb") as out:
@@ -77,16 +86,34 @@ def stop_server(server: RunningServer) -> None:
         server.process.wait(timeout=5)
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_server(tmp_path_factory.mktemp("server"))
+CATALOGS = ["sqlite", "postgresql"]
+"""Every test using a server runs once per catalog backend (ids ``[sqlite]``, ``[postgresql]``)."""
+
+
+def _catalog_uri(request: pytest.FixtureRequest) -> str | None:
+    if request.param == "sqlite":
+        return None  # --temp
+    postgres: Any = request.getfixturevalue("postgres")
+    uri: str = postgres.new_database()
+    return uri
+
+
+@pytest.fixture(scope="session", params=CATALOGS)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    running = start_server(tmp_path_factory.mktemp("server"), catalog=_catalog_uri(request))
     yield running
     stop_server(running)
 
 
-@pytest.fixture(scope="session")
-def public_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_server(tmp_path_factory.mktemp("public"), "--public")
+@pytest.fixture(scope="session", params=CATALOGS)
+def public_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    running = start_server(
+        tmp_path_factory.mktemp("public"), "--public", catalog=_catalog_uri(request)
+    )
     yield running
     stop_server(running)
 

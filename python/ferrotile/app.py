@@ -9,6 +9,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from ferrotile.api.auth import ApiKeyCookieMiddleware
+from ferrotile.api.compression import CompressionMiddleware
 from ferrotile.api.errors import EXCEPTION_HANDLERS
 from ferrotile.api.routes import routes
 from ferrotile.catalog.catalog import Catalog
@@ -41,7 +42,10 @@ def build_app(settings: Settings) -> Starlette:
 
     return Starlette(
         routes=routes(),
-        middleware=[Middleware(ApiKeyCookieMiddleware, api_key=settings.api_key)],
+        middleware=[
+            Middleware(CompressionMiddleware),
+            Middleware(ApiKeyCookieMiddleware, api_key=settings.api_key),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

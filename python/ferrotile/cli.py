@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     targets = serve.add_subparsers(dest="target", required=True, metavar="TARGET")
     catalog = targets.add_parser(
         "catalog",
-        help="serve a catalog database (SQLite)",
+        help="serve a catalog database (SQLite or PostgreSQL)",
         description=(
             "Serve a catalog. Arrays written by clients are stored as zarr under the first "
             "writable directory; every write is streamed to WebSocket subscribers."
@@ -47,7 +47,10 @@ def _parser() -> argparse.ArgumentParser:
         "database",
         nargs="?",
         metavar="DB_URI",
-        help="catalog database: a path like catalog.db or a URI like sqlite:////abs/catalog.db",
+        help=(
+            "catalog database: a path like catalog.db, or a URI like sqlite:////abs/catalog.db "
+            "or postgresql://user:password@host:port/database"
+        ),
     )
     catalog.add_argument(
         "--temp",
@@ -55,15 +58,21 @@ def _parser() -> argparse.ArgumentParser:
         help="use a new catalog and data directory in a temporary directory",
     )
     catalog.add_argument(
-        "--init", action="store_true", help="create the database if it does not exist"
+        "--init",
+        action="store_true",
+        help="create the database (PostgreSQL: its tables) if missing, or migrate it",
     )
     catalog.add_argument(
         "-w",
         "--write",
         action="append",
         default=[],
-        metavar="DIR",
-        help="writable data directory (repeatable)",
+        metavar="DIR|URI",
+        help=(
+            "writable data directory (repeatable), or the SQL storage of appendable tables: "
+            "sqlite:///FILE or postgresql://USER@HOST:PORT/DB (default: "
+            "<first writable directory>/storage.sqlite)"
+        ),
     )
     catalog.add_argument(
         "-r",
@@ -113,12 +122,27 @@ def _catalog_uri(database: str) -> str:
     return f"sqlite:///{Path(database).expanduser().resolve()}"
 
 
+def _table_storage(uris: list[str]) -> str | None:
+    """The SQL storage among ``-w`` values (``None``: the default next to the data)."""
+    if len(uris) > 1:
+        raise ServeError(f"Give at most one SQL table storage with -w, not {uris}")
+    if not uris:
+        return None
+    uri = uris[0]
+    if uri.startswith("sqlite:///"):
+        # Absolute, so that every worker (and a later restart) finds the same file.
+        return f"sqlite:///{Path(uri[len('sqlite:///') :]).expanduser().resolve()}"
+    if uri.startswith(("postgresql://", "postgres://")):
+        return uri
+    raise ServeError(
+        f"-w {uri}: writable storage is a directory, sqlite:///FILE or postgresql://..."
+    )
+
+
 def _settings(args: argparse.Namespace) -> tuple[Settings, bool]:
     init = args.init
-    writable = [Path(w).expanduser().resolve() for w in args.write]
-    for location in args.write:
-        if "://" in location:
-            raise ServeError(f"-w {location}: only directories are supported as writable storage")
+    writable = [Path(w).expanduser().resolve() for w in args.write if "://" not in w]
+    table_storage = _table_storage([w for w in args.write if "://" in w])
     if args.temp:
         if args.database:
             raise ServeError("Give either a database or --temp, not both")
@@ -126,6 +150,8 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, bool]:
         atexit.register(shutil.rmtree, directory, True)
         database = str(directory / "catalog.db")
         writable.insert(0, directory / "data")
+        if table_storage is None:
+            table_storage = f"sqlite:///{directory / 'storage.sqlite'}"
         init = True
     elif args.database:
         database = args.database
@@ -150,6 +176,7 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, bool]:
         catalog_uri=_catalog_uri(database),
         api_key=args.api_key or new_api_key(),
         writable=tuple(writable),
+        table_storage=table_storage,
         readable=tuple(Path(r).expanduser().resolve() for r in args.read),
         public=args.public,
         cache=args.cache,

@@ -39,6 +39,9 @@ class Settings:
         Anonymous clients may read (never write).
     cache
         ``"memory"`` streams in-process; ``"none"`` turns streaming off.
+    table_storage
+        SQL database for appendable tables (``sqlite:///FILE`` or ``postgresql://...``);
+        ``None`` means ``<first writable directory>/storage.sqlite`` (see :attr:`sql_storage`).
     """
 
     catalog_uri: str
@@ -56,6 +59,16 @@ class Settings:
     workers: int = 1
     response_bytesize_limit: int = 500_000_000
     extra: dict[str, Any] = field(default_factory=dict)
+    table_storage: str | None = None
+
+    @property
+    def sql_storage(self) -> str | None:
+        """The SQL storage URI of appendable tables, or ``None`` when there is nowhere to put it."""
+        if self.table_storage is not None:
+            return self.table_storage
+        if self.writable:
+            return f"sqlite:///{self.writable[0] / 'storage.sqlite'}"
+        return None
 
     @property
     def streaming(self) -> bool:

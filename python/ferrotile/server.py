@@ -99,7 +99,8 @@ class SimpleServer:
     Parameters
     ----------
     directory
-        Where the catalog (``catalog.db``) and data (``data/``) live; a temporary directory,
+        Where the catalog (``catalog.db``), data (``data/``) and appendable tables
+        (``storage.sqlite``) live; a temporary directory,
         deleted on :meth:`close`, when ``None``.
     api_key
         The API key; a random one when ``None``.
@@ -135,6 +136,7 @@ class SimpleServer:
             catalog_uri=f"sqlite:///{self.directory / 'catalog.db'}",
             api_key=self.api_key,
             writable=(self.directory / "data",),
+            table_storage=f"sqlite:///{self.directory / 'storage.sqlite'}",
             readable=tuple(Path(p).resolve() for p in readable_storage or ()),
             host="127.0.0.1",
             port=self.port,

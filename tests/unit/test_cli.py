@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import free_port
+from tests.postgres import PostgresServer
+
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -33,6 +36,19 @@ def test_missing_database_without_init(tmp_path: Path) -> None:
 
 def test_bad_database_uri() -> None:
     assert_one_line_error(run("serve", "catalog", "mysql://x/y", "--init"), "mysql")
+
+
+def test_unreachable_postgresql_catalog_hides_the_password() -> None:
+    port = free_port()  # nothing listens there
+    uri = f"postgresql+asyncpg://tiled:hunter2pw@127.0.0.1:{port}/catalog"
+    result = run("serve", "catalog", uri, "--init")
+    assert_one_line_error(result, f"postgresql://tiled@127.0.0.1:{port}/catalog")
+    assert "hunter2pw" not in result.stderr + result.stdout
+
+
+def test_postgresql_catalog_without_schema_needs_init(postgres: PostgresServer) -> None:
+    result = run("serve", "catalog", postgres.new_database())
+    assert_one_line_error(result, "has no ferrotile catalog schema. Use --init")
 
 
 def test_port_in_use(tmp_path: Path) -> None:

@@ -8,19 +8,19 @@ subscriber never sees data that the server rejected.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ferrotile.api import sparse
 from ferrotile.api.auth import Access
 from ferrotile.api.common import json_response, query_bool, require
-from ferrotile.api.creation import FamilyWriter, ParsedSource, register
+from ferrotile.api.creation import FamilyWriter, ParsedSource, directory_source, register
 from ferrotile.api.errors import ApiError
 from ferrotile.api.formats import ARRAY_SERIALIZERS, OCTET, array_response, negotiate
-from ferrotile.catalog.models import Asset, DataSource, Node
+from ferrotile.catalog.models import DataSource, Node
 from ferrotile.errors import PatchOutOfBounds
 from ferrotile.state import AppState
 from ferrotile.storage.dtypes import data_type_to_numpy
@@ -61,27 +61,8 @@ def _parse_source(ds: dict[str, Any]) -> ParsedSource:
 
 
 async def _create_storage(state: AppState, source: ParsedSource) -> DataSource:
-    root = state.writable_root
-    if root is None:
-        raise ApiError(405, "This server has no writable storage; start it with -w DIR or --temp")
-    directory = root / f"{uuid.uuid4().hex}.zarr"
-    await asyncio.to_thread(ZarrArray.create, directory, source.detail)
-    asset = Asset(
-        id=None,
-        data_uri=f"file://localhost{directory}",
-        is_directory=True,
-        parameter="data_uri",
-        num=None,
-    )
-    return DataSource(
-        id=None,
-        structure_family="array",
-        structure=source.structure,
-        mimetype=ZARR,
-        parameters=source.parameters,
-        properties=source.properties,
-        management="writable",
-        assets=(asset,),
+    return await directory_source(
+        state, "array", source, ".zarr", lambda path: ZarrArray.create(path, source.detail)
     )
 
 
@@ -145,6 +126,8 @@ def _publish(
 async def put_full(request: Request) -> Response:
     state = require(request, Access.WRITE)
     node = await state.node(request.path_params["path"])
+    if node.structure_family == "sparse":  # Tiled serves sparse arrays on the same routes
+        return await sparse.put_full(request, state, node)
     structure = _structure(node)
     persist = query_bool(request, "persist", True)
     body, data = await _body_array(request, structure, structure.shape)
@@ -158,6 +141,8 @@ async def put_full(request: Request) -> Response:
 async def put_block(request: Request) -> Response:
     state = require(request, Access.WRITE)
     node = await state.node(request.path_params["path"])
+    if node.structure_family == "sparse":  # Tiled serves sparse arrays on the same routes
+        return await sparse.put_block(request, state, node)
     structure = _structure(node)
     block, shape = _block(request, structure)
     persist = query_bool(request, "persist", True)
@@ -241,6 +226,8 @@ def _selection(request: Request, shape: tuple[int, ...]) -> tuple[Any, ...]:
 async def get_full(request: Request) -> Response:
     state = require(request, Access.READ)
     node = await state.node(request.path_params["path"])
+    if node.structure_family == "sparse":  # Tiled serves sparse arrays on the same routes
+        return await sparse.get_full(request, state, node)
     structure = _structure(node)
     negotiate(request, "array", ARRAY_SERIALIZERS)  # 406 before any read
     selection = _selection(request, structure.shape)
@@ -251,6 +238,8 @@ async def get_full(request: Request) -> Response:
 async def get_block(request: Request) -> Response:
     state = require(request, Access.READ)
     node = await state.node(request.path_params["path"])
+    if node.structure_family == "sparse":  # Tiled serves sparse arrays on the same routes
+        return await sparse.get_block(request, state, node)
     structure = _structure(node)
     block, shape = _block(request, structure)
     negotiate(request, "array", ARRAY_SERIALIZERS)  # 406 before any read

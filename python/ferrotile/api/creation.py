@@ -7,11 +7,15 @@ source to the family's :class:`FamilyWriter`.
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from ferrotile.catalog.models import DataSource
+from ferrotile.api.errors import ApiError
+from ferrotile.catalog.models import Asset, DataSource
 from ferrotile.state import AppState
 
 
@@ -49,3 +53,40 @@ WRITERS: dict[str, FamilyWriter] = {}
 
 def register(family: str, writer: FamilyWriter) -> None:
     WRITERS[family] = writer
+
+
+def make_directory(path: Path) -> None:
+    path.mkdir(parents=True)
+
+
+async def directory_source(
+    state: AppState,
+    family: str,
+    source: ParsedSource,
+    suffix: str,
+    make: Callable[[Path], object],
+) -> DataSource:
+    """Make a new directory under the writable root with ``make`` and describe it as the one
+    (writable, directory) asset of the node's data source; the default delete removes it."""
+    root = state.writable_root
+    if root is None:
+        raise ApiError(405, "This server has no writable storage; start it with -w DIR or --temp")
+    directory = root / f"{uuid.uuid4().hex}{suffix}"
+    await asyncio.to_thread(make, directory)
+    asset = Asset(
+        id=None,
+        data_uri=f"file://localhost{directory}",
+        is_directory=True,
+        parameter="data_uri",
+        num=None,
+    )
+    return DataSource(
+        id=None,
+        structure_family=family,
+        structure=source.structure,
+        mimetype=source.mimetype,
+        parameters=source.parameters,
+        properties=source.properties,
+        management="writable",
+        assets=(asset,),
+    )

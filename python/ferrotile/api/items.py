@@ -41,6 +41,9 @@ def links(node: Node, base: str) -> dict[str, str]:
         ndim = len(structure_of(node, None).get("shape", []))
         template = ",".join(f"{{{i}}}" for i in range(ndim))
         result["block"] = f"{base}{API}/array/block/{path}?block={template}"
+    elif family == "awkward":
+        result["buffers"] = f"{base}{API}/awkward/buffers/{path}"
+        result["full"] = f"{base}{API}/awkward/full/{path}"
     elif family == "table":
         result["full"] = f"{base}{API}/table/full/{path}"
         result["partition"] = f"{base}{API}/table/partition/{path}?partition={{index}}"

@@ -21,6 +21,7 @@ from ferrotile.api.common import (
 )
 from ferrotile.api.creation import WRITERS
 from ferrotile.api.errors import ApiError
+from ferrotile.api.etag import with_etag
 from ferrotile.api.items import links, render
 from ferrotile.api.search import parse_fields
 from ferrotile.catalog.models import DataSource, Node
@@ -46,7 +47,8 @@ async def get_metadata(request: Request) -> Response:
         fields=parse_fields(request),
         include_data_sources=query_bool(request, "include_data_sources", False),
     )
-    return json_response({"data": item, "error": None, "links": None, "meta": {}})
+    body = {"data": item, "error": None, "links": None, "meta": {}}
+    return with_etag(request, json_response(body))
 
 
 async def post_metadata(request: Request) -> Response:

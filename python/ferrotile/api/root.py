@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 from ferrotile import __version__
 from ferrotile.api.common import base_url, json_response, state_of
+from ferrotile.api.etag import with_etag
 from ferrotile.api.formats import aliases, formats
 from ferrotile.api.search import SUPPORTED_QUERIES
 
@@ -19,7 +20,7 @@ TILED_API_VERSION = "0.2.20"
 async def about(request: Request) -> Response:
     state = state_of(request)
     base = base_url(request)
-    return json_response(
+    response = json_response(
         {
             "api_version": 0,
             "library_version": TILED_API_VERSION,
@@ -35,6 +36,7 @@ async def about(request: Request) -> Response:
             "meta": {"root_path": "/api", "server": "ferrotile", "ferrotile_version": __version__},
         }
     )
+    return with_etag(request, response)
 
 
 async def healthz(request: Request) -> Response:

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from ferrotile.api import arrays, metadata, root, search, stream
+from ferrotile.api import (
+    arrays,
+    awkward,
+    metadata,
+    metadata_edit,
+    revisions,
+    root,
+    search,
+    stream,
+    tables,
+)
 
 P = "{path:path}"
 
@@ -16,12 +26,27 @@ def routes() -> list[BaseRoute]:
         Route(f"/api/v1/metadata/{P}", metadata.get_metadata, methods=["GET"]),
         Route(f"/api/v1/metadata/{P}", metadata.post_metadata, methods=["POST"]),
         Route(f"/api/v1/metadata/{P}", metadata.delete_metadata, methods=["DELETE"]),
+        Route(f"/api/v1/metadata/{P}", metadata_edit.patch_metadata, methods=["PATCH"]),
+        Route(f"/api/v1/metadata/{P}", metadata_edit.put_metadata, methods=["PUT"]),
+        Route(f"/api/v1/revisions/{P}", revisions.get_revisions, methods=["GET"]),
+        Route(f"/api/v1/revisions/{P}", revisions.delete_revision, methods=["DELETE"]),
         Route(f"/api/v1/search/{P}", search.search, methods=["GET"]),
         Route(f"/api/v1/array/full/{P}", arrays.get_full, methods=["GET"]),
         Route(f"/api/v1/array/full/{P}", arrays.put_full, methods=["PUT"]),
         Route(f"/api/v1/array/full/{P}", arrays.patch_full, methods=["PATCH"]),
         Route(f"/api/v1/array/block/{P}", arrays.get_block, methods=["GET"]),
         Route(f"/api/v1/array/block/{P}", arrays.put_block, methods=["PUT"]),
+        Route(f"/api/v1/awkward/full/{P}", awkward.get_full, methods=["GET"]),
+        Route(f"/api/v1/awkward/full/{P}", awkward.put_full, methods=["PUT"]),
+        Route(f"/api/v1/awkward/buffers/{P}", awkward.get_buffers, methods=["GET"]),
+        Route(f"/api/v1/awkward/buffers/{P}", awkward.post_buffers, methods=["POST"]),
+        Route(f"/api/v1/table/full/{P}", tables.get_full, methods=["GET", "POST"]),
+        Route(f"/api/v1/table/full/{P}", tables.put_full, methods=["PUT"]),
+        Route(f"/api/v1/node/full/{P}", tables.get_full, methods=["GET"]),  # legacy alias
+        Route(f"/api/v1/node/full/{P}", tables.put_full, methods=["PUT"]),  # legacy alias
+        Route(f"/api/v1/table/partition/{P}", tables.get_partition, methods=["GET", "POST"]),
+        Route(f"/api/v1/table/partition/{P}", tables.put_partition, methods=["PUT"]),
+        Route(f"/api/v1/table/partition/{P}", tables.patch_partition, methods=["PATCH"]),
         Route(f"/api/v1/stream/close/{P}", stream.close_stream, methods=["DELETE"]),
         WebSocketRoute(f"/api/v1/stream/single/{P}", stream.subscribe),
     ]

@@ -1,8 +1,14 @@
-"""``GET /api/v1/search/{path}``: list a container's children, paged, with key lookup."""
+"""``GET /api/v1/search/{path}``: a container's children, filtered, sorted and paged.
+
+Filters are Tiled queries, ``filter[<name>][condition][<field>]=<value>``. A query name may
+repeat: the client then sends each field once per query, and the i-th values of the fields
+make the i-th query (as the reference server groups them). All queries combine with AND.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -12,26 +18,63 @@ from starlette.responses import Response
 from ferrotile.api.auth import Access
 from ferrotile.api.common import base_url, json_response, query_bool, query_int, require
 from ferrotile.api.errors import ApiError
+from ferrotile.api.etag import with_etag
 from ferrotile.api.items import FIELDS, render
 from ferrotile.catalog.models import Node
+from ferrotile.catalog.queries import (
+    QUERY_NAMES,
+    KeyLookup,
+    Query,
+    QueryError,
+    decode_query,
+    parse_sort,
+)
 from ferrotile.state import AppState
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 300
-SUPPORTED_QUERIES = frozenset({"lookup"})
+SUPPORTED_QUERIES = QUERY_NAMES
+"""Query names listed in About's ``queries``: exactly those :func:`parse_queries` decodes."""
 _FILTER = re.compile(r"^filter\[(?P<name>[^\]]+)\]\[condition\]\[(?P<field>[^\]]+)\]$")
 
 
-def _filters(request: Request) -> dict[str, dict[str, str]]:
-    found: dict[str, dict[str, str]] = {}
+def parse_queries(request: Request) -> list[Query]:
+    """Decode every ``filter[...]`` parameter of the request into queries.
+
+    Raises
+    ------
+    ApiError
+        400 for an unknown query name (the reference ignores it, which would silently return
+        unfiltered results), a missing field or a malformed value; 422 for a boolean field
+        (``exists``, ``case_sensitive``) that is not a boolean, as FastAPI validation answers.
+    """
+    grouped: dict[str, dict[str, list[str]]] = {}
     for name, value in request.query_params.multi_items():
         match = _FILTER.match(name)
-        if match is None:
-            continue
-        if match["name"] not in SUPPORTED_QUERIES:
-            raise ApiError(400, f"Unsupported query {match['name']!r}; supported: lookup")
-        found.setdefault(match["name"], {})[match["field"]] = value
-    return found
+        if match is not None:
+            grouped.setdefault(match["name"], {}).setdefault(match["field"], []).append(value)
+    queries: list[Query] = []
+    for name, fields in grouped.items():
+        if name not in QUERY_NAMES:
+            raise ApiError(400, f"Unsupported query {name!r}; supported: {sorted(QUERY_NAMES)}")
+        for i in range(min(len(values) for values in fields.values())):
+            try:
+                queries.append(decode_query(name, {f: values[i] for f, values in fields.items()}))
+            except QueryError as exc:
+                status = 422 if "must be a boolean" in str(exc) else 400
+                raise ApiError(status, str(exc)) from None
+    return queries
+
+
+def page_params(request: Request) -> tuple[int, int]:
+    # page[cursor] is what the reference puts in its `next` links; here a cursor is an offset.
+    offset = request.query_params.get("page[offset]")
+    cursor = request.query_params.get("page[cursor]")
+    if offset is not None and cursor is not None:
+        raise ApiError(400, "Cannot specify both page[cursor] and page[offset]")
+    name = "page[cursor]" if cursor is not None else "page[offset]"
+    start = query_int(request, name, 0)
+    return start, min(query_int(request, "page[limit]", DEFAULT_LIMIT), MAX_LIMIT)
 
 
 def parse_fields(request: Request) -> list[str] | None:
@@ -73,40 +116,58 @@ async def search(request: Request) -> Response:
     node = await state.node(request.path_params["path"])
     if node.structure_family != "container":
         raise ApiError(404, f"{'/'.join(node.path)!r} is not a container; it cannot be searched")
-    offset = query_int(request, "page[offset]", 0)
-    limit = min(query_int(request, "page[limit]", DEFAULT_LIMIT), MAX_LIMIT)
+    offset, limit = page_params(request)
     fields = parse_fields(request)
     include_ds = query_bool(request, "include_data_sources", False)
-    sort = request.query_params.get("sort", "")
-    if sort not in ("", "_"):
-        raise ApiError(400, f"Sorting by {sort!r} is not supported by this server yet")
-    filters = _filters(request)
-
-    if "lookup" in filters:
-        key = filters["lookup"].get("key", "")
-        child = await state.catalog.lookup((*node.path, key)) if key else None
-        matches = [child] if child is not None else []
-        count = len(matches)
-        page = matches[offset : offset + limit]
-    else:
-        count = await state.catalog.count_children(node)
-        page = await state.catalog.list_children(node, offset=offset, limit=limit)
+    try:
+        sorting = parse_sort(request.query_params.getlist("sort"))
+    except QueryError as exc:
+        raise ApiError(400, str(exc)) from None
+    queries = parse_queries(request)
+    count, page = await _matches(state, node, queries, sorting, offset, limit, fields)
 
     base = base_url(request)
     data: list[dict[str, Any]] = []
     if fields != ["count"]:
         data = await render_children(state, page, base, fields, include_ds)
-    return json_response(
+    response = json_response(
         {
             "data": data,
             "error": None,
-            "links": _page_links(request, base, offset, limit, count),
+            "links": page_links(request, base, offset, limit, count),
             "meta": {"count": count},
         }
     )
+    return with_etag(request, response)
 
 
-def _page_links(
+async def _matches(
+    state: AppState,
+    node: Node,
+    queries: Sequence[Query],
+    sorting: Sequence[tuple[str, int]],
+    offset: int,
+    limit: int,
+    fields: list[str] | None,
+) -> tuple[int, list[Node]]:
+    """The number of matching children and the requested page of them."""
+    if len(queries) == 1 and isinstance(queries[0], KeyLookup):
+        # `client[key]` inside a search: served from the node cache, no query.
+        key = queries[0].key
+        child = await state.catalog.lookup((*node.path, key)) if key else None
+        matches = [child] if child is not None else []
+        return len(matches), matches[offset : offset + limit]
+    try:
+        count = await state.catalog.count(node, queries)
+        page: list[Node] = []
+        if fields != ["count"] and limit:
+            page = await state.catalog.search(node, queries, sorting, offset=offset, limit=limit)
+    except QueryError as exc:
+        raise ApiError(400, str(exc)) from None
+    return count, page
+
+
+def page_links(
     request: Request, base: str, offset: int, limit: int, count: int
 ) -> dict[str, str | None]:
     path = request.url.path

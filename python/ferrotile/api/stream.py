@@ -45,6 +45,10 @@ def _schema(node: Node) -> dict[str, object]:
         return messages.array_schema(
             ArrayStructure.from_json(node.data_sources[0].structure or {}).data_type
         )
+    if node.structure_family == "table":
+        # Tiled's table-schema carries the structure's arrow_schema data URI as is.
+        structure = (node.data_sources[0].structure if node.data_sources else None) or {}
+        return {"type": "table-schema", "version": 1, "arrow_schema": structure.get("arrow_schema")}
     return messages.container_schema()
 
 

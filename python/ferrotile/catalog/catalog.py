@@ -25,9 +25,12 @@ from typing import Any, ParamSpec, TypeVar
 from ferrotile.catalog.cache import NodeCache
 from ferrotile.catalog.models import STRUCTURE_FAMILIES, DataSource, Node
 from ferrotile.catalog.paths import join_path, validate_key
+from ferrotile.catalog.queries import Query
+from ferrotile.catalog.query_sql import compile_filters, compile_sort
+from ferrotile.catalog.revisions import Revision
 from ferrotile.catalog.sqlite import open_sqlite_store
 from ferrotile.catalog.store import SqlStore
-from ferrotile.catalog.uri import parse_catalog_uri
+from ferrotile.catalog.uri import CatalogLocation, parse_catalog_uri
 from ferrotile.errors import CatalogError
 
 P = ParamSpec("P")
@@ -66,9 +69,11 @@ class Catalog:
         ----------
         uri : str
             ``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite+aiosqlite:///...``,
-            ``sqlite:///:memory:`` or a file path ending in ``.db``/``.sqlite``.
+            ``sqlite:///:memory:``, a file path ending in ``.db``/``.sqlite``, or
+            ``postgresql://user:password@host:port/database`` (also ``postgresql+asyncpg://``).
         init : bool
-            Create the database if missing and apply missing schema migrations (``--init``).
+            Create the database (SQLite) or its schema (PostgreSQL) if missing and apply
+            missing schema migrations (``--init``).
         create : bool
             Create the database if missing, but do not touch an existing one.
         cache_size : int
@@ -82,12 +87,12 @@ class Catalog:
         ------
         CatalogError
             With a one-line message if the database cannot be used (see
-            :func:`ferrotile.catalog.sqlite.open_sqlite_store`), for PostgreSQL URIs (not
-            supported yet) and for unknown schemes.
+            :func:`ferrotile.catalog.sqlite.open_sqlite_store` and
+            :func:`ferrotile.catalog.postgres.open_postgresql_store`) and for unknown schemes.
         """
         location = parse_catalog_uri(uri)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferrotile-catalog")
-        opener = functools.partial(open_sqlite_store, location.path, init=init, create=create)
+        opener = functools.partial(_open_store, location, init=init, create=create)
         try:
             store = await asyncio.get_running_loop().run_in_executor(executor, opener)
         except BaseException:
@@ -117,7 +122,10 @@ class Catalog:
         try:
             return await asyncio.wrap_future(future)
         except self._store.driver_error as exc:
-            raise CatalogError(f"Catalog database error: {exc}") from exc
+            # Queued behind the failed call, before any later one: a lost connection (e.g. a
+            # PostgreSQL restart) costs this call, not every call from now on.
+            self._executor.submit(self._store.recover)
+            raise CatalogError(f"Catalog database error: {' '.join(str(exc).split())}") from exc
 
     async def lookup(self, path: tuple[str, ...], *, fresh: bool = False) -> Node | None:
         """Return the node at ``path`` (``()`` is the root), or None if there is none.
@@ -279,6 +287,117 @@ class Catalog:
             recursive,
         )
 
+    async def search(
+        self,
+        parent: Node,
+        queries: Sequence[Query] = (),
+        sorting: Sequence[tuple[str, int]] = (),
+        *,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> list[Node]:
+        """Return a page of the children of ``parent`` that match every query, sorted.
+
+        Parameters
+        ----------
+        parent : Node
+            A container.
+        queries : sequence of Query
+            From :func:`ferrotile.catalog.queries.decode_query`; they combine with AND.
+        sorting : sequence of (key, direction)
+            From :func:`ferrotile.catalog.queries.parse_sort`; insertion order when empty.
+        offset, limit : int
+            The page.
+
+        Returns
+        -------
+        list of Node
+
+        Raises
+        ------
+        QueryError
+            For a query that cannot be compiled (before touching the database).
+        """
+        if offset < 0 or limit < 0:
+            raise ValueError("offset and limit must not be negative")
+        if not queries and all(key == "" and d > 0 for key, d in sorting):
+            return await self.list_children(parent, offset=offset, limit=limit)
+        dialect = self._store.dialect
+        where = compile_filters(queries, dialect)
+        order = compile_sort(sorting, dialect)
+        return await self._run(
+            None, self._store.search_children, parent.id, where, order, offset, limit
+        )
+
+    async def count(self, parent: Node, queries: Sequence[Query] = ()) -> int:
+        """Return how many children of ``parent`` match every query (see :meth:`search`)."""
+        if not queries:
+            return await self.count_children(parent)
+        where = compile_filters(queries, self._store.dialect)
+        return await self._run(None, self._store.count_matching, parent.id, where)
+
+    async def replace_metadata(
+        self,
+        node: Node,
+        *,
+        metadata: dict[str, Any],
+        specs: list[dict[str, Any]],
+        access_tags: list[str],
+        drop_revision: bool = False,
+    ) -> tuple[Node, int | None]:
+        """Replace a node's metadata, specs and access tags, keeping the old as a revision.
+
+        Parameters
+        ----------
+        node : Node
+            The node to update.
+        metadata, specs, access_tags
+            The complete new values (access tags are stored sorted).
+        drop_revision : bool
+            Do not record the previous metadata and specs as a revision.
+
+        Returns
+        -------
+        (Node, int or None)
+            The node as now stored (also cached) and the new revision number (None with
+            ``drop_revision``).
+
+        Raises
+        ------
+        CatalogError
+            If the node no longer exists.
+        """
+        path = join_path(node.path)
+
+        def update() -> tuple[Node | None, int | None]:
+            number = self._store.replace_metadata(
+                node.id, metadata, specs, sorted(access_tags), not drop_revision
+            )
+            return self._store.get_by_path(path), number
+
+        def refresh(result: tuple[Node | None, int | None]) -> None:
+            if result[0] is None:
+                self._cache.evict_subtree(node.path)
+            else:
+                self._cache.put(result[0])
+
+        updated, number = await self._run(refresh, update)
+        if updated is None:
+            raise CatalogError(f"{path!r} no longer exists")
+        return updated, number
+
+    async def revisions(
+        self, node: Node, *, offset: int = 0, limit: int = 100
+    ) -> tuple[list[Revision], int]:
+        """Return a page of ``node``'s revisions (oldest first) and their total number."""
+        if offset < 0 or limit < 0:
+            raise ValueError("offset and limit must not be negative")
+        return await self._run(None, self._store.list_revisions, node.id, offset, limit)
+
+    async def delete_revision(self, node: Node, number: int) -> bool:
+        """Delete revision ``number`` of ``node``; return whether it existed."""
+        return await self._run(None, self._store.delete_revision, node.id, number)
+
     async def close(self) -> None:
         """Close the database connection and stop the catalog thread. Idempotent."""
         if self._closed:
@@ -289,6 +408,15 @@ class Catalog:
             self._closed = True
             self._cache.clear()
             self._executor.shutdown(wait=False)
+
+
+def _open_store(location: CatalogLocation, *, init: bool, create: bool) -> SqlStore:
+    if location.backend == "postgresql":
+        # Imported here so that SQLite-only use never loads libpq.
+        from ferrotile.catalog.postgres import open_postgresql_store
+
+        return open_postgresql_store(location, init=init, create=create)
+    return open_sqlite_store(location.path, init=init, create=create)
 
 
 def _relay(

@@ -76,6 +76,18 @@ MIGRATIONS: tuple[tuple[Step, ...], ...] = (
         "CREATE INDEX data_source_assets_asset_id ON data_source_assets (asset_id)",
         _insert_root,
     ),
+    # Version 2: metadata revisions (previous metadata and specs of a node, numbered per node).
+    (
+        """CREATE TABLE revisions (
+            id {pk},
+            node_id BIGINT NOT NULL REFERENCES nodes (id) ON DELETE CASCADE,
+            revision_number INTEGER NOT NULL,
+            metadata TEXT NOT NULL,
+            specs TEXT NOT NULL,
+            time_updated TEXT NOT NULL,
+            UNIQUE (node_id, revision_number)
+        )""",
+    ),
 )
 
 LATEST_VERSION = len(MIGRATIONS)

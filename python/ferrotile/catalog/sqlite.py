@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 
 from ferrotile.catalog.dialect import SQLITE
+from ferrotile.catalog.query_sql import register_sqlite_functions
 from ferrotile.catalog.schema import LATEST_VERSION, migrate, schema_version
 from ferrotile.catalog.store import SqlStore
 from ferrotile.errors import CatalogError
@@ -39,13 +41,28 @@ def connect_sqlite(path: str) -> sqlite3.Connection:
     try:
         # busy_timeout first: switching to WAL itself needs a lock another process may hold.
         connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        connection.execute("PRAGMA journal_mode = WAL")
+        _switch_to_wal(connection)
         connection.execute("PRAGMA synchronous = NORMAL")
         connection.execute("PRAGMA foreign_keys = ON")
+        register_sqlite_functions(connection)  # REGEXP and full-text search (.queries)
     except BaseException:
         connection.close()
         raise
     return connection
+
+
+def _switch_to_wal(connection: sqlite3.Connection) -> None:
+    # While another connection switches the same new file to WAL, SQLite fails at once with
+    # SQLITE_BUSY instead of waiting on busy_timeout (seen with concurrent --init): retry.
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 def _check_creatable(path: str) -> None:

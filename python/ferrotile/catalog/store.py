@@ -1,9 +1,10 @@
 """Synchronous SQL store of catalog nodes, one DB-API connection per store.
 
-The driver is the standard library's ``sqlite3``: a point lookup by path costs ~17 us on this
-machine, against ~150-380 us through ADBC (which remains the choice for bulk table data). The
-store is not thread-safe and does no caching; :class:`ferrotile.catalog.catalog.Catalog` gives it
-one dedicated thread and caches lookups.
+The driver is the standard library's ``sqlite3`` for SQLite (a point lookup by path costs ~17 us
+on this machine) and ``psycopg`` 3 for PostgreSQL (~100 us over loopback, mostly the round trip;
+see :mod:`ferrotile.catalog.postgres`), against ~150-380 us through ADBC (which remains the
+choice for bulk table data). The store is not thread-safe and does no caching;
+:class:`ferrotile.catalog.catalog.Catalog` gives it one dedicated thread and caches lookups.
 
 Every read is a single statement (nodes joined to their data sources and assets), so it sees one
 consistent snapshot and costs one round trip, including a page of children (no N+1 queries).
@@ -12,12 +13,14 @@ consistent snapshot and costs one round trip, including a page of children (no N
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from ferrotile.catalog import revisions
 from ferrotile.catalog.dialect import SQLITE, Dialect, transaction
 from ferrotile.catalog.models import DataSource, Node
 from ferrotile.catalog.paths import join_path
+from ferrotile.catalog.query_sql import Compiled
 from ferrotile.catalog.rows import (
     DATA_SOURCE_COLUMNS,
     DATA_SOURCE_JOINS,
@@ -52,20 +55,36 @@ class SqlStore:
 
     Parameters
     ----------
-    connection : sqlite3.Connection
-        An open connection in autocommit mode, e.g. from
-        :func:`ferrotile.catalog.sqlite.connect_sqlite`. The store owns it and closes it in
-        :meth:`close`.
+    connection : sqlite3.Connection or psycopg.Connection
+        An open connection in autocommit mode, from
+        :func:`ferrotile.catalog.sqlite.connect_sqlite` or
+        :func:`ferrotile.catalog.postgres.connect_postgresql`. The store owns it and closes it
+        in :meth:`close`.
     dialect : Dialect
         The database's SQL dialect.
+    driver_error : type of Exception
+        Base class of the errors the driver raises (wrapped as CatalogError by the façade).
+    integrity_error : type of Exception
+        The driver's error for a violated constraint (unique key, foreign key).
+    reconnect : callable, optional
+        Opens a new connection; :meth:`recover` uses it after the connection was lost (a
+        PostgreSQL server restart). None for SQLite, whose connection cannot be lost.
     """
 
-    driver_error: type[Exception] = sqlite3.Error
-    """Base class of the errors the driver raises (wrapped as CatalogError by the façade)."""
-
-    def __init__(self, connection: sqlite3.Connection, dialect: Dialect = SQLITE) -> None:
+    def __init__(
+        self,
+        connection: Any,
+        dialect: Dialect = SQLITE,
+        *,
+        driver_error: type[Exception] = sqlite3.Error,
+        integrity_error: type[Exception] = sqlite3.IntegrityError,
+        reconnect: Callable[[], Any] | None = None,
+    ) -> None:
         self._connection = connection
         self._dialect = dialect
+        self.driver_error = driver_error
+        self._integrity_error = integrity_error
+        self._reconnect = reconnect
         sql = dialect.sql
         self._get_by_path = sql(
             _NODE_WITH_SOURCES.format(nodes="nodes n")
@@ -187,7 +206,7 @@ class SqlStore:
                 )
                 node_id = int(cursor.fetchone()[0])
                 stored = insert_data_sources(cursor, self._dialect, node_id, data_sources)
-        except sqlite3.IntegrityError as exc:
+        except self._integrity_error as exc:
             # UNIQUE(path) and the parent foreign key both raise IntegrityError; ask the
             # database which one it was rather than parsing driver messages.
             if self.get_by_path(join_path(path)) is not None:
@@ -294,6 +313,89 @@ class SqlStore:
                     chunk,
                 )
         return deleted
+
+    # -- search and metadata edits (SQL in .queries and .revisions) -------------------------
+
+    @property
+    def dialect(self) -> Dialect:
+        """The database's SQL dialect (callers compile queries for it)."""
+        return self._dialect
+
+    def search_children(
+        self, parent_id: int, where: Compiled, order: Compiled, offset: int, limit: int
+    ) -> list[Node]:
+        """Return a page of the children of ``parent_id`` matching ``where``, in ``order``.
+
+        Parameters
+        ----------
+        parent_id : int
+            The container's id.
+        where, order : Compiled
+            From :func:`~ferrotile.catalog.query_sql.compile_filters` and
+            :func:`~ferrotile.catalog.query_sql.compile_sort`.
+        offset, limit : int
+            The page.
+
+        Returns
+        -------
+        list of Node
+        """
+        # The window numbers the matches in sort order, so that the outer join with data
+        # sources can keep that order (a subquery's ORDER BY does not survive a join).
+        nodes = (
+            f"(SELECT n.*, ROW_NUMBER() OVER (ORDER BY {order.sql}) AS ft_rank FROM nodes n"
+            f" WHERE n.parent_id = ? AND {where.sql} ORDER BY ft_rank LIMIT ? OFFSET ?) n"
+        )
+        query = self._dialect.sql(
+            _NODE_WITH_SOURCES.format(nodes=nodes) + f" ORDER BY n.ft_rank, {DATA_SOURCE_ORDER}"
+        )
+        params = [*order.params, parent_id, *where.params, limit, offset]
+        return nodes_from_rows(self._connection.execute(query, params).fetchall())
+
+    def count_matching(self, parent_id: int, where: Compiled) -> int:
+        """Return how many children of ``parent_id`` match ``where``."""
+        query = self._dialect.sql(
+            f"SELECT COUNT(*) FROM nodes n WHERE n.parent_id = ? AND {where.sql}"
+        )
+        return int(self._connection.execute(query, [parent_id, *where.params]).fetchone()[0])
+
+    def replace_metadata(
+        self,
+        node_id: int,
+        metadata: dict[str, Any],
+        specs: list[dict[str, Any]],
+        access_tags: list[str],
+        keep_revision: bool,
+    ) -> int | None:
+        """See :func:`ferrotile.catalog.revisions.replace_metadata`."""
+        return revisions.replace_metadata(
+            self._connection, self._dialect, node_id, metadata, specs, access_tags, keep_revision
+        )
+
+    def list_revisions(
+        self, node_id: int, offset: int, limit: int
+    ) -> tuple[list[revisions.Revision], int]:
+        """See :func:`ferrotile.catalog.revisions.list_revisions`."""
+        return revisions.list_revisions(self._connection, self._dialect, node_id, offset, limit)
+
+    def delete_revision(self, node_id: int, number: int) -> bool:
+        """See :func:`ferrotile.catalog.revisions.delete_revision`."""
+        return revisions.delete_revision(self._connection, self._dialect, node_id, number)
+
+    def recover(self) -> None:
+        """Replace a lost connection (call after a driver error). Never raises.
+
+        If the new connection cannot be opened either, the old one stays and the next call
+        fails again, then recovers once the database is back.
+        """
+        if self._reconnect is None or not getattr(self._connection, "broken", False):
+            return
+        try:
+            connection = self._reconnect()
+        except Exception:
+            return
+        self._connection.close()
+        self._connection = connection
 
     def close(self) -> None:
         """Close the connection."""

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import urllib.parse
+from dataclasses import dataclass, field
 
 from ferrotile.errors import CatalogError
 
 SUPPORTED = (
     "sqlite:///relative.db, sqlite:////absolute.db, sqlite+aiosqlite:///path.db, "
-    "sqlite:///:memory:, or a file path ending in .db or .sqlite"
+    "sqlite:///:memory:, a file path ending in .db or .sqlite, "
+    "or postgresql://user:password@host:port/database"
 )
 _FILE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 _MEMORY = ":memory:"
@@ -17,10 +19,30 @@ _MEMORY = ":memory:"
 
 @dataclass(frozen=True, slots=True)
 class CatalogLocation:
-    """Where a catalog lives: the backend name and, for SQLite, the file path or ``:memory:``."""
+    """Where a catalog lives.
+
+    Attributes
+    ----------
+    backend : str
+        ``"sqlite"`` or ``"postgresql"``.
+    path : str
+        For SQLite the file path or ``:memory:``; for PostgreSQL a libpq connection URI
+        (``postgresql://...``, the ``+driver`` part removed), password included.
+    display : str
+        How to name the catalog in messages: the path, or the PostgreSQL URI without its
+        password.
+    secrets : tuple of str
+        Strings that must never appear in a message (the password, raw and decoded).
+    """
 
     backend: str
-    path: str
+    path: str = field(repr=False)
+    display: str = ""
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.display:
+            object.__setattr__(self, "display", self.path)
 
 
 def parse_catalog_uri(uri: str) -> CatalogLocation:
@@ -28,7 +50,9 @@ def parse_catalog_uri(uri: str) -> CatalogLocation:
 
     ``sqlite:///x.db`` is the relative path ``x.db`` and ``sqlite:////x.db`` the absolute
     ``/x.db``, as in SQLAlchemy (which Tiled uses); the ``+driver`` part (Tiled writes
-    ``sqlite+aiosqlite``) is ignored.
+    ``sqlite+aiosqlite`` and ``postgresql+asyncpg``) is ignored. ``postgresql://`` and
+    ``postgres://`` URIs are passed to libpq as they are (query parameters such as
+    ``sslmode`` included).
 
     Parameters
     ----------
@@ -42,8 +66,7 @@ def parse_catalog_uri(uri: str) -> CatalogLocation:
     Raises
     ------
     CatalogError
-        For PostgreSQL (not supported yet) and anything unrecognised. Messages name only the
-        scheme, never the whole URI, which may carry a password.
+        For anything unrecognised. Messages never contain a password.
     """
     scheme, separator, rest = uri.partition("://")
     if not separator:
@@ -54,7 +77,7 @@ def parse_catalog_uri(uri: str) -> CatalogLocation:
         raise CatalogError(f"Unsupported catalog location; use {SUPPORTED}")
     backend = scheme.lower().split("+", 1)[0]
     if backend in ("postgresql", "postgres"):
-        raise CatalogError("PostgreSQL catalogs are not supported yet")
+        return _postgresql_location(rest)
     if backend != "sqlite":
         raise CatalogError(f"Unsupported catalog URI scheme {scheme!r}; use {SUPPORTED}")
     if "?" in rest:
@@ -65,3 +88,41 @@ def parse_catalog_uri(uri: str) -> CatalogLocation:
         raise CatalogError(f"A sqlite URI has no host part; use {SUPPORTED}")
     path = rest[1:]
     return CatalogLocation("sqlite", path if path else _MEMORY)
+
+
+def _postgresql_location(rest: str) -> CatalogLocation:
+    try:
+        parts = urllib.parse.urlsplit(f"postgresql://{rest}")
+    except ValueError:  # e.g. an unbalanced "[" in the host; the message would echo the URI
+        raise CatalogError(f"Invalid PostgreSQL catalog URI; use {SUPPORTED}") from None
+    # A password should have "@" percent-encoded, but hide it whether the user info is read
+    # up to the first "@" (libpq) or the last one (urllib, SQLAlchemy).
+    userinfo, at, host = parts.netloc.rpartition("@")
+    user, colon, raw = userinfo.partition(":")
+    found = {raw, urllib.parse.unquote(raw), raw.partition("@")[0]} if colon else set()
+    # The query may carry a password too (?password=...); messages leave the query out.
+    for name, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+        if name.lower() == "password":
+            found |= {value, urllib.parse.quote(value), urllib.parse.quote_plus(value)}
+    secrets = tuple(sorted((s for s in found if s), key=len, reverse=True))
+    display = f"postgresql://{user}{at}{host}{parts.path}"
+    return CatalogLocation("postgresql", f"postgresql://{rest}", display, secrets)
+
+
+def redact(text: str, location: CatalogLocation) -> str:
+    """Return ``text`` on one line and without any of ``location``'s secrets.
+
+    Parameters
+    ----------
+    text : str
+        E.g. a driver's error message, which may span lines or echo the connection string.
+    location : CatalogLocation
+        The catalog the message is about.
+
+    Returns
+    -------
+    str
+    """
+    for secret in location.secrets:
+        text = text.replace(secret, "***")
+    return " ".join(text.split())

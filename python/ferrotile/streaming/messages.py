@@ -64,3 +64,31 @@ def child_created(node: Node) -> dict[str, Any]:
         "access_tags": tags,
         "access_blob": {"tags": tags},
     }
+
+
+def child_metadata_updated(node: Node, revision_number: int | None) -> dict[str, Any]:
+    """``container-child-metadata-updated`` for the parent's stream after a metadata edit.
+
+    Parameters
+    ----------
+    node : Node
+        The edited node, as now stored (its full new metadata and specs are sent).
+    revision_number : int or None
+        The revision that kept the previous version; the key is omitted when None (the edit
+        dropped the revision), as Tiled does.
+
+    Returns
+    -------
+    dict
+        The message header.
+    """
+    message: dict[str, Any] = {
+        "type": "container-child-metadata-updated",
+        "timestamp": timestamp(),
+        "key": node.key,
+        "specs": node.specs,
+        "metadata": node.metadata,
+    }
+    if revision_number is not None:
+        message["revision_number"] = revision_number
+    return message

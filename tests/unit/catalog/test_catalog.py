@@ -1,9 +1,9 @@
-"""The async Catalog façade: opening, caching, writes, on real SQLite files."""
+"""The async Catalog façade: opening, caching, writes, on real SQLite files and PostgreSQL
+databases (tests taking ``uri`` or ``backend`` run on both)."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -11,13 +11,16 @@ from typing import TypeVar
 
 import pytest
 
+import ferrotile.catalog.postgres as postgres_module
 import ferrotile.catalog.schema as schema
 import ferrotile.catalog.sqlite as sqlite_module
 from ferrotile.catalog import Catalog, Node
 from ferrotile.catalog.uri import parse_catalog_uri
 from ferrotile.errors import CatalogError, InvalidKey, KeyConflict, NotEmpty
+from tests.conftest import free_port
+from tests.postgres import PostgresServer
 
-from .conftest import array_source, tiff_series
+from .conftest import Backend, array_source, tiff_series
 
 T = TypeVar("T")
 
@@ -42,21 +45,22 @@ def open_error(uri: str, **options: bool) -> str:
 
 
 @pytest.fixture
-def uri(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'catalog.db'}"  # tmp_path is absolute: sqlite:////...
+def uri(backend: Backend) -> str:
+    return backend.uri  # SQLite: tmp_path is absolute, so this is sqlite:////...
 
 
 # -- opening ------------------------------------------------------------------------------------
 
 
-def test_init_creates_root_and_reopen_finds_data(tmp_path: Path, uri: str) -> None:
+def test_init_creates_root_and_reopen_finds_data(backend: Backend, uri: str) -> None:
     async def create(catalog: Catalog) -> None:
         root = await catalog.lookup(())
         assert root is not None and root.id == 0 and root.path == ()
         await catalog.create_node(root, "kept", structure_family="container", metadata={"n": 1})
 
     run_with(uri, create, init=True)
-    assert (tmp_path / "catalog.db").exists()
+    if backend.name == "sqlite":
+        assert Path(backend.display).exists()
 
     async def reopen(catalog: Catalog) -> None:
         kept = await catalog.lookup(("kept",))
@@ -80,15 +84,16 @@ def test_create_makes_a_missing_file(tmp_path: Path) -> None:
     assert run_with(str(tmp_path / "new.sqlite"), body, create=True) == 0
 
 
-def test_foreign_database_needs_init(tmp_path: Path) -> None:
-    path = tmp_path / "other.db"
-    with sqlite3.connect(path) as connection:
-        connection.execute("CREATE TABLE unrelated (x INTEGER)")
-    connection.close()
-    assert "has no ferrotile catalog schema. Use --init" in open_error(str(path))
-    assert "Use --init" in open_error(str(path), create=True)  # create never touches a file
-    run_with(str(path), _root, init=True)
-    run_with(str(path), _root)
+def test_foreign_database_needs_init(backend: Backend) -> None:
+    backend.execute("CREATE TABLE unrelated (x INTEGER)")
+    assert open_error(backend.uri) == (
+        f"Database {backend.display} has no ferrotile catalog schema. Use --init to initialize it."
+    )
+    # create never touches a database that has tables
+    assert "Use --init" in open_error(backend.uri, create=True)
+    run_with(backend.uri, _root, init=True)
+    run_with(backend.uri, _root)
+    assert backend.execute("SELECT COUNT(*) FROM unrelated") == [(0,)]
 
 
 def test_not_a_database(tmp_path: Path) -> None:
@@ -128,9 +133,8 @@ def test_unsupported_schemes() -> None:
     message = open_error("mysql://user:secret@host/db")
     assert "'mysql'" in message and "sqlite:///" in message
     assert "secret" not in message
-    postgres = open_error("postgresql://user:secret@host/db", init=True)
-    assert postgres == "PostgreSQL catalogs are not supported yet"
     assert "sqlite:///" in open_error("catalog.txt")
+    assert "postgresql://" in open_error("catalog.txt")
 
 
 @pytest.mark.parametrize(
@@ -171,36 +175,36 @@ def test_memory_catalog_is_initialised() -> None:
 
 
 def test_older_schema_is_migrated_only_with_init(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = str(tmp_path / "old.db")
-    run_with(path, _root, init=True)
+    uri = backend.uri
+    run_with(uri, _root, init=True)
     newer = (*schema.MIGRATIONS, ("CREATE TABLE extra (x INTEGER)",))
     monkeypatch.setattr(schema, "MIGRATIONS", newer)
     monkeypatch.setattr(schema, "LATEST_VERSION", len(newer))
     monkeypatch.setattr(sqlite_module, "LATEST_VERSION", len(newer))
-    message = open_error(path)
+    monkeypatch.setattr(postgres_module, "LATEST_VERSION", len(newer))
+    message = open_error(uri)
     assert message == (
-        f"Database {path} has catalog schema version {len(newer) - 1}, older than "
+        f"Database {backend.display} has catalog schema version {len(newer) - 1}, older than "
         f"{len(newer)}. Use --init to migrate it."
     )
-    run_with(path, _root, init=True)
-    run_with(path, _root)
-    with sqlite3.connect(path) as connection:
-        versions = connection.execute("SELECT version FROM ferrotile_schema_version").fetchall()
-        tables = connection.execute("SELECT name FROM sqlite_master WHERE name = 'extra'")
-        assert [v for (v,) in versions] == list(range(1, len(newer) + 1))
-        assert tables.fetchall() == [("extra",)]
-    connection.close()
+    assert "Use --init to migrate it" in open_error(uri, create=True)
+    run_with(uri, _root, init=True)
+    run_with(uri, _root)
+    versions = backend.execute("SELECT version FROM ferrotile_schema_version ORDER BY version")
+    assert [v for (v,) in versions] == list(range(1, len(newer) + 1))
+    assert backend.execute("SELECT COUNT(*) FROM extra") == [(0,)]
 
 
-def test_newer_schema_is_refused(tmp_path: Path) -> None:
-    path = str(tmp_path / "future.db")
-    run_with(path, _root, init=True)
-    with sqlite3.connect(path) as connection:
-        connection.execute("INSERT INTO ferrotile_schema_version VALUES (99, 'later')")
-    connection.close()
-    assert "version 99, newer than this ferrotile supports" in open_error(path, init=True)
+def test_newer_schema_is_refused(backend: Backend) -> None:
+    run_with(backend.uri, _root, init=True)
+    backend.execute("INSERT INTO ferrotile_schema_version VALUES (99, 'later')")
+    message = open_error(backend.uri, init=True)
+    assert message == (
+        f"Database {backend.display} has catalog schema version 99, newer than this ferrotile "
+        f"supports ({schema.LATEST_VERSION}). Upgrade ferrotile."
+    )
 
 
 def test_calls_run_on_the_catalog_thread(uri: str) -> None:
@@ -283,24 +287,20 @@ def test_create_validates_before_touching_the_database(uri: str) -> None:
     run_with(uri, body, init=True)
 
 
-def test_lookup_is_cached_and_misses_are_not(tmp_path: Path, uri: str) -> None:
-    db = str(tmp_path / "catalog.db")
-
+def test_lookup_is_cached_and_misses_are_not(backend: Backend, uri: str) -> None:
     async def body(catalog: Catalog) -> None:
         root = await catalog.lookup(())
         assert root is not None
         await catalog.create_node(root, "c", structure_family="container", metadata={"v": 1})
         assert await catalog.lookup(("later",)) is None
         # Another process changes the database behind the cache's back.
-        with sqlite3.connect(db) as other:
-            other.execute("UPDATE nodes SET metadata = '{\"v\": 2}' WHERE key = 'c'")
-            other.execute(
-                "INSERT INTO nodes (parent_id, key, path, structure_family, metadata, specs,"
-                " access_tags, time_created, time_updated) VALUES (0, 'later', 'later',"
-                " 'container', '{}', '[]', '[]', '2025-01-01T00:00:00.000000+00:00',"
-                " '2025-01-01T00:00:00.000000+00:00')"
-            )
-        other.close()
+        backend.execute("UPDATE nodes SET metadata = '{\"v\": 2}' WHERE key = 'c'")
+        backend.execute(
+            "INSERT INTO nodes (parent_id, key, path, structure_family, metadata, specs,"
+            " access_tags, time_created, time_updated) VALUES (0, 'later', 'later',"
+            " 'container', '{}', '[]', '[]', '2025-01-01T00:00:00.000000+00:00',"
+            " '2025-01-01T00:00:00.000000+00:00')"
+        )
         cached = await catalog.lookup(("c",))
         assert cached is not None and cached.metadata == {"v": 1}  # served from the cache
         refreshed = await catalog.lookup(("c",), fresh=True)
@@ -395,3 +395,90 @@ def test_concurrent_lookup_and_delete_leave_no_stale_entry(uri: str) -> None:
             node = await catalog.create_node(root, "racy", structure_family="container")
 
     run_with(uri, body, init=True)
+
+
+# -- PostgreSQL specifics -----------------------------------------------------------------------
+
+
+def test_parse_postgresql_uri() -> None:
+    location = parse_catalog_uri("postgresql+asyncpg://tiled:p%40ss:w@db.example:5433/catalog")
+    assert location.backend == "postgresql"
+    assert location.path == "postgresql://tiled:p%40ss:w@db.example:5433/catalog"
+    assert location.display == "postgresql://tiled@db.example:5433/catalog"
+    assert "p%40ss:w" in location.secrets and "p@ss:w" in location.secrets
+    assert "p%40ss" not in repr(location)
+    plain = parse_catalog_uri("postgres://db.example/catalog?sslmode=require")
+    assert plain.path == "postgresql://db.example/catalog?sslmode=require"
+    assert plain.display == "postgresql://db.example/catalog"
+    assert plain.secrets == ()
+    query = parse_catalog_uri("postgresql://u@h/db?password=hunter2")
+    assert query.display == "postgresql://u@h/db" and "hunter2" in query.secrets
+
+
+def test_postgresql_connection_failure_is_one_line_without_password() -> None:
+    port = free_port()  # nothing listens there
+    message = open_error(f"postgresql://ferro:hunter2pw@127.0.0.1:{port}/catalog", init=True)
+    assert message.startswith(
+        f"Cannot connect to catalog database postgresql://ferro@127.0.0.1:{port}/catalog: "
+    )
+    assert "Connection refused" in message
+    assert "\n" not in message and "hunter2pw" not in message
+
+
+def test_postgresql_uri_errors_never_show_the_password(postgres: PostgresServer) -> None:
+    # libpq echoes the whole connection string in some parse errors.
+    port = postgres.port
+    bad_query = open_error(f"postgresql://ferro:hunter2pw@127.0.0.1:{port}/db?nosuch=1")
+    assert "hunter2pw" not in bad_query and "\n" not in bad_query
+    assert bad_query.startswith("Cannot connect to catalog database postgresql://ferro@")
+    assert "nosuch" in bad_query
+    bad_host = open_error("postgresql://ferro:hunter2pw@[::1/db")
+    assert "hunter2pw" not in bad_host and "\n" not in bad_host
+
+
+def test_postgresql_missing_database_and_wrong_user(postgres: PostgresServer) -> None:
+    uri = postgres.uri
+    missing = open_error(uri("no_such_db"), init=True)
+    assert missing.startswith("Cannot connect to catalog database postgresql://postgres@")
+    assert 'database "no_such_db" does not exist' in missing
+    wrong_user = open_error(uri("postgres").replace("postgres@", "nobody:pw1234@"), init=True)
+    assert 'role "nobody" does not exist' in wrong_user and "pw1234" not in wrong_user
+
+
+def test_postgresql_create_initialises_only_an_empty_database(postgres: PostgresServer) -> None:
+    # (A database with other tables is refused: test_foreign_database_needs_init.)
+    async def body(catalog: Catalog) -> int:
+        return await catalog.count_children(await _root(catalog))
+
+    uri = postgres.new_database()
+    assert run_with(uri, body, create=True) == 0
+    assert run_with(uri, body) == 0
+
+
+def test_tiled_spelling_of_postgresql_uris(pg_backend: Backend) -> None:
+    backend = pg_backend
+    uri = backend.uri.replace("postgresql://", "postgresql+asyncpg://", 1)
+    root = run_with(uri, _root, init=True)
+    assert root.id == 0
+    assert run_with(backend.uri, _root) == root
+
+
+def test_postgresql_reconnects_after_losing_its_connection(postgres: PostgresServer) -> None:
+    uri = postgres.new_database()  # its own database, so that only our connection is killed
+    backend = Backend("postgresql", uri, uri)
+
+    async def body(catalog: Catalog) -> None:
+        root = await _root(catalog)
+        await catalog.create_node(root, "kept", structure_family="container")
+        # The server drops the connection (restart, failover, idle timeout in a proxy).
+        killed = backend.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'ferrotile' AND datname = current_database()"
+        )
+        assert killed == [(True,)]
+        with pytest.raises(CatalogError, match="Catalog database error"):
+            await catalog.lookup(("kept",), fresh=True)
+        kept = await catalog.lookup(("kept",), fresh=True)  # the next call reconnects
+        assert kept is not None and kept.key == "kept"
+
+    run_with(backend.uri, body, init=True)

@@ -1,9 +1,10 @@
-"""SqlStore and the schema, on real SQLite files."""
+"""SqlStore and the schema, on real SQLite files and PostgreSQL databases."""
 
 from __future__ import annotations
 
-import sqlite3
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from datetime import UTC
 from pathlib import Path
@@ -14,11 +15,11 @@ import pytest
 from ferrotile.catalog.dialect import POSTGRESQL, SQLITE
 from ferrotile.catalog.models import Node
 from ferrotile.catalog.schema import LATEST_VERSION, migrate, schema_version
-from ferrotile.catalog.sqlite import connect_sqlite, open_sqlite_store
+from ferrotile.catalog.sqlite import connect_sqlite
 from ferrotile.catalog.store import SqlStore
 from ferrotile.errors import CatalogError, KeyConflict, NotEmpty
 
-from .conftest import array_source, tiff_series
+from .conftest import Backend, array_source, tiff_series
 
 
 @pytest.fixture
@@ -27,8 +28,8 @@ def db_path(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def store(db_path: str) -> Iterator[SqlStore]:
-    store = open_sqlite_store(db_path, init=True)
+def store(backend: Backend) -> Iterator[SqlStore]:
+    store = backend.open_store(init=True)
     yield store
     store.close()
 
@@ -41,11 +42,6 @@ def root_of(store: SqlStore) -> Node:
 
 def container(store: SqlStore, parent: Node, key: str) -> Node:
     return store.create_node(parent, key, "container", {}, [], [], [])
-
-
-def count_rows(db_path: str, table: str) -> int:
-    with closing(sqlite3.connect(db_path)) as connection:
-        return int(connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
 
 def test_root_is_a_real_row_with_id_zero(store: SqlStore) -> None:
@@ -70,16 +66,33 @@ def test_connection_settings(db_path: str) -> None:
         connection.close()
 
 
-def test_migrate_is_idempotent(db_path: str, store: SqlStore) -> None:
-    connection = connect_sqlite(db_path)
-    try:
-        assert schema_version(connection, SQLITE) == LATEST_VERSION
-        assert migrate(connection, SQLITE) == LATEST_VERSION
-        assert migrate(connection, SQLITE) == LATEST_VERSION
-    finally:
-        connection.close()
-    assert count_rows(db_path, "ferrotile_schema_version") == LATEST_VERSION
-    assert count_rows(db_path, "nodes") == 1
+def test_migrate_is_idempotent(backend: Backend, store: SqlStore) -> None:
+    with closing(backend.connect()) as connection:
+        assert schema_version(connection, backend.dialect) == LATEST_VERSION
+        assert migrate(connection, backend.dialect) == LATEST_VERSION
+        assert migrate(connection, backend.dialect) == LATEST_VERSION
+    assert backend.count_rows("ferrotile_schema_version") == LATEST_VERSION
+    assert backend.count_rows("nodes") == 1
+
+
+def test_concurrent_init_applies_each_migration_once(backend: Backend) -> None:
+    # Several processes (containers) starting with --init at once on one new database.
+    starting_line = threading.Barrier(4)
+
+    def init(_: int) -> int | None:
+        starting_line.wait()
+        store = backend.open_store(init=True)
+        try:
+            root = store.get_by_path("")
+            return root.id if root is not None else None
+        finally:
+            store.close()
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(init, range(4))) == [0, 0, 0, 0]
+    versions = backend.execute("SELECT version FROM ferrotile_schema_version ORDER BY version")
+    assert versions == [(v,) for v in range(1, LATEST_VERSION + 1)]
+    assert backend.count_rows("nodes") == 1
 
 
 def test_dialect_placeholders() -> None:
@@ -154,13 +167,15 @@ def test_nested_paths(store: SqlStore) -> None:
     assert store.get_by_path("b") is None
 
 
-def test_duplicate_key_conflicts_and_leaves_nothing_behind(db_path: str, store: SqlStore) -> None:
+def test_duplicate_key_conflicts_and_leaves_nothing_behind(
+    backend: Backend, store: SqlStore
+) -> None:
     root = root_of(store)
     first = store.create_node(root, "x", "array", {"v": 1}, [], [], [array_source([2])])
     with pytest.raises(KeyConflict, match="'x' already exists"):
         store.create_node(root, "x", "array", {"v": 2}, [], [], [array_source([5])])
     assert store.get_by_path("x") == first
-    assert count_rows(db_path, "data_sources") == 1
+    assert backend.count_rows("data_sources") == 1
     # The same key under another parent is fine.
     other = container(store, root, "other")
     assert store.create_node(other, "x", "container", {}, [], [], []).path == ("other", "x")
@@ -208,7 +223,7 @@ def test_update_structure_bumps_time_updated(store: SqlStore) -> None:
         store.update_structure(9999, new_structure)
 
 
-def test_delete_non_empty_requires_recursive(db_path: str, store: SqlStore) -> None:
+def test_delete_non_empty_requires_recursive(backend: Backend, store: SqlStore) -> None:
     root = root_of(store)
     a = container(store, root, "a")
     b = container(store, a, "b")
@@ -216,7 +231,7 @@ def test_delete_non_empty_requires_recursive(db_path: str, store: SqlStore) -> N
     sibling = store.create_node(a, "sib", "array", {}, [], [], [array_source([1])])
     with pytest.raises(NotEmpty):
         store.delete_node(a, recursive=False)
-    assert count_rows(db_path, "nodes") == 5
+    assert backend.count_rows("nodes") == 5
 
     deleted = store.delete_node(a, recursive=True)
     assert [node.path for node in deleted] == [("a", "b", "leaf"), ("a", "b"), ("a", "sib"), ("a",)]
@@ -224,23 +239,23 @@ def test_delete_non_empty_requires_recursive(db_path: str, store: SqlStore) -> N
     assert deleted[2] == sibling
     for path in ("a", "a/b", "a/b/leaf", "a/sib"):
         assert store.get_by_path(path) is None
-    assert count_rows(db_path, "nodes") == 1
-    assert count_rows(db_path, "data_sources") == 0
-    assert count_rows(db_path, "data_source_assets") == 0
-    assert count_rows(db_path, "assets") == 0
+    assert backend.count_rows("nodes") == 1
+    assert backend.count_rows("data_sources") == 0
+    assert backend.count_rows("data_source_assets") == 0
+    assert backend.count_rows("assets") == 0
     assert store.delete_node(a, recursive=True) == []  # already gone
 
 
-def test_shared_assets_outlive_one_of_their_nodes(db_path: str, store: SqlStore) -> None:
+def test_shared_assets_outlive_one_of_their_nodes(backend: Backend, store: SqlStore) -> None:
     root = root_of(store)
     one = store.create_node(root, "one", "array", {}, [], [], [tiff_series("same.tif")])
     two = store.create_node(root, "two", "array", {}, [], [], [tiff_series("same.tif")])
     assert one.data_sources[0].assets[0].id == two.data_sources[0].assets[0].id
-    assert count_rows(db_path, "assets") == 1
+    assert backend.count_rows("assets") == 1
     assert store.delete_node(one, recursive=False) == [one]
-    assert count_rows(db_path, "assets") == 1
+    assert backend.count_rows("assets") == 1
     store.delete_node(two, recursive=False)
-    assert count_rows(db_path, "assets") == 0
+    assert backend.count_rows("assets") == 0
 
 
 def test_root_cannot_be_deleted(store: SqlStore) -> None:
@@ -256,3 +271,36 @@ def test_ids_of_deleted_nodes_are_never_reused(store: SqlStore) -> None:
     store.delete_node(first, recursive=False)
     second = container(store, root, "second")
     assert second.id > first.id
+
+
+def test_json_round_trip_is_exact(store: SqlStore) -> None:
+    metadata = {
+        "ints": [0, -1, 2**53 + 1, 2**63 - 1, -(2**63)],
+        "floats": [0.1, -0.0, 1e-300, 5e-324, 1.7976931348623157e308, 123456789.123456789],
+        "text": 'nul \u0000, tab \t, quote ", backslash \\, emoji 🧪, rtl עברית',
+        "nested": {"a": [{"b": [[], {}, None, True, False]}], "": "empty key"},
+        "order": {"z": 1, "a": 2, "m": 3},
+    }
+    node = store.create_node(root_of(store), "j", "container", metadata, [], [], [])
+    fetched = store.get_by_path("j")
+    assert fetched is not None
+    assert fetched.metadata == metadata == node.metadata
+    assert list(fetched.metadata["order"]) == ["z", "a", "m"]  # key order is kept
+    assert [type(v) for v in fetched.metadata["ints"]] == [int] * 5
+    assert str(fetched.metadata["floats"][1]) == "-0.0"
+
+
+def test_timestamps_round_trip_with_microseconds(store: SqlStore) -> None:
+    node = store.create_node(root_of(store), "t", "container", {}, [], [], [])
+    fetched = store.get_by_path("t")
+    assert fetched is not None
+    assert fetched.time_created == node.time_created == fetched.time_updated
+    assert fetched.time_created.tzinfo == UTC
+
+
+def test_ids_continue_after_the_explicit_root_id(backend: Backend, store: SqlStore) -> None:
+    # The root is inserted with id 0; generated ids must neither collide with it nor skip
+    # into the negative (PostgreSQL identity columns start at 1 and ignore explicit ids).
+    first = container(store, root_of(store), "first")
+    assert first.id == 1
+    assert backend.execute("SELECT id FROM nodes ORDER BY id") == [(0,), (1,)]
