@@ -49,6 +49,8 @@ class Hub:
         header: bytes,
         payload: bytes | None = None,
         array_json: tuple[str, Sequence[int]] | None = None,
+        *,
+        payload_json: bytes | None = None,
     ) -> int:
         """Publish one message on ``topic`` and return its sequence number.
 
@@ -58,6 +60,8 @@ class Hub:
         envelope carry the payload as a nested list (``tolist()``); without it, JSON subscribers
         get base64. The message is validated and encoded before a sequence is assigned, so a bad
         message (:class:`~ferrotile.errors.EnvelopeError`) consumes no sequence number.
+        ``payload_json`` (one encoded JSON value, e.g. a table's ``{column: [values]}``) is put
+        verbatim as the JSON envelope's payload instead (not with ``array_json``).
         """
 
     def close_stream(self, topic: int) -> int:
@@ -68,7 +72,14 @@ class Hub:
         """
 
     def subscribe(
-        self, topic: int, start: int | None = None, envelope: str = "msgpack"
+        self,
+        topic: int,
+        start: int | None = None,
+        envelope: str = "msgpack",
+        *,
+        notify_gaps: bool = False,
+        max_queue_bytes: int | None = None,
+        on_overflow: str = "close",
     ) -> Subscription:
         """Subscribe to ``topic``; nothing published after this call returns is missed.
 
@@ -76,7 +87,20 @@ class Hub:
         messages from ``N`` (from the oldest retained if ``N`` is gone, counting the skipped ones
         in :attr:`Subscription.missed`), then live. ``start=0``: from the oldest retained.
         ``envelope`` is ``"msgpack"`` or ``"json"``.
+
+        Beyond Tiled (the defaults keep Tiled's behaviour): ``notify_gaps`` sends a
+        ``stream-gap`` / ``stream-epoch`` notice frame before data that follows skipped
+        sequences or a sequence restart. ``max_queue_bytes`` caps the live backlog (envelope
+        bytes between this subscriber and the head, past its replay range); beyond it
+        ``on_overflow="close"`` closes with 1008 and the dropped count, ``"latest"`` skips to
+        the newest message (counted in :attr:`Subscription.dropped`). The newest message is
+        always deliverable, even above the cap.
         """
+
+    def interrupt(self, topic: int | None = None) -> None:
+        """Close the current subscribers of ``topic`` (every topic if None) with
+        ``(1012, "Live subscription lost")``; topics and retained messages stay, so clients
+        reconnect and resume."""
 
     def current_sequence(self, topic: int) -> int:
         """The topic's last sequence number, 0 if it has no events."""
@@ -106,7 +130,8 @@ class Subscription:
         Returns up to ``max_messages`` frames (the shared ``bytes`` objects for msgpack, ``str``
         for JSON (sent as text frames), in sequence order)
         and, once the subscription has ended, the close ``(code, reason)``: 1000 producer ended,
-        1001 node deleted / server shutting down / subscription cancelled, 1008 fell behind.
+        1001 node deleted / server shutting down / subscription cancelled, 1008 fell behind or
+        backlog over the cap, 1012 live subscription lost (:meth:`Hub.interrupt`).
         After a close, further calls return ``([], close)``. The GIL is not held while waiting.
         Must be called with an asyncio event loop running (from a coroutine).
         """
@@ -124,6 +149,14 @@ class Subscription:
     @property
     def missed(self) -> int:
         """Sequences this subscriber skipped because they were no longer retained."""
+
+    @property
+    def dropped(self) -> int:
+        """Messages dropped by the overflow policy (skipped or abandoned)."""
+
+    @property
+    def backlog_bytes(self) -> int:
+        """Envelope bytes between this subscriber and the head, past its replay range."""
 
 def encode_message(header: bytes, envelope: str = "msgpack") -> bytes | str:
     """Encode a one-off message (e.g. the schema frame) without sequence or payload."""

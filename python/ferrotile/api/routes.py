@@ -17,6 +17,8 @@ from ferrotile.api import (
 )
 
 P = "{path:path}"
+#: Test-only route (``FERROTILE_TEST_HOOKS=1``): close a node's subscribers with 1012.
+HOOK = f"/api/v1/_test/interrupt-streams/{P}"
 
 
 def routes() -> list[BaseRoute]:
@@ -49,4 +51,9 @@ def routes() -> list[BaseRoute]:
         Route(f"/api/v1/table/partition/{P}", tables.patch_partition, methods=["PATCH"]),
         Route(f"/api/v1/stream/close/{P}", stream.close_stream, methods=["DELETE"]),
         WebSocketRoute(f"/api/v1/stream/single/{P}", stream.subscribe),
+        *(
+            [Route(HOOK, stream.interrupt_streams, methods=["POST"])]
+            if stream.test_hooks_enabled()
+            else []
+        ),
     ]

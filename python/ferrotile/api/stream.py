@@ -4,12 +4,18 @@ Per connection, Python runs once to authenticate, subscribe and send the schema;
 writer task drains the subscription in batches of frames that the Rust hub encoded once for all
 subscribers, and one reader task notices the peer going away. Python never loops over
 subscribers: each connection is its own task, so sends to different subscribers run concurrently.
+
+Beyond Tiled, opt-in query parameters (docs/api.md): ``notify_gaps=true`` (gap / epoch notices),
+``max_queue_bytes=N`` and ``on_overflow=close|latest`` (the slow-subscriber policy). A client
+that sends none of them (the stock client) sees Tiled's behaviour, with the default byte cap.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+from dataclasses import dataclass
 
 import orjson
 from starlette.requests import Request
@@ -30,6 +36,22 @@ STREAMABLE = frozenset({"array", "container", "ragged", "sparse", "table"})
 AUTH_TIMEOUT = 30.0
 #: Frames handed over per wake-up: enough to amortize the Rust->Python crossing.
 BATCH = 64
+#: Default per-subscriber cap on the live backlog (envelope bytes behind the head).
+DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
+OVERFLOW_POLICIES = ("close", "latest")
+#: Set to 1 to expose ``POST /api/v1/_test/interrupt-streams/{path}`` (tests only).
+TEST_HOOKS_ENV = "FERROTILE_TEST_HOOKS"
+
+
+@dataclass(frozen=True)
+class Options:
+    """What a WebSocket client asked for in its query string."""
+
+    envelope: str
+    start: int | None
+    notify_gaps: bool = False
+    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES
+    on_overflow: str = "close"
 
 
 async def close_stream(request: Request) -> Response:
@@ -49,10 +71,46 @@ def _schema(node: Node) -> dict[str, object]:
         # Tiled's table-schema carries the structure's arrow_schema data URI as is.
         structure = (node.data_sources[0].structure if node.data_sources else None) or {}
         return {"type": "table-schema", "version": 1, "arrow_schema": structure.get("arrow_schema")}
+    if node.structure_family == "sparse":
+        structure = (node.data_sources[0].structure if node.data_sources else None) or {}
+        return messages.array_schema(structure.get("data_type") or {})
     return messages.container_schema()
 
 
-async def _handshake(ws: WebSocket, state: AppState) -> tuple[Node, Credentials, str, int | None]:
+def _int_param(ws: WebSocket, name: str, minimum: int) -> int | None:
+    raw = ws.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"{name} must be an integer, not {raw!r}") from None
+    if value < minimum:
+        raise ApiError(400, f"{name} must be >= {minimum}")
+    return value
+
+
+def _options(ws: WebSocket) -> Options:
+    envelope = ws.query_params.get("envelope_format", "json")
+    if envelope not in ENVELOPES:
+        raise ApiError(400, f"envelope_format must be one of {list(ENVELOPES)}, not {envelope!r}")
+    flag = ws.query_params.get("notify_gaps", "false").lower()
+    if flag not in ("true", "false", "1", "0"):
+        raise ApiError(400, f"notify_gaps must be true or false, not {flag!r}")
+    on_overflow = ws.query_params.get("on_overflow", "close")
+    if on_overflow not in OVERFLOW_POLICIES:
+        raise ApiError(400, f"on_overflow must be one of {list(OVERFLOW_POLICIES)}")
+    cap = _int_param(ws, "max_queue_bytes", 1)
+    return Options(
+        envelope=envelope,
+        start=_int_param(ws, "start", 0),
+        notify_gaps=flag in ("true", "1"),
+        max_queue_bytes=DEFAULT_MAX_QUEUE_BYTES if cap is None else cap,
+        on_overflow=on_overflow,
+    )
+
+
+async def _handshake(ws: WebSocket, state: AppState) -> tuple[Node, Credentials, Options]:
     """Validate everything that can be refused with an HTTP status before the upgrade."""
     creds = check_header(ws.headers.get("authorization"), state.settings.api_key)
     if creds is Credentials.INVALID:
@@ -62,19 +120,7 @@ async def _handshake(ws: WebSocket, state: AppState) -> tuple[Node, Credentials,
         raise ApiError(404, f"{node.structure_family!r} nodes cannot be streamed")
     if state.hub is None:
         raise ApiError(404, "Streaming is not enabled on this server (started with --cache none)")
-    envelope = ws.query_params.get("envelope_format", "json")
-    if envelope not in ENVELOPES:
-        raise ApiError(400, f"envelope_format must be one of {list(ENVELOPES)}, not {envelope!r}")
-    raw_start = ws.query_params.get("start")
-    start = None
-    if raw_start is not None:
-        try:
-            start = int(raw_start)
-        except ValueError:
-            raise ApiError(400, f"start must be an integer, not {raw_start!r}") from None
-        if start < 0:
-            raise ApiError(400, "start must be >= 0")
-    return node, creds, envelope, start
+    return node, creds, _options(ws)
 
 
 async def _first_message_auth(ws: WebSocket, api_key: str) -> bool:
@@ -114,13 +160,21 @@ async def _until_disconnect(ws: WebSocket) -> None:
 async def subscribe(ws: WebSocket) -> None:
     state = state_of(ws)
     try:
-        node, creds, envelope, start = await _handshake(ws, state)
+        node, creds, options = await _handshake(ws, state)
     except ApiError as exc:
         await ws.send_denial_response(error_response(exc.status, exc.detail))
         return
     assert state.hub is not None
     # Subscribe before accepting, so that no write landing during the handshake is missed.
-    subscription = state.hub.subscribe(node.id, start, envelope)
+    subscription = state.hub.subscribe(
+        node.id,
+        options.start,
+        options.envelope,
+        notify_gaps=options.notify_gaps,
+        max_queue_bytes=options.max_queue_bytes,
+        on_overflow=options.on_overflow,
+    )
+    envelope = options.envelope
     try:
         await ws.accept()
         needs_auth = creds is Credentials.NONE and not state.settings.public
@@ -146,3 +200,16 @@ async def subscribe(ws: WebSocket) -> None:
         pass  # the peer went away (RuntimeError: Starlette refuses sends on a closed socket)
     finally:
         subscription.cancel()
+
+
+def test_hooks_enabled() -> bool:
+    return os.environ.get(TEST_HOOKS_ENV) == "1"
+
+
+async def interrupt_streams(request: Request) -> Response:
+    """Test hook: close the node's subscribers with 1012, as a lost backing store would."""
+    state = require(request, Access.WRITE)
+    node = await state.node(request.path_params["path"])
+    if state.hub is not None:
+        state.hub.interrupt(node.id)
+    return json_response(None)

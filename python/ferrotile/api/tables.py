@@ -9,7 +9,8 @@ Two kinds of writable tables (spec §4):
 
 Every write is decoded and checked against the declared schema before anything is stored, and
 is stored atomically (file rename, SQL transaction): a refused write changes nothing.
-Table writes are not streamed (yet); subscribers get the table's schema only.
+Accepted writes are streamed, after they are stored, as ``table-data`` whose payload is the
+request body (spec §5); JSON subscribers get ``{column: [values]}``, transcoded once here.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from ferrotile.storage.tables.sql_store import (
     sanitize_uri,
     storage_for,
 )
+from ferrotile.streaming import messages
 
 PARQUET = "application/x-parquet"
 SQL_TABLE = "application/x-tiled-sql-table"
@@ -270,14 +272,27 @@ async def get_full(request: Request) -> Response:
     return _respond(request, state, table)
 
 
-async def _body_table(request: Request) -> pa.Table:
+async def _body_table(request: Request) -> tuple[bytes, pa.Table]:
+    """The raw body (what is streamed) and the table it decodes to."""
     content_type = request.headers.get("content-type", ARROW_FILE).split(";")[0].strip()
     if content_type != ARROW_FILE:
         raise ApiError(415, f"Unsupported Content-Type {content_type!r}; send {ARROW_FILE}")
+    body = await request.body()
     try:
-        return read_ipc_file(await request.body())
+        return body, read_ipc_file(body)
     except InvalidTable as exc:
         raise ApiError(400, str(exc)) from None
+
+
+async def _publish(
+    state: AppState, node: Node, body: bytes, table: pa.Table, partition: int | None, append: bool
+) -> None:
+    """Stream an accepted (already stored) write to the node's subscribers."""
+    if state.hub is None:
+        return
+    header = messages.table_data(partition=partition, append=append)
+    payload_json = await asyncio.to_thread(messages.table_json, table)
+    state.hub.publish(node.id, header, body, payload_json=payload_json)
 
 
 def _conformed(body: pa.Table, structure: TableStructure, *, keep_index: bool) -> pa.Table:
@@ -305,9 +320,10 @@ async def _write(request: Request, *, whole: bool) -> Response:
             f"This table has {structure.npartitions} partitions; write them one at a time "
             "with PUT /table/partition/{path}?partition=i",
         )
-    body = await _body_table(request)
-    table = _conformed(body, structure, keep_index=True)
+    body, decoded = await _body_table(request)
+    table = _conformed(decoded, structure, keep_index=True)
     await asyncio.to_thread(_parquet(ds, structure).write_partition, partition, table)
+    await _publish(state, node, body, decoded, None if whole else partition, append=False)
     return json_response(None)
 
 
@@ -333,8 +349,8 @@ async def patch_partition(request: Request) -> Response:
             f"({SQL_TABLE}).",
         )
     partition = _partition(request, structure)
-    body = await _body_table(request)
-    table = _conformed(body, structure, keep_index=False)
+    body, decoded = await _body_table(request)
+    table = _conformed(decoded, structure, keep_index=False)
     storage, p = _sql_storage(state, ds), ds.parameters
     try:
         await asyncio.to_thread(
@@ -342,4 +358,5 @@ async def patch_partition(request: Request) -> Response:
         )
     except InvalidTable as exc:  # a value that does not fit the storage type (uint64 > 2**63)
         raise ApiError(422, str(exc)) from None
+    await _publish(state, node, body, decoded, partition, append=True)
     return json_response(None)

@@ -34,15 +34,42 @@ class StreamHub:
         header: dict[str, Any],
         payload: bytes | None = None,
         array_json: tuple[str, Sequence[int]] | None = None,
+        *,
+        payload_json: bytes | None = None,
     ) -> int:
-        """Encode ``header`` (+ ``payload``) once and hand it to every subscriber of ``topic``."""
-        return self._hub.publish(topic, orjson.dumps(header), payload, array_json)
+        """Encode ``header`` (+ ``payload``) once and hand it to every subscriber of ``topic``.
+
+        ``payload_json`` (one encoded JSON value) is what JSON subscribers get as the payload.
+        """
+        return self._hub.publish(
+            topic, orjson.dumps(header), payload, array_json, payload_json=payload_json
+        )
 
     def close_stream(self, topic: int) -> int:
         return self._hub.close_stream(topic)
 
-    def subscribe(self, topic: int, start: int | None, envelope: str) -> _core.Subscription:
-        return self._hub.subscribe(topic, start, envelope)
+    def subscribe(
+        self,
+        topic: int,
+        start: int | None,
+        envelope: str,
+        *,
+        notify_gaps: bool = False,
+        max_queue_bytes: int | None = None,
+        on_overflow: str = "close",
+    ) -> _core.Subscription:
+        return self._hub.subscribe(
+            topic,
+            start,
+            envelope,
+            notify_gaps=notify_gaps,
+            max_queue_bytes=max_queue_bytes,
+            on_overflow=on_overflow,
+        )
+
+    def interrupt(self, topic: int | None = None) -> None:
+        """Close current subscribers (of ``topic``, or all) with 1012 "Live subscription lost"."""
+        self._hub.interrupt(topic)
 
     def drop_topic(self, topic: int) -> None:
         self._hub.drop_topic(topic)

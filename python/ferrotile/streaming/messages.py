@@ -46,6 +46,27 @@ def array_data(
     }
 
 
+def table_data(*, partition: int | None, append: bool) -> dict[str, Any]:
+    """``table-data``: the payload is the request's Arrow IPC file, as uploaded."""
+    return {
+        "type": "table-data",
+        "timestamp": timestamp(),
+        "mimetype": "application/vnd.apache.arrow.file",
+        "partition": partition,
+        "append": append,
+    }
+
+
+def table_json(table: Any) -> bytes:
+    """The JSON envelope's payload of a table: ``{column: [values]}``, as Tiled's Arrow -> pandas
+    transcoding gives it. Built once per message, at publish time."""
+    import orjson
+
+    frame = table.to_pandas()
+    columns = {str(name): frame[name].tolist() for name in frame.columns}
+    return orjson.dumps(columns, default=str, option=orjson.OPT_NON_STR_KEYS)
+
+
 def child_created(node: Node) -> dict[str, Any]:
     """``container-child-created`` for the parent's stream.
 

@@ -48,6 +48,8 @@ pub struct Draft {
     /// Offset of the 9-byte `uint64` placeholder for the sequence.
     seq_at: usize,
     payload_at: Option<Range<usize>>,
+    /// The payload as a ready JSON value for the JSON envelope (e.g. a table's columns).
+    json_payload: Option<Bytes>,
 }
 
 /// Header fields in envelope order: `type`, then `sequence`, then the rest as given.
@@ -97,7 +99,23 @@ impl Draft {
             }
             None => None,
         };
-        Ok(Self { header, hint, buf, seq_at, payload_at })
+        Ok(Self { header, hint, buf, seq_at, payload_at, json_payload: None })
+    }
+
+    /// Makes the JSON envelope carry `json` (one JSON value, encoded once by the publisher) as
+    /// the payload instead of base64; the msgpack envelope keeps the raw payload.
+    pub fn with_json_payload(mut self, json: &[u8]) -> CoreResult<Self> {
+        if self.payload_at.is_none() {
+            return Err(CoreError::envelope("a JSON payload needs a payload"));
+        }
+        if self.hint.is_some() {
+            return Err(CoreError::envelope("give either an array hint or a JSON payload, not both"));
+        }
+        if let Err(e) = serde_json::from_slice::<Value>(json) {
+            return Err(CoreError::envelope(format!("JSON payload is not valid JSON: {e}")));
+        }
+        self.json_payload = Some(Bytes::copy_from_slice(json));
+        Ok(self)
     }
 
     /// Size of the msgpack envelope in bytes (what retention accounts for).
@@ -110,7 +128,9 @@ impl Draft {
         self.buf[self.seq_at + 1..self.seq_at + 9].copy_from_slice(&sequence.to_be_bytes());
         let msgpack = Bytes::from(self.buf);
         let payload = self.payload_at.map(|r| msgpack.slice(r));
-        Encoded { msgpack, json: JsonSource { header: self.header, hint: self.hint, payload, sequence } }
+        let json =
+            JsonSource { header: self.header, hint: self.hint, payload, json_payload: self.json_payload, sequence };
+        Encoded { msgpack, json }
     }
 }
 
@@ -129,6 +149,7 @@ pub struct JsonSource {
     header: Header,
     hint: Option<ArrayHint>,
     payload: Option<Bytes>,
+    json_payload: Option<Bytes>,
     sequence: u64,
 }
 
@@ -149,9 +170,10 @@ impl JsonSource {
         }
         if let Some(payload) = &self.payload {
             out.extend_from_slice(b",\"payload\":");
-            match &self.hint {
-                Some(hint) => hint.write_json(&mut out, payload),
-                None => {
+            match (&self.hint, &self.json_payload) {
+                (_, Some(json)) => out.extend_from_slice(json),
+                (Some(hint), None) => hint.write_json(&mut out, payload),
+                (None, None) => {
                     let text = base64::engine::general_purpose::STANDARD.encode(payload);
                     let _ = serde_json::to_writer(&mut out, &text);
                 }
@@ -231,6 +253,19 @@ mod tests {
         assert_eq!(v["content-type"], "application/json");
         let json = Draft::new(br#"{"type":"x","m":{"k":[1.5]}}"#, None, None).unwrap().finish(2).json.encode();
         assert_eq!(&json[..], br#"{"type":"x","sequence":2,"m":{"k":[1.5]}}"#);
+    }
+
+    #[test]
+    fn json_envelope_carries_a_ready_json_payload() {
+        let draft = Draft::new(br#"{"type":"table-data"}"#, Some(b"ARROW1"), None).unwrap();
+        let enc = draft.with_json_payload(br#"{"x": [1, 2]}"#).unwrap().finish(3);
+        let v: Value = serde_json::from_slice(&enc.json.encode()).unwrap();
+        assert_eq!(v["payload"], json!({"x": [1, 2]}));
+        assert_eq!(decode(&enc.msgpack).as_map().unwrap()[2].1, rmpv::Value::Binary(b"ARROW1".to_vec()));
+        let no_payload = Draft::new(b"{}", None, None).unwrap();
+        assert!(no_payload.with_json_payload(b"[]").is_err());
+        let bad = Draft::new(b"{}", Some(b"x"), None).unwrap();
+        assert!(bad.with_json_payload(b"{oops").is_err());
     }
 
     #[test]

@@ -51,6 +51,13 @@ impl Message {
         Self::build(sequence, MessageKind::Data, published, msgpack, Some(json_source))
     }
 
+    /// A per-subscriber notice frame (not retained, no sequence): both envelopes ready-made.
+    pub(crate) fn notice(msgpack: Bytes, json: Bytes) -> Self {
+        let message = Self::build(0, MessageKind::Data, Instant::now(), msgpack, None);
+        let _ = message.json.set(json);
+        message
+    }
+
     /// An end-of-stream marker (no envelope).
     pub(crate) fn end_of_stream(sequence: u64, published: Instant) -> Self {
         Self::build(sequence, MessageKind::EndOfStream, published, Bytes::new(), None)
@@ -120,7 +127,7 @@ impl Message {
 /// Why a subscription ended: a WebSocket close code and reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Close {
-    /// WebSocket close code (1000, 1001, 1008).
+    /// WebSocket close code (1000, 1001, 1008, 1012).
     pub code: u16,
     /// Close reason sent to the client.
     pub reason: Cow<'static, str>,
@@ -137,6 +144,9 @@ impl Close {
     pub const NODE_DELETED: Close = Close::fixed(1001, "node was deleted");
     /// The hub is shutting down.
     pub const SHUTTING_DOWN: Close = Close::fixed(1001, "server shutting down");
+    /// The live subscription was interrupted (e.g. the backing store was lost): abnormal, so
+    /// the stock client reconnects and resumes from its last sequence.
+    pub const LIVE_LOST: Close = Close::fixed(1012, "Live subscription lost");
     /// The subscription was cancelled by its owner.
     pub const CANCELLED: Close = Close::fixed(1001, "subscription cancelled");
 

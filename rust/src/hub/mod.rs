@@ -2,6 +2,9 @@
 //! publish / subscribe / close / drop / shutdown entry points.
 
 mod message;
+mod policy;
+#[cfg(test)]
+mod policy_tests;
 mod subscriber;
 #[cfg(test)]
 mod tests;
@@ -15,6 +18,7 @@ use std::time::{Duration, Instant};
 use parking_lot::RwLock;
 
 pub use message::{Close, Extension, Message, MessageKind};
+pub use policy::{GapReason, Overflow, Policy, DEFAULT_MAX_QUEUE_BYTES};
 pub use subscriber::{Batch, Subscription};
 pub use topic::Topic;
 
@@ -114,7 +118,11 @@ impl Hub {
         payload: Option<&[u8]>,
         array_hint: Option<(&str, Vec<usize>)>,
     ) -> CoreResult<u64> {
-        let draft = Draft::new(header_json, payload, array_hint)?;
+        self.publish_draft(topic, Draft::new(header_json, payload, array_hint)?)
+    }
+
+    /// Assigns the topic's next sequence to an already validated draft.
+    pub fn publish_draft(&self, topic: u64, draft: Draft) -> CoreResult<u64> {
         Ok(self.topic(topic)?.publish(draft, Instant::now()))
     }
 
@@ -125,7 +133,31 @@ impl Hub {
 
     /// Subscribes from the head (`start=None`), or replays from `start` (0 = oldest retained).
     pub fn subscribe(&self, topic: u64, start: Option<u64>, envelope: Envelope) -> CoreResult<Subscription> {
-        Ok(Subscription::new(self.topic(topic)?, start, envelope, Instant::now()))
+        self.subscribe_with(topic, start, envelope, Policy::default())
+    }
+
+    /// `subscribe` with opt-in notices and a backlog cap (see `Policy`).
+    pub fn subscribe_with(
+        &self,
+        topic: u64,
+        start: Option<u64>,
+        envelope: Envelope,
+        policy: Policy,
+    ) -> CoreResult<Subscription> {
+        Ok(Subscription::with_policy(self.topic(topic)?, start, envelope, policy, Instant::now()))
+    }
+
+    /// Closes the current subscriptions of `topic` (all topics if `None`) with 1012 "Live
+    /// subscription lost", e.g. when the backing store is lost. Topics and their retained
+    /// messages stay: clients reconnect and resume from their last sequence.
+    pub fn interrupt(&self, topic: Option<u64>) {
+        let topics: Vec<Arc<Topic>> = match topic {
+            Some(id) => self.topics.read().get(&id).cloned().into_iter().collect(),
+            None => self.topics.read().values().cloned().collect(),
+        };
+        for topic in topics {
+            topic.interrupt();
+        }
     }
 
     /// The topic's last sequence, 0 if it has none.

@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::message::{Close, Message};
+use super::policy::{Notice, Policy};
 use super::topic::Topic;
 use crate::codec::Envelope;
 
@@ -29,6 +30,14 @@ pub(super) struct Cursor {
     pub missed: u64,
     /// Set once the subscription has ended; terminal.
     pub close: Option<Close>,
+    /// The subscriber's options (notices, byte cap, overflow policy).
+    pub policy: Policy,
+    /// Messages skipped or abandoned by the overflow policy.
+    pub dropped: u64,
+    /// The topic's interrupt count at subscribe time.
+    pub interrupts: u64,
+    /// Notices owed before the next data (only with `policy.notify_gaps`).
+    pub notices: Vec<Notice>,
 }
 
 /// A batch of ready frames, and the close if the subscription has ended.
@@ -52,9 +61,21 @@ pub struct Subscription {
 
 impl Subscription {
     /// Registers on `topic`; nothing published after this returns is missed.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(super) fn new(topic: Arc<Topic>, start: Option<u64>, envelope: Envelope, now: Instant) -> Self {
+        Self::with_policy(topic, start, envelope, Policy::default(), now)
+    }
+
+    /// `new` with opt-in notices and a backlog cap.
+    pub(super) fn with_policy(
+        topic: Arc<Topic>,
+        start: Option<u64>,
+        envelope: Envelope,
+        policy: Policy,
+        now: Instant,
+    ) -> Self {
         topic.add_subscriber();
-        let cursor = topic.cursor(start, now);
+        let cursor = topic.cursor(start, policy, now);
         Self {
             topic,
             envelope,
@@ -136,6 +157,17 @@ impl Subscription {
     /// Sequences this subscriber never received because they were evicted.
     pub fn missed(&self) -> u64 {
         self.cursor.lock().missed
+    }
+
+    /// Messages dropped by the overflow policy (skipped with `latest`, abandoned with `close`).
+    pub fn dropped(&self) -> u64 {
+        self.cursor.lock().dropped
+    }
+
+    /// Envelope bytes between this subscriber's cursor and the head, past its replay range.
+    pub fn backlog_bytes(&self) -> usize {
+        let cursor = self.cursor.lock().clone();
+        self.topic.backlog(&cursor)
     }
 
     fn unregister(&self) {

@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::message::{Close, Message, MessageKind};
+use super::policy::{GapReason, Notice, Policy};
 use super::subscriber::Cursor;
 use super::HubConfig;
 use crate::codec::envelope::Draft;
@@ -29,6 +30,12 @@ struct State {
     next_seq: u64,
     ring: VecDeque<Arc<Message>>,
     bytes: usize,
+    /// Per ring entry, the envelope bytes published on this topic up to and including it.
+    ends: VecDeque<u64>,
+    /// Envelope bytes ever published on this topic (the end of the newest entry).
+    total: u64,
+    /// Bumped by `interrupt`: subscriptions made before close with `LIVE_LOST`.
+    interrupts: u64,
     /// Time of the last event (data or marker); drives `seq_ttl`.
     last_event: Option<Instant>,
     /// Time of the last end-of-stream marker, cleared by a later data publish.
@@ -55,6 +62,7 @@ impl State {
             let closed = self.closed_at.is_some_and(|t| now.saturating_duration_since(t) >= config.max_age);
             if idle || closed {
                 self.ring.clear();
+                self.ends.clear();
                 self.bytes = 0;
                 self.next_seq = 1;
                 self.last_event = None;
@@ -70,11 +78,24 @@ impl State {
     fn pop_front(&mut self) {
         if let Some(m) = self.ring.pop_front() {
             self.bytes -= m.size();
+            self.ends.pop_front();
+        }
+    }
+
+    /// Envelope bytes from sequence `from` (retained) to the head; 0 if `from` is past it.
+    fn backlog(&self, from: u64) -> usize {
+        let oldest = self.oldest();
+        let index = usize::try_from(from.max(oldest) - oldest).unwrap_or(usize::MAX);
+        match (self.ring.get(index), self.ends.get(index)) {
+            (Some(m), Some(end)) => usize::try_from(self.total - (end - m.size() as u64)).unwrap_or(usize::MAX),
+            _ => 0,
         }
     }
 
     fn push(&mut self, config: &HubConfig, message: Message) {
         self.bytes += message.size();
+        self.total += message.size() as u64;
+        self.ends.push_back(self.total);
         self.ring.push_back(Arc::new(message));
         self.next_seq += 1;
         // Always keep the newest message, even if it alone exceeds `max_bytes`.
@@ -90,6 +111,9 @@ impl Topic {
             next_seq: 1,
             ring: VecDeque::new(),
             bytes: 0,
+            ends: VecDeque::new(),
+            total: 0,
+            interrupts: 0,
             last_event: None,
             closed_at: None,
             epoch: 0,
@@ -149,6 +173,22 @@ impl Topic {
         self.notify.notify_waiters();
     }
 
+    /// Closes every current subscription of this topic with `close` (1012 "Live subscription
+    /// lost") without ending the topic: later subscriptions (reconnects) work as usual.
+    pub fn interrupt(&self) {
+        self.state.lock().interrupts += 1;
+        self.notify.notify_waiters();
+    }
+
+    /// Live-backlog bytes of a cursor (what its `max_queue_bytes` is compared with).
+    pub(super) fn backlog(&self, cursor: &Cursor) -> usize {
+        let st = self.state.lock();
+        if cursor.epoch != st.epoch {
+            return st.bytes;
+        }
+        st.backlog(cursor.next.max(cursor.replay_end + 1))
+    }
+
     /// Number of live subscriptions.
     pub fn subscribers(&self) -> usize {
         self.subscribers.load(Ordering::Relaxed)
@@ -163,19 +203,27 @@ impl Topic {
     }
 
     /// A cursor for a new subscription: live from the head, or replaying from `start`.
-    pub(super) fn cursor(&self, start: Option<u64>, now: Instant) -> Cursor {
+    pub(super) fn cursor(&self, start: Option<u64>, policy: Policy, now: Instant) -> Cursor {
         let mut st = self.state.lock();
         st.maintain(&self.config, now);
         let (head, oldest) = (st.head(), st.oldest());
-        let mut cursor = Cursor { next: head + 1, epoch: st.epoch, ..Cursor::default() };
+        let mut cursor =
+            Cursor { next: head + 1, epoch: st.epoch, interrupts: st.interrupts, policy, ..Cursor::default() };
         match start {
             Some(n) if n <= head => {
                 cursor.next = n.max(oldest);
                 cursor.replay_end = head;
-                if n > 0 {
-                    cursor.missed = oldest.saturating_sub(n);
+                if n > 0 && oldest > n {
+                    cursor.missed = oldest - n;
+                    cursor.notice(Notice::Gap { from: n, to: oldest - 1, reason: GapReason::Expired });
                 }
             }
+            // Resuming beyond the head: the history this client saw is gone (restart, flush).
+            Some(n) if n > head + 1 => cursor.notice(Notice::Epoch {
+                last_sequence: n - 1,
+                current: head,
+                reason: "start is beyond the current sequence: the stream restarted or its history was lost",
+            }),
             _ => {}
         }
         cursor
@@ -194,29 +242,47 @@ impl Topic {
             cursor.close = Some(close.clone());
             return frames;
         }
+        if cursor.interrupts != st.interrupts {
+            cursor.close = Some(Close::LIVE_LOST);
+            return frames;
+        }
         if cursor.epoch != st.epoch {
             // The sequence restarted at 1: follow it from the start.
+            cursor.notice(Notice::Epoch {
+                last_sequence: cursor.next - 1,
+                current: st.head(),
+                reason: "the stream's sequence restarted",
+            });
             cursor.next = 1;
             cursor.epoch = st.epoch;
             cursor.replay_end = 0;
             cursor.end_in_replay = false;
         }
         let (head, oldest) = (st.head(), st.oldest());
-        while frames.len() < max && cursor.next <= head {
+        if cursor.next > cursor.replay_end && cursor.next <= head {
+            let backlog = st.backlog(cursor.next);
+            if backlog > cursor.policy.max_queue_bytes || cursor.next < oldest {
+                cursor.overflow(head, oldest, backlog);
+            }
+        }
+        frames.extend(cursor.notices.drain(..).map(|n| n.message()));
+        while frames.len() < max && cursor.next <= head && cursor.close.is_none() {
             if cursor.end_in_replay && cursor.next > cursor.replay_end {
                 break;
             }
             if cursor.next < oldest {
                 if cursor.next <= cursor.replay_end {
-                    // Tiled skips expired sequences silently during replay.
+                    // Tiled skips expired sequences silently during replay (notice if asked).
                     let resume = oldest.min(cursor.replay_end + 1);
                     cursor.missed += resume - cursor.next;
+                    if cursor.policy.notify_gaps {
+                        let gap = Notice::Gap { from: cursor.next, to: resume - 1, reason: GapReason::Expired };
+                        frames.push(gap.message());
+                    }
                     cursor.next = resume;
                     continue;
                 }
-                cursor.missed += oldest - cursor.next;
-                cursor.close = Some(Close::fell_behind(cursor.next, oldest - 1));
-                cursor.next = oldest;
+                // Only reachable mid-batch; the check above handles a cursor already behind.
                 break;
             }
             let index = usize::try_from(cursor.next - oldest).unwrap_or(usize::MAX);

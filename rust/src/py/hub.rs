@@ -7,9 +7,10 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 pub use super::subscription::PySubscription;
+use crate::codec::envelope::Draft;
 use crate::codec::Envelope;
 use crate::error::CoreError;
-use crate::hub::{Hub, HubConfig};
+use crate::hub::{Hub, HubConfig, Overflow, Policy};
 
 /// Payloads at least this large are copied with the GIL released; smaller ones are not worth
 /// the cost (and the risk of waiting for the GIL to come back).
@@ -41,7 +42,7 @@ impl PyHub {
     }
 
     /// Publishes one message; returns its sequence. Invalid messages consume no sequence.
-    #[pyo3(signature = (topic, header, payload = None, array_json = None))]
+    #[pyo3(signature = (topic, header, payload = None, array_json = None, *, payload_json = None))]
     fn publish(
         &self,
         py: Python<'_>,
@@ -49,9 +50,17 @@ impl PyHub {
         header: &[u8],
         payload: Option<&[u8]>,
         array_json: Option<(String, Vec<usize>)>,
+        payload_json: Option<&[u8]>,
     ) -> PyResult<u64> {
         let hint = || array_json.as_ref().map(|(dtype, shape)| (dtype.as_str(), shape.clone()));
-        let run = || self.inner.publish(topic, header, payload, hint());
+        let run = || {
+            let draft = Draft::new(header, payload, hint())?;
+            let draft = match payload_json {
+                Some(json) => draft.with_json_payload(json)?,
+                None => draft,
+            };
+            self.inner.publish_draft(topic, draft)
+        };
         let seq = if payload.is_some_and(|p| p.len() >= DETACH_PAYLOAD_BYTES) { py.detach(run) } else { run() };
         Ok(seq?)
     }
@@ -62,10 +71,32 @@ impl PyHub {
     }
 
     /// Subscribes to a topic (live, or replaying from `start`).
-    #[pyo3(signature = (topic, start = None, envelope = "msgpack"))]
-    fn subscribe(&self, topic: u64, start: Option<u64>, envelope: &str) -> PyResult<PySubscription> {
+    #[pyo3(signature = (
+        topic, start = None, envelope = "msgpack", *,
+        notify_gaps = false, max_queue_bytes = None, on_overflow = "close"
+    ))]
+    fn subscribe(
+        &self,
+        topic: u64,
+        start: Option<u64>,
+        envelope: &str,
+        notify_gaps: bool,
+        max_queue_bytes: Option<usize>,
+        on_overflow: &str,
+    ) -> PyResult<PySubscription> {
         let envelope = Envelope::parse(envelope)?;
-        Ok(PySubscription::new(self.inner.subscribe(topic, start, envelope)?))
+        let policy = Policy {
+            notify_gaps,
+            max_queue_bytes: max_queue_bytes.unwrap_or(usize::MAX),
+            on_overflow: Overflow::parse(on_overflow)?,
+        };
+        Ok(PySubscription::new(self.inner.subscribe_with(topic, start, envelope, policy)?))
+    }
+
+    /// Closes current subscribers of `topic` (all if None) with 1012 "Live subscription lost".
+    #[pyo3(signature = (topic = None))]
+    fn interrupt(&self, topic: Option<u64>) {
+        self.inner.interrupt(topic);
     }
 
     /// The topic's last sequence (0 if none).

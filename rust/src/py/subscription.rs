@@ -65,6 +65,18 @@ impl PySubscription {
     fn missed(&self) -> u64 {
         self.inner.missed()
     }
+
+    /// Messages dropped by the overflow policy.
+    #[getter]
+    fn dropped(&self) -> u64 {
+        self.inner.dropped()
+    }
+
+    /// Envelope bytes between this subscriber and the head (past its replay range).
+    #[getter]
+    fn backlog_bytes(&self) -> usize {
+        self.inner.backlog_bytes()
+    }
 }
 
 /// What an awaiting `next_batch` takes once woken: up to `max` frames of `subscription`.
