@@ -18,9 +18,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ferrotile import _core
 from ferrotile.api.auth import Access, Credentials, check_header, key_matches
-from ferrotile.api.common import json_response, require, state_of
+from ferrotile.api.common import json_response, require, state_of, unavailable
 from ferrotile.api.errors import ApiError, error_response
 from ferrotile.catalog.models import Node
+from ferrotile.errors import StreamUnavailable
 from ferrotile.state import AppState
 from ferrotile.storage.structure import ArrayStructure
 from ferrotile.streaming import messages
@@ -36,7 +37,10 @@ async def close_stream(request: Request) -> Response:
     state = require(request, Access.WRITE)
     node = await state.node(request.path_params["path"])
     if state.hub is not None:
-        state.hub.close_stream(node.id)
+        try:
+            await state.hub.close_stream(node.id)
+        except StreamUnavailable as exc:
+            raise unavailable(f"{exc}. The stream was not closed.") from None
     return json_response(None)
 
 
