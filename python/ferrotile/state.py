@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -92,10 +93,13 @@ class AppState:
         else:
             self.arrays.close(node_id)
 
-    async def changed(self, node: Node, *, subtree: bool = False) -> None:
-        """Tell the other workers that ``node`` (and its subtree) changed or went away."""
+    async def changed(
+        self, node: Node, *, subtree: bool = False, dropped: Sequence[int] = ()
+    ) -> None:
+        """Tell the other workers that ``node`` (and its subtree) changed or went away
+        (``dropped``: the ids of deleted nodes, whose streams end with 1001 everywhere)."""
         if self.hub is not None:
-            await self.hub.invalidate(node.id, node.path, subtree=subtree)
+            await self.hub.invalidate(node.id, node.path, subtree=subtree, dropped=dropped)
 
     @property
     def writable_root(self) -> Path | None:

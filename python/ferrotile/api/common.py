@@ -129,10 +129,17 @@ async def publish(
         raise unavailable(_detail(exc, stored)) from None
 
 
-async def changed(state: AppState, node: Node, *, subtree: bool = False, stored: bool) -> None:
+async def changed(
+    state: AppState,
+    node: Node,
+    *,
+    subtree: bool = False,
+    dropped: Sequence[int] = (),
+    stored: bool,
+) -> None:
     """Tell the other workers that ``node`` changed (503 like :func:`publish` on failure)."""
     try:
-        await state.changed(node, subtree=subtree)
+        await state.changed(node, subtree=subtree, dropped=dropped)
     except StreamUnavailable as exc:
         raise unavailable(_detail(exc, stored)) from None
 

@@ -148,10 +148,10 @@ async def delete_metadata(request: Request) -> Response:
         deleted = await state.catalog.delete_node(node, recursive=recursive)
     except NotEmpty:  # a child was added since the check above
         raise ApiError(409, NOT_EMPTY) from None
-    await changed(state, node, subtree=True, stored=True)
     for gone in deleted:
         state.arrays.forget(gone.id)
         if state.hub is not None:
             state.hub.drop_topic(gone.id)
         await _remove_storage(state, gone.data_sources)
+    await changed(state, node, subtree=True, dropped=[g.id for g in deleted], stored=True)
     return json_response(None)

@@ -31,6 +31,8 @@ STREAMABLE = frozenset({"array", "container", "ragged", "sparse", "table"})
 AUTH_TIMEOUT = 30.0
 #: Frames handed over per wake-up: enough to amortize the Rust->Python crossing.
 BATCH = 64
+#: Close code while the streaming cache (Redis) is unreachable: "service restart", retry.
+UNAVAILABLE = 1012
 
 
 async def close_stream(request: Request) -> Response:
@@ -124,7 +126,14 @@ async def subscribe(ws: WebSocket) -> None:
         return
     assert state.hub is not None
     # Subscribe before accepting, so that no write landing during the handshake is missed.
-    subscription = state.hub.subscribe(node.id, start, envelope)
+    try:
+        subscription = state.hub.subscribe(node.id, start, envelope)
+    except StreamUnavailable:
+        # Accept, then 1012 ("service restart"): the stock client retries a closed connection,
+        # but gives up for good on a refused handshake.
+        await ws.accept()
+        await ws.close(UNAVAILABLE, "streaming cache unavailable; reconnect shortly")
+        return
     try:
         await ws.accept()
         needs_auth = creds is Credentials.NONE and not state.settings.public

@@ -70,18 +70,23 @@ class StreamHub:
     """
 
     def __init__(self, settings: Settings) -> None:
-        options: dict[str, Any] = {
-            "max_count": settings.retention_count,
-            "max_bytes": settings.retention_bytes,
-            "max_age": settings.cache_data_ttl,
-            "seq_ttl": settings.cache_seq_ttl,
-        }
         self.shared = settings.redis
-        self._hub: Any
+        self._hub: _core.Hub | _core.RedisHub
         if self.shared:
-            self._hub = _core.RedisHub(settings.cache, **options)  # type: ignore[attr-defined]
+            self._hub = _core.RedisHub(
+                settings.cache,
+                max_count=settings.retention_count,
+                max_bytes=settings.retention_bytes,
+                data_ttl=settings.cache_data_ttl,
+                seq_ttl=settings.cache_seq_ttl,
+            )
         else:
-            self._hub = _core.Hub(**options)
+            self._hub = _core.Hub(
+                max_count=settings.retention_count,
+                max_bytes=settings.retention_bytes,
+                max_age=settings.cache_data_ttl,
+                seq_ttl=settings.cache_seq_ttl,
+            )
         self._down_since: float | None = None
         self._control: asyncio.Task[None] | None = None
         self._control_seen = 0
@@ -93,7 +98,8 @@ class StreamHub:
         """Connect (Redis) and, with a shared cache, start listening for invalidations."""
         if not self.shared:
             return
-        await _maybe_await(self._hub.connect())
+        assert isinstance(self._hub, _core.RedisHub)
+        await self._hub.connect()
         if invalidate is not None:
             self._control = asyncio.create_task(self._listen(invalidate), name="ferrotile-control")
 
@@ -175,8 +181,16 @@ class StreamHub:
 
     # -- catalog invalidation across workers -------------------------------------------------
 
-    async def invalidate(self, node_id: int, path: tuple[str, ...], *, subtree: bool) -> None:
-        """Tell every worker to evict ``path`` (and below it if ``subtree``) from its caches.
+    async def invalidate(
+        self,
+        node_id: int,
+        path: tuple[str, ...],
+        *,
+        subtree: bool,
+        dropped: Sequence[int] = (),
+    ) -> None:
+        """Tell every worker to evict ``path`` (and below it if ``subtree``) from its caches,
+        and to close its local subscribers of the ``dropped`` topics (deleted nodes) with 1001.
 
         A no-op without a shared cache (the writer's own cache is already right). Waits up to
         :data:`ECHO_TIMEOUT` for the message to come back, i.e. to have reached every reader.
@@ -188,6 +202,7 @@ class StreamHub:
             "node": node_id,
             "path": list(path),
             "subtree": subtree,
+            "dropped": list(dropped),
             "origin": self._origin,
         }
         seq = await self.publish(CONTROL_TOPIC, header)
@@ -229,6 +244,8 @@ class StreamHub:
                             path = tuple(message.get("path") or ())
                             subtree = bool(message.get("subtree"))
                             invalidate((int(message["node"]), path, subtree))
+                            for topic in message.get("dropped") or ():
+                                self._hub.drop_topic(int(topic))
                         self._control_seen = max(self._control_seen, int(message["sequence"]))
                     self._control_event.set()
                     if close is not None:
