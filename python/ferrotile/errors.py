@@ -15,15 +15,12 @@ class HubError(FerrotileError):
     """The streaming hub refused an operation (for example, it has been shut down)."""
 
 
-class StreamUnavailable(HubError):
-    """The shared streaming cache (Redis) cannot be reached; the operation was not performed.
-
-    HTTP writes answer 503 with ``Retry-After``; subscribers are closed with 1012.
-    """
-
-
 class EnvelopeError(HubError, ValueError):
     """A stream message could not be encoded (malformed header JSON, unknown envelope format)."""
+
+
+class StreamUnavailable(HubError):
+    """The stream backend (Redis) is unreachable; the operation was not applied (HTTP 503)."""
 
 
 class CatalogError(FerrotileError):
