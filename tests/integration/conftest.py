@@ -18,10 +18,14 @@ WORKERS = 2
 def redis_workers(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, redis_url: str
 ) -> Iterator[RunningServer]:
-    """``--cache redis://... --workers 2`` on one port (SQLite file or PostgreSQL catalog)."""
+    """``--cache redis://... --workers 2`` on one port (SQLite file or PostgreSQL catalog).
+
+    Each catalog gets its own Redis database: stream keys are node ids, which two catalogs share.
+    """
+    db = CATALOGS.index(request.param)
     running = start_server(
         tmp_path_factory.mktemp("redis-workers"),
-        "--cache", redis_url, "--workers", str(WORKERS),
+        "--cache", f"{redis_url}/{db}", "--workers", str(WORKERS),
         catalog=_catalog_uri(request),
     )  # fmt: skip
     yield running

@@ -118,6 +118,9 @@ class StreamHub:
         down = self._down_since
         if down is not None and time.monotonic() - down < PROBE_INTERVAL:
             raise StreamUnavailable("The streaming cache (Redis) is unavailable; retry shortly")
+        # The process's Redis reader notices a loss at once (and closes subscribers with 1012).
+        if self.shared and not self._hub.stats().get("connected", 1):
+            raise StreamUnavailable("The streaming cache (Redis) is unavailable; retry shortly")
 
     def _failed(self) -> None:
         self._down_since = time.monotonic()
