@@ -47,11 +47,15 @@ lint: build ## ruff, mypy (and stubtest of the native module), rustfmt, clippy
 rust-test: ## cargo test (the engine, no Python needed)
 	cargo test --quiet
 
-# Tests start their own PostgreSQL from Debian's binaries (never the machine's running one).
+# Tests start their own PostgreSQL and Redis from Debian's binaries (never the machine's running
+# ones).
 system-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 		echo "installing PostgreSQL binaries (apt-get)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+	@test -x /usr/bin/redis-server || { \
+		echo "installing redis-server (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 
 pytest: build system-deps ## pytest: unit, native-core and compatibility tests against real servers
 	$(PY) -m pytest $(PYTEST_ARGS)

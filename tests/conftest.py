@@ -132,3 +132,31 @@ def postgres() -> Iterator[object]:
     server = pg.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[object]:
+    """A private ``redis-server`` for the session (see ``tests/redis.py``)."""
+    from tests import redis as rd
+
+    server = rd.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: Any) -> str:
+    """``redis://127.0.0.1:PORT`` of the session's private Redis."""
+    url: str = redis_server.url
+    return url
+
+
+def has_redis_hub() -> bool:
+    from ferrotile import _core
+
+    return hasattr(_core, "RedisHub")
+
+
+needs_redis_hub = pytest.mark.skipif(
+    not has_redis_hub(), reason="ferrotile._core.RedisHub is not built yet"
+)

@@ -1,13 +1,14 @@
 """Type stubs for ``ferrotile._core``, the Rust data plane (streaming hub and envelope codec).
 
 Errors are raised as :class:`ferrotile.errors.EnvelopeError` (bad header JSON, bad array hint,
-unknown envelope name) and :class:`ferrotile.errors.HubError` (hub shut down).
+unknown envelope name), :class:`ferrotile.errors.HubError` (hub shut down) and
+:class:`ferrotile.errors.StreamUnavailable` (Redis unreachable; nothing was applied).
 """
 
 from collections.abc import Sequence
 from typing import Self, final
 
-__all__ = ["Hub", "Subscription", "encode_message"]
+__all__ = ["Hub", "RedisHub", "Subscription", "encode_message"]
 
 @final
 class Hub:
@@ -119,8 +120,100 @@ class Hub:
         """``topics``, ``retained_messages``, ``retained_bytes`` and ``subscribers``."""
 
 @final
+class RedisHub:
+    """The same streams as :class:`Hub`, shared by every process through one Redis.
+
+    Each event is one Redis round trip (a Lua script: ``INCR`` the node's counter, ``XADD`` to
+    its stream, refresh TTLs, ``PUBLISH`` on the live channel), so sequence numbers are global
+    per node across processes. Each process runs one reader that receives every event once and
+    fans it out to its local subscribers; no Redis connection per subscriber. Sequences restart
+    at 1 only as Tiled's do (``seq_ttl`` without events, or ``data_ttl`` after a close).
+
+    ``url`` is ``redis://[:password@]host:port[/db]`` or ``rediss://...``. ``max_count`` and
+    ``max_bytes`` cap what is retained per node (bytes approximately, in Redis); ``data_ttl``
+    and ``seq_ttl`` are Tiled's ``--cache-data-ttl`` / ``--cache-seq-ttl`` (seconds). Nothing
+    connects until :meth:`connect`.
+
+    If Redis is lost: :meth:`publish` and :meth:`close_stream` raise
+    :class:`~ferrotile.errors.StreamUnavailable` (HTTP 503), every subscriber of this process
+    closes with ``(1012, "Live subscription lost")``, and the reader reconnects by itself. If
+    Redis lost its history (flushed, restarted), subscribers close with 1012 as well and
+    ``stats()["epoch_changes"]`` counts it.
+    """
+
+    def __new__(
+        cls,
+        url: str,
+        *,
+        max_count: int = 10_000,
+        max_bytes: int = 268_435_456,
+        data_ttl: float = 3600.0,
+        seq_ttl: float = 2_592_000.0,
+        key_prefix: str = "ferrotile:",
+    ) -> Self: ...
+    async def connect(self) -> None:
+        """Connect, load the publish script and start the reader.
+
+        Raises :class:`~ferrotile.errors.StreamUnavailable` if Redis cannot be reached.
+        """
+
+    async def publish(
+        self,
+        topic: int,
+        header: bytes,
+        payload: bytes | None = None,
+        array_json: tuple[str, Sequence[int]] | None = None,
+        *,
+        payload_json: bytes | None = None,
+    ) -> int:
+        """Publish one message (as :meth:`Hub.publish`) and return its sequence number.
+
+        The message is validated and encoded when called; an invalid one raises
+        :class:`~ferrotile.errors.EnvelopeError` at once and nothing is sent.
+        """
+
+    async def close_stream(self, topic: int) -> int:
+        """Append an end-of-stream marker; return its sequence."""
+
+    def subscribe(
+        self,
+        topic: int,
+        start: int | None = None,
+        envelope: str = "msgpack",
+        *,
+        notify_gaps: bool = False,
+        max_queue_bytes: int | None = None,
+        on_overflow: str = "close",
+    ) -> Subscription:
+        """Subscribe as :meth:`Hub.subscribe`; registers locally at once. The subscriber policy
+        applies to the live part; a replay from Redis is delivered whole.
+
+        A ``start`` older than this process's mirror is replayed from Redis inside
+        :meth:`Subscription.next_batch`. While Redis is disconnected the subscription closes
+        with ``(1012, "Live subscription lost")`` at once.
+        """
+
+    def interrupt(self, topic: int | None = None) -> None:
+        """Close this process's current subscribers (of ``topic``, or all) with 1012."""
+
+    async def current_sequence(self, topic: int) -> int:
+        """The node's last sequence number in Redis, 0 if none."""
+
+    def drop_topic(self, topic: int) -> None:
+        """Forget this process's mirror of a topic (node deleted); its subscribers close with
+        ``(1001, "node was deleted")``. The Redis keys expire by themselves, as Tiled's."""
+
+    def shutdown(self) -> None:
+        """Close every local subscriber with 1001, stop the reader, refuse later calls."""
+
+    def stats(self) -> dict[str, int]:
+        """:meth:`Hub.stats` of the local mirror plus ``connected``, ``received``,
+        ``reconnects``, ``epoch_changes``, ``gap_fills`` and ``bad_messages``."""
+
+@final
 class Subscription:
-    """A cursor into one topic's shared ring, created by :meth:`Hub.subscribe`."""
+    """A cursor into one topic's shared ring, created by :meth:`Hub.subscribe` or
+    :meth:`RedisHub.subscribe`."""
 
     async def next_batch(
         self, max_messages: int = 64
@@ -131,7 +224,7 @@ class Subscription:
         for JSON (sent as text frames), in sequence order)
         and, once the subscription has ended, the close ``(code, reason)``: 1000 producer ended,
         1001 node deleted / server shutting down / subscription cancelled, 1008 fell behind or
-        backlog over the cap, 1012 live subscription lost (:meth:`Hub.interrupt`).
+        backlog over the cap, 1012 live subscription lost (Redis lost, or :meth:`Hub.interrupt`).
         After a close, further calls return ``([], close)``. The GIL is not held while waiting.
         Must be called with an asyncio event loop running (from a coroutine).
         """

@@ -32,7 +32,15 @@ def build_app(settings: Settings) -> Starlette:
             from ferrotile.streaming.hub import StreamHub
 
             hub = StreamHub(settings)
-        app.state.ferrotile = AppState(settings=settings, catalog=catalog, hub=hub)
+        state = AppState(settings=settings, catalog=catalog, hub=hub)
+        app.state.ferrotile = state
+        if hub is not None:
+            try:
+                await hub.start(state.invalidate)
+            except BaseException:
+                hub.shutdown()
+                await catalog.close()
+                raise
         try:
             yield
         finally:

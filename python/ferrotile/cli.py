@@ -14,7 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ferrotile import __version__
-from ferrotile.config import DEFAULT_DATA_TTL, DEFAULT_SEQ_TTL, Settings
+from ferrotile.config import (
+    DEFAULT_DATA_TTL,
+    DEFAULT_RETENTION_BYTES,
+    DEFAULT_RETENTION_COUNT,
+    DEFAULT_SEQ_TTL,
+    Settings,
+)
 from ferrotile.errors import FerrotileError
 from ferrotile.server import (
     ServeError,
@@ -24,6 +30,7 @@ from ferrotile.server import (
     prepare_directories,
     run_workers,
 )
+from ferrotile.streaming.redis_url import is_redis_url, parse_redis_url, ping
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -92,7 +99,11 @@ def _parser() -> argparse.ArgumentParser:
         "--cache",
         default="memory",
         metavar="URI",
-        help="streaming: 'memory' (in-process, default) or 'none'",
+        help=(
+            "streaming: 'memory' (in-process, default), 'none', or a Redis URL "
+            "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS), shared by every "
+            "worker and required for --workers > 1"
+        ),
     )
     catalog.add_argument(
         "--cache-data-ttl",
@@ -109,10 +120,35 @@ def _parser() -> argparse.ArgumentParser:
         help=f"idle time before a stream's sequence restarts (default {DEFAULT_SEQ_TTL:g})",
     )
     catalog.add_argument(
+        "--cache-max-count",
+        type=int,
+        default=DEFAULT_RETENTION_COUNT,
+        metavar="N",
+        help=(
+            "retain at most N messages per node for replay; older ones are dropped first "
+            f"(default {DEFAULT_RETENTION_COUNT})"
+        ),
+    )
+    catalog.add_argument(
+        "--cache-max-bytes",
+        type=int,
+        default=DEFAULT_RETENTION_BYTES,
+        metavar="B",
+        help=(
+            "retain at most B bytes of messages per node for replay; the newest message is "
+            f"always kept (default {DEFAULT_RETENTION_BYTES})"
+        ),
+    )
+    catalog.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
     )
     catalog.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
-    catalog.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    catalog.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (default 1); more than 1 needs --cache redis://...",
+    )
     return parser
 
 
@@ -159,17 +195,25 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, bool]:
         raise ServeError(
             "Give a catalog database (e.g. `ferrotile serve catalog --init catalog.db`) or --temp"
         )
-    if args.cache not in ("memory", "none"):
+    redis = is_redis_url(args.cache)
+    if redis:
+        parse_redis_url(args.cache)  # RedisUrlError: one line, password hidden
+    elif args.cache not in ("memory", "none"):
         raise ServeError(
-            f"--cache {args.cache}: only 'memory' and 'none' are supported in this version"
+            f"--cache {args.cache.split('@')[-1]}: use 'memory', 'none', or a Redis URL "
+            "(redis://HOST:PORT[/DB], rediss:// for TLS)"
         )
     if args.workers < 1:
         raise ServeError("--workers must be at least 1")
-    if args.workers > 1:
+    if args.workers > 1 and not redis:
         raise ServeError(
-            "--workers > 1 needs a shared streaming cache (Redis), which this version does not "
-            "support yet; use --workers 1"
+            f"--workers {args.workers} needs a streaming cache that every worker shares: "
+            "add --cache redis://HOST:PORT (or use --workers 1)"
         )
+    if args.cache_max_count < 1:
+        raise ServeError("--cache-max-count must be at least 1")
+    if args.cache_max_bytes < 1:
+        raise ServeError("--cache-max-bytes must be at least 1")
     if not 0 < args.port < 65536:
         raise ServeError(f"--port {args.port} is not a valid port")
     settings = Settings(
@@ -182,6 +226,8 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, bool]:
         cache=args.cache,
         cache_data_ttl=args.cache_data_ttl or DEFAULT_DATA_TTL,
         cache_seq_ttl=args.cache_seq_ttl or DEFAULT_SEQ_TTL,
+        retention_count=args.cache_max_count,
+        retention_bytes=args.cache_max_bytes,
         host=args.host,
         port=args.port,
         workers=args.workers,
@@ -194,6 +240,9 @@ def _serve_catalog(args: argparse.Namespace) -> None:
     prepare_directories(settings)
     prepare_catalog(settings, init=init)
     check_port(settings.host, settings.port)
+    if settings.redis:
+        # Once, here, before any worker starts: one clear line instead of N worker tracebacks.
+        ping(parse_redis_url(settings.cache))
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     print(
         "\n    Use the following URL to connect to ferrotile:\n\n"

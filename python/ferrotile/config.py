@@ -19,6 +19,9 @@ SETTINGS_ENV = "FERROTILE_SETTINGS"
 #: Tiled's streaming-cache defaults (``data_ttl`` one hour, ``seq_ttl`` thirty days).
 DEFAULT_DATA_TTL = 3600.0
 DEFAULT_SEQ_TTL = 30 * 24 * 3600.0
+#: Per-node retention caps of the stream replay buffer (count and msgpack bytes).
+DEFAULT_RETENTION_COUNT = 10_000
+DEFAULT_RETENTION_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,13 @@ class Settings:
     public
         Anonymous clients may read (never write).
     cache
-        ``"memory"`` streams in-process; ``"none"`` turns streaming off.
+        ``"memory"`` streams in-process; ``"none"`` turns streaming off;
+        ``redis://[[user]:password@]host[:port][/db]`` (or ``rediss://``, TLS) streams through
+        Redis, which several workers share.
+    cache_data_ttl, cache_seq_ttl
+        Seconds a stream message is retained; idle seconds before a stream's sequence restarts.
+    retention_count, retention_bytes
+        Per-node cap on retained messages (count, and msgpack bytes; the newest is always kept).
     table_storage
         SQL database for appendable tables (``sqlite:///FILE`` or ``postgresql://...``);
         ``None`` means ``<first writable directory>/storage.sqlite`` (see :attr:`sql_storage`).
@@ -52,8 +61,8 @@ class Settings:
     cache: str = "memory"
     cache_data_ttl: float = DEFAULT_DATA_TTL
     cache_seq_ttl: float = DEFAULT_SEQ_TTL
-    retention_count: int = 10_000
-    retention_bytes: int = 256 * 1024 * 1024
+    retention_count: int = DEFAULT_RETENTION_COUNT
+    retention_bytes: int = DEFAULT_RETENTION_BYTES
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
@@ -73,6 +82,11 @@ class Settings:
     @property
     def streaming(self) -> bool:
         return self.cache != "none"
+
+    @property
+    def redis(self) -> bool:
+        """Streaming goes through Redis (``--cache redis://...``)."""
+        return self.cache.lower().startswith(("redis://", "rediss://"))
 
     def to_json(self) -> bytes:
         data = dataclasses.asdict(self)

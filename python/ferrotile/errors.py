@@ -19,6 +19,10 @@ class EnvelopeError(HubError, ValueError):
     """A stream message could not be encoded (malformed header JSON, unknown envelope format)."""
 
 
+class StreamUnavailable(HubError):
+    """The stream backend (Redis) is unreachable; the operation was not applied (HTTP 503)."""
+
+
 class CatalogError(FerrotileError):
     """The catalog database could not be opened or used."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -48,6 +49,14 @@ class ArrayHandles:
             self._arrays[node.id] = array
         return array
 
+    def close(self, node_id: int) -> None:
+        """Drop the open handle (its cached shape may be stale); keep the node's lock."""
+        self._arrays.pop(node_id, None)
+
+    def clear(self) -> None:
+        """Drop every open handle (locks stay: writes in flight keep serializing)."""
+        self._arrays.clear()
+
     def forget(self, node_id: int) -> None:
         self._arrays.pop(node_id, None)
         self._locks.pop(node_id, None)
@@ -70,6 +79,27 @@ class AppState:
         if node is None:
             raise ApiError(404, f"No such entry: {list(parts)}")
         return node
+
+    def invalidate(self, change: tuple[int, tuple[str, ...], bool] | None) -> None:
+        """Apply a catalog change made by another worker: evict the node (subtree), or all."""
+        if change is None:
+            self.catalog.evict(None)
+            self.arrays.clear()
+            return
+        node_id, path, subtree = change
+        self.catalog.evict(path, subtree=subtree)
+        if subtree:
+            self.arrays.clear()  # ids below the path are unknown here; deletes are rare
+        else:
+            self.arrays.close(node_id)
+
+    async def changed(
+        self, node: Node, *, subtree: bool = False, dropped: Sequence[int] = ()
+    ) -> None:
+        """Tell the other workers that ``node`` (and its subtree) changed or went away
+        (``dropped``: the ids of deleted nodes, whose streams end with 1001 everywhere)."""
+        if self.hub is not None:
+            await self.hub.invalidate(node.id, node.path, subtree=subtree, dropped=dropped)
 
     @property
     def writable_root(self) -> Path | None:

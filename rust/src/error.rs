@@ -17,6 +17,9 @@ pub enum CoreError {
     /// A configuration value is out of range.
     #[error("invalid hub configuration: {0}")]
     Config(String),
+    /// The Redis backend is unreachable (or not connected yet); nothing was applied.
+    #[error("stream backend unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Result alias used throughout the engine.

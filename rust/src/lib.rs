@@ -7,6 +7,7 @@ pub mod error;
 pub mod hub;
 #[cfg(feature = "python")]
 mod py;
+pub mod redis;
 
 #[cfg(feature = "python")]
 use pyo3::prelude::*;
@@ -19,6 +20,8 @@ mod _core {
     use crate::py::codec::encode_message;
     #[pymodule_export]
     use crate::py::hub::{PyHub, PySubscription};
+    #[pymodule_export]
+    use crate::py::redis::PyRedisHub;
 
     #[pymodule_init]
     fn init(module: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {

@@ -81,3 +81,42 @@ def test_help_documents_every_flag() -> None:
     flags = "--temp --init --write --read --api-key --public --cache --cache-data-ttl"
     for flag in [*flags.split(), "--cache-seq-ttl", "--host", "--port", "--workers"]:
         assert flag in result.stdout
+
+
+def test_workers_without_redis_name_the_fix() -> None:
+    result = run("serve", "catalog", "--temp", "--workers", "2", "--cache", "memory")
+    assert_one_line_error(result, "--cache redis://")
+
+
+def test_unreachable_redis_is_one_line_without_the_password() -> None:
+    port = free_port()  # nothing listens there
+    url = f"redis://user:hunter2pw@127.0.0.1:{port}/3"
+    result = run("serve", "catalog", "--temp", "--cache", url, "--workers", "2")
+    assert_one_line_error(result, f"redis://user:***@127.0.0.1:{port}/3 is unreachable")
+    assert "hunter2pw" not in result.stderr + result.stdout
+
+
+def test_bad_redis_url_hides_the_password() -> None:
+    result = run("serve", "catalog", "--temp", "--cache", "redis://u:hunter2pw@host:6379/x")
+    assert_one_line_error(result, "database number")
+    assert "hunter2pw" not in result.stderr + result.stdout
+
+
+def test_unknown_cache_scheme() -> None:
+    assert_one_line_error(
+        run("serve", "catalog", "--temp", "--cache", "memcached://x"), "Redis URL"
+    )
+
+
+def test_wrong_redis_password_is_reported(redis_url: str) -> None:
+    # The private Redis has no password: AUTH is refused, which is reported (not the password).
+    url = redis_url.replace("redis://", "redis://:hunter2pw@")
+    result = run("serve", "catalog", "--temp", "--cache", url)
+    assert_one_line_error(result, "refused AUTH")
+    assert "hunter2pw" not in result.stderr + result.stdout
+
+
+def test_retention_caps_must_be_positive() -> None:
+    assert_one_line_error(
+        run("serve", "catalog", "--temp", "--cache-max-count", "0"), "--cache-max-count"
+    )

@@ -2,7 +2,9 @@
 
 Every write is validated completely (dtype, byte count, block index, bounds) before anything is
 stored or streamed; then it is stored (unless ``persist=false``) and only then published, so a
-subscriber never sees data that the server rejected.
+subscriber never sees data that the server rejected. While the streaming cache (Redis) is known
+to be unreachable, a write is refused with 503 before anything is stored; if publishing fails
+after storing, the 503's detail says the write was stored (see ``docs/api.md``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from starlette.responses import Response
 
 from ferrotile.api import sparse
 from ferrotile.api.auth import Access
-from ferrotile.api.common import json_response, query_bool, require
+from ferrotile.api.common import (
+    changed,
+    ensure_streamable,
+    json_response,
+    publish,
+    query_bool,
+    require,
+)
 from ferrotile.api.creation import FamilyWriter, ParsedSource, directory_source, register
 from ferrotile.api.errors import ApiError
 from ferrotile.api.formats import ARRAY_SERIALIZERS, OCTET, array_response, negotiate
@@ -109,18 +118,18 @@ async def _body_array(
         raise ApiError(400, str(exc)) from None
 
 
-def _publish(
+async def _publish(
     state: AppState,
     node: Node,
     body: bytes,
     structure: ArrayStructure,
     shape: tuple[int, ...],
+    *,
+    stored: bool,
     **where: Any,
 ) -> None:
-    if state.hub is None:
-        return
     header = messages.array_data(mimetype=OCTET, shape=shape, **where)
-    state.hub.publish(node.id, header, body, (structure.dtype.str, shape))
+    await publish(state, node.id, header, body, (structure.dtype.str, shape), stored=stored)
 
 
 async def put_full(request: Request) -> Response:
@@ -131,10 +140,11 @@ async def put_full(request: Request) -> Response:
     structure = _structure(node)
     persist = query_bool(request, "persist", True)
     body, data = await _body_array(request, structure, structure.shape)
+    ensure_streamable(state)
     if persist:
         async with state.arrays.lock(node.id):
             await asyncio.to_thread(state.arrays.get(node).write_full, data)
-    _publish(state, node, body, structure, structure.shape)
+    await _publish(state, node, body, structure, structure.shape, stored=persist)
     return json_response(None)
 
 
@@ -147,10 +157,11 @@ async def put_block(request: Request) -> Response:
     block, shape = _block(request, structure)
     persist = query_bool(request, "persist", True)
     body, data = await _body_array(request, structure, shape)
+    ensure_streamable(state)
     if persist:
         async with state.arrays.lock(node.id):
             await asyncio.to_thread(state.arrays.get(node).write_block, block, data)
-    _publish(state, node, body, structure, shape, block=block)
+    await _publish(state, node, body, structure, shape, stored=persist, block=block)
     return json_response(None)
 
 
@@ -191,7 +202,8 @@ async def patch_full(request: Request) -> Response:
         body, data = await _body_array(request, structure, shape)
         if not persist:
             _check_bounds(structure, offset, shape)
-        else:
+        ensure_streamable(state)
+        if persist:
             array = state.arrays.get(node)
             try:
                 new = await asyncio.to_thread(array.patch, data, offset, extend, structure)
@@ -203,8 +215,9 @@ async def patch_full(request: Request) -> Response:
                 ds_id = node.data_sources[0].id
                 assert ds_id is not None
                 node = await state.catalog.update_structure(node, ds_id, new.to_json())
+                await changed(state, node, stored=True)
             structure = new
-        _publish(state, node, body, structure, shape, offset=offset)
+        await _publish(state, node, body, structure, shape, stored=persist, offset=offset)
     return json_response(structure.to_json())
 
 

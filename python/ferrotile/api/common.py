@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -10,6 +11,8 @@ from starlette.responses import Response
 
 from ferrotile.api.auth import Access, authorize, credentials
 from ferrotile.api.errors import ApiError
+from ferrotile.catalog.models import Node
+from ferrotile.errors import StreamUnavailable
 from ferrotile.state import AppState
 
 JSON = "application/json"
@@ -75,3 +78,76 @@ def query_int(request: Request, name: str, default: int, *, minimum: int = 0) ->
     if value < minimum:
         raise ApiError(422, f"Query parameter {name!r} must be >= {minimum}")
     return value
+
+
+#: Seconds a client is asked to wait after a 503 from an unavailable streaming cache.
+RETRY_AFTER = "1"
+
+
+def unavailable(detail: str) -> ApiError:
+    return ApiError(503, detail, headers={"Retry-After": RETRY_AFTER})
+
+
+def ensure_streamable(state: AppState) -> None:
+    """Refuse a write before anything is stored while the streaming cache is known to be down.
+
+    Raises
+    ------
+    ApiError
+        503 with ``Retry-After``: nothing was stored or streamed.
+    """
+    if state.hub is None:
+        return
+    try:
+        state.hub.check_available()
+    except StreamUnavailable as exc:
+        raise unavailable(f"{exc}. Nothing was stored or streamed.") from None
+
+
+async def publish(
+    state: AppState,
+    topic: int,
+    header: dict[str, Any],
+    payload: bytes | None = None,
+    array_json: tuple[str, Sequence[int]] | None = None,
+    *,
+    stored: bool,
+) -> None:
+    """Publish one stream message after (``stored``) or instead of storing the write.
+
+    Raises
+    ------
+    ApiError
+        503 with ``Retry-After`` when the streaming cache cannot be reached; the detail says
+        whether the write was stored (it stays stored: it is not rolled back) or not.
+    """
+    if state.hub is None:
+        return
+    try:
+        await state.hub.publish(topic, header, payload, array_json)
+    except StreamUnavailable as exc:
+        raise unavailable(_detail(exc, stored)) from None
+
+
+async def changed(
+    state: AppState,
+    node: Node,
+    *,
+    subtree: bool = False,
+    dropped: Sequence[int] = (),
+    stored: bool,
+) -> None:
+    """Tell the other workers that ``node`` changed (503 like :func:`publish` on failure)."""
+    try:
+        await state.changed(node, subtree=subtree, dropped=dropped)
+    except StreamUnavailable as exc:
+        raise unavailable(_detail(exc, stored)) from None
+
+
+def _detail(exc: StreamUnavailable, stored: bool) -> str:
+    if stored:
+        return (
+            f"{exc}. The write WAS stored, but was not streamed to subscribers "
+            "(they are disconnected with 1012 and resume when the cache is back)."
+        )
+    return f"{exc}. Nothing was stored or streamed."

@@ -15,6 +15,7 @@ from ferrotile.errors import (
     KeyConflict,
     NotEmpty,
     PatchOutOfBounds,
+    StreamUnavailable,
 )
 
 
@@ -59,7 +60,13 @@ async def domain_error_handler(request: Request, exc: Exception) -> Response:
     return error_response(400, str(exc))
 
 
+async def stream_unavailable_handler(request: Request, exc: Exception) -> Response:
+    """A streaming-cache outage not handled where it happened: 503, retry shortly."""
+    return error_response(503, str(exc), {"Retry-After": "1"})
+
+
 EXCEPTION_HANDLERS = {
+    StreamUnavailable: stream_unavailable_handler,
     ApiError: api_error_handler,
     HTTPException: http_exception_handler,
     KeyConflict: domain_error_handler,

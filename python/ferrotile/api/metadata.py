@@ -14,7 +14,10 @@ from ferrotile.api.auth import Access
 from ferrotile.api.bodies import parse_create
 from ferrotile.api.common import (
     base_url,
+    changed,
+    ensure_streamable,
     json_response,
+    publish,
     query_bool,
     read_json_object,
     require,
@@ -60,6 +63,7 @@ async def post_metadata(request: Request) -> Response:
     if await state.catalog.lookup((*parent.path, create.key)) is not None:
         raise ApiError(409, f"An entry named {create.key!r} already exists")
 
+    ensure_streamable(state)
     sources: list[DataSource] = []
     if create.source is not None:
         sources.append(await WRITERS[create.structure_family].create(state, create.source))
@@ -78,8 +82,7 @@ async def post_metadata(request: Request) -> Response:
         await _remove_storage(state, sources)
         raise
 
-    if state.hub is not None:
-        state.hub.publish(parent.id, messages.child_created(node))
+    await publish(state, parent.id, messages.child_created(node), stored=True)
     body: dict[str, Any] = {
         "id": node.key,
         "links": links(node, base_url(request)),
@@ -140,6 +143,7 @@ async def delete_metadata(request: Request) -> Response:
             "delete the underlying data files. If you want to delete them, pass "
             "external_only=False.",
         )
+    ensure_streamable(state)
     try:
         deleted = await state.catalog.delete_node(node, recursive=recursive)
     except NotEmpty:  # a child was added since the check above
@@ -149,4 +153,5 @@ async def delete_metadata(request: Request) -> Response:
         if state.hub is not None:
             state.hub.drop_topic(gone.id)
         await _remove_storage(state, gone.data_sources)
+    await changed(state, node, subtree=True, dropped=[g.id for g in deleted], stored=True)
     return json_response(None)

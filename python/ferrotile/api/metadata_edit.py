@@ -22,7 +22,15 @@ from starlette.responses import Response
 
 from ferrotile.api.auth import Access
 from ferrotile.api.bodies import _specs as validate_specs
-from ferrotile.api.common import json_response, query_bool, read_json_object, require
+from ferrotile.api.common import (
+    changed,
+    ensure_streamable,
+    json_response,
+    publish,
+    query_bool,
+    read_json_object,
+    require,
+)
 from ferrotile.api.errors import ApiError
 from ferrotile.catalog.models import Node
 from ferrotile.state import AppState
@@ -144,6 +152,7 @@ async def _store(
     drop_revision: bool,
 ) -> Response:
     """Store the edit, announce it on the parent's stream and answer as Tiled does."""
+    ensure_streamable(state)
     updated, number = await state.catalog.replace_metadata(
         node,
         metadata=metadata,
@@ -151,10 +160,12 @@ async def _store(
         access_tags=list(node.access_tags),  # no access policy: tags cannot change
         drop_revision=drop_revision,
     )
+    await changed(state, updated, stored=True)
     if state.hub is not None and updated.path:
         parent = await state.catalog.lookup(updated.path[:-1])
         if parent is not None:
-            state.hub.publish(parent.id, messages.child_metadata_updated(updated, number))
+            header = messages.child_metadata_updated(updated, number)
+            await publish(state, parent.id, header, stored=True)
     body: dict[str, Any] = {"id": updated.key}
     if tags_changed:
         tags = sorted(updated.access_tags)

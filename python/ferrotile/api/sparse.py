@@ -18,7 +18,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ferrotile.api.common import json_response, query_bool
+from ferrotile.api.common import ensure_streamable, json_response, publish, query_bool
 from ferrotile.api.creation import (
     FamilyWriter,
     ParsedSource,
@@ -115,12 +115,17 @@ async def _body_coo(request: Request, blocks: SparseBlocks, shape: tuple[int, ..
     return body, coords, data
 
 
-def _publish(
-    state: AppState, node: Node, body: bytes, shape: tuple[int, ...], **where: Any
+async def _publish(
+    state: AppState,
+    node: Node,
+    body: bytes,
+    shape: tuple[int, ...],
+    *,
+    stored: bool,
+    **where: Any,
 ) -> None:
-    if state.hub is not None:
-        header = messages.array_data(mimetype=ARROW, shape=shape, **where)
-        state.hub.publish(node.id, header, body)
+    header = messages.array_data(mimetype=ARROW, shape=shape, **where)
+    await publish(state, node.id, header, body, stored=stored)
 
 
 async def put_full(request: Request, state: AppState, node: Node) -> Response:
@@ -128,10 +133,11 @@ async def put_full(request: Request, state: AppState, node: Node) -> Response:
     blocks = _blocks(node)
     persist = query_bool(request, "persist", True)
     body, coords, data = await _body_coo(request, blocks, blocks.structure.shape)
+    ensure_streamable(state)
     if persist:
         async with state.arrays.lock(node.id):
             await asyncio.to_thread(blocks.write_full, coords, data)
-    _publish(state, node, body, blocks.structure.shape)
+    await _publish(state, node, body, blocks.structure.shape, stored=persist)
     return json_response(None)
 
 
@@ -141,10 +147,11 @@ async def put_block(request: Request, state: AppState, node: Node) -> Response:
     block, shape = _block(request, blocks)
     persist = query_bool(request, "persist", True)
     body, coords, data = await _body_coo(request, blocks, shape)
+    ensure_streamable(state)
     if persist:
         async with state.arrays.lock(node.id):
             await asyncio.to_thread(blocks.write_block, block, coords, data)
-    _publish(state, node, body, shape, block=block)
+    await _publish(state, node, body, shape, stored=persist, block=block)
     return json_response(None)
 
 

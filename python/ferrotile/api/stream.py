@@ -24,9 +24,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ferrotile import _core
 from ferrotile.api.auth import Access, Credentials, check_header, key_matches
-from ferrotile.api.common import json_response, require, state_of
+from ferrotile.api.common import json_response, require, state_of, unavailable
 from ferrotile.api.errors import ApiError, error_response
 from ferrotile.catalog.models import Node
+from ferrotile.errors import StreamUnavailable
 from ferrotile.state import AppState
 from ferrotile.storage.structure import ArrayStructure
 from ferrotile.streaming import messages
@@ -36,6 +37,8 @@ STREAMABLE = frozenset({"array", "container", "ragged", "sparse", "table"})
 AUTH_TIMEOUT = 30.0
 #: Frames handed over per wake-up: enough to amortize the Rust->Python crossing.
 BATCH = 64
+#: Close code while the streaming cache (Redis) is unreachable: "service restart", retry.
+UNAVAILABLE = 1012
 #: Default per-subscriber cap on the live backlog (envelope bytes behind the head).
 DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
 OVERFLOW_POLICIES = ("close", "latest")
@@ -58,7 +61,10 @@ async def close_stream(request: Request) -> Response:
     state = require(request, Access.WRITE)
     node = await state.node(request.path_params["path"])
     if state.hub is not None:
-        state.hub.close_stream(node.id)
+        try:
+            await state.hub.close_stream(node.id)
+        except StreamUnavailable as exc:
+            raise unavailable(f"{exc}. The stream was not closed.") from None
     return json_response(None)
 
 
@@ -166,14 +172,21 @@ async def subscribe(ws: WebSocket) -> None:
         return
     assert state.hub is not None
     # Subscribe before accepting, so that no write landing during the handshake is missed.
-    subscription = state.hub.subscribe(
-        node.id,
-        options.start,
-        options.envelope,
-        notify_gaps=options.notify_gaps,
-        max_queue_bytes=options.max_queue_bytes,
-        on_overflow=options.on_overflow,
-    )
+    try:
+        subscription = state.hub.subscribe(
+            node.id,
+            options.start,
+            options.envelope,
+            notify_gaps=options.notify_gaps,
+            max_queue_bytes=options.max_queue_bytes,
+            on_overflow=options.on_overflow,
+        )
+    except StreamUnavailable:
+        # Accept, then 1012 ("service restart"): the stock client retries a closed connection,
+        # but gives up for good on a refused handshake.
+        await ws.accept()
+        await ws.close(UNAVAILABLE, "streaming cache unavailable; reconnect shortly")
+        return
     envelope = options.envelope
     try:
         await ws.accept()

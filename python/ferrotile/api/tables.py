@@ -292,7 +292,7 @@ async def _publish(
         return
     header = messages.table_data(partition=partition, append=append)
     payload_json = await asyncio.to_thread(messages.table_json, table)
-    state.hub.publish(node.id, header, body, payload_json=payload_json)
+    await state.hub.publish(node.id, header, body, payload_json=payload_json)
 
 
 def _conformed(body: pa.Table, structure: TableStructure, *, keep_index: bool) -> pa.Table:

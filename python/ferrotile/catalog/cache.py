@@ -42,6 +42,10 @@ class NodeCache:
         if len(self._entries) > self._capacity:
             self._entries.popitem(last=False)
 
+    def evict(self, path: tuple[str, ...]) -> None:
+        """Drop the entry at ``path`` (if any)."""
+        self._entries.pop(path, None)
+
     def evict_subtree(self, path: tuple[str, ...]) -> None:
         """Drop the entry at ``path`` and every entry below it.
 

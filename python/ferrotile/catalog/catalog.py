@@ -9,8 +9,9 @@ array data) pays no catalog query per request. The cache is kept right by applyi
 operation's cache change in a loop callback queued by the catalog thread the moment the
 operation finishes: changes land in the order the thread ran the operations, so a lookup that
 read a node before a delete cannot re-insert it after the delete's eviction. The cache is per
-process: a node changed by another worker process stays stale here until evicted (pass
-``fresh=True`` to :meth:`Catalog.lookup` to bypass it).
+process: a node changed by another worker process stays stale here until evicted with
+:meth:`Catalog.evict` (workers sharing a Redis cache tell each other, see
+:mod:`ferrotile.streaming.hub`), or pass ``fresh=True`` to :meth:`Catalog.lookup` to bypass it.
 """
 
 from __future__ import annotations
@@ -147,6 +148,30 @@ class Catalog:
             if cached is not None:
                 return cached
         return await self._run(self._remember, self._store.get_by_path, join_path(path))
+
+    def evict(self, path: tuple[str, ...] | None, *, subtree: bool = False) -> None:
+        """Forget a node changed elsewhere (another worker): ``path`` (and below it if
+        ``subtree``), or everything when ``path`` is None.
+
+        The entry goes now, and once more after every catalog call already queued has landed,
+        so that a lookup that read the database before the change cannot re-insert it.
+        """
+
+        def drop(_: object = None) -> None:
+            if path is None:
+                self._cache.clear()
+            elif subtree:
+                self._cache.evict_subtree(path)
+            else:
+                self._cache.evict(path)
+
+        drop()
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(RuntimeError):  # executor shut down: nothing left to serve
+            future = self._executor.submit(lambda: None)
+            future.add_done_callback(functools.partial(_relay, loop, drop))
 
     def _remember(self, node: Node | None) -> None:
         if node is not None:

@@ -123,6 +123,13 @@ impl Draft {
         self.buf.len()
     }
 
+    /// The msgpack envelope with a zero sequence, the offset of the sequence placeholder, the
+    /// payload's range in it and the publisher's JSON payload, if any: what a remote process
+    /// needs to rebuild the message (see [`Encoded::from_wire`]).
+    pub(crate) fn into_wire(self) -> (Vec<u8>, usize, Option<Range<usize>>, Option<Bytes>) {
+        (self.buf, self.seq_at, self.payload_at, self.json_payload)
+    }
+
     /// Writes the sequence into the envelope and freezes it.
     pub fn finish(mut self, sequence: u64) -> Encoded {
         self.buf[self.seq_at + 1..self.seq_at + 9].copy_from_slice(&sequence.to_be_bytes());
@@ -141,6 +148,33 @@ pub struct Encoded {
     pub msgpack: Bytes,
     /// Source of the JSON envelope (payload shares the msgpack buffer).
     pub json: JsonSource,
+}
+
+impl Encoded {
+    /// Rebuilds a message from [`Draft::into_wire`] parts received from another process.
+    /// `msgpack` must already carry its sequence (see [`patch_sequence`]).
+    pub(crate) fn from_wire(
+        msgpack: Bytes,
+        payload_at: Option<Range<usize>>,
+        header: Header,
+        hint: Option<ArrayHint>,
+        json_payload: Option<Bytes>,
+        sequence: u64,
+    ) -> Self {
+        let payload = payload_at.map(|r| msgpack.slice(r));
+        Self { msgpack, json: JsonSource { header, hint, payload, json_payload, sequence } }
+    }
+}
+
+/// Writes `sequence` into the fixed-width placeholder of a wire envelope at `seq_at`.
+pub(crate) fn patch_sequence(buf: &mut [u8], seq_at: usize, sequence: u64) -> CoreResult<()> {
+    match buf.get_mut(seq_at..seq_at + 9) {
+        Some(slot) if slot[0] == 0xcf => {
+            slot[1..].copy_from_slice(&sequence.to_be_bytes());
+            Ok(())
+        }
+        _ => Err(CoreError::envelope("wire envelope has no sequence placeholder")),
+    }
 }
 
 /// Everything needed to build the JSON envelope on first demand.

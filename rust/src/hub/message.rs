@@ -150,6 +150,9 @@ impl Close {
     /// The subscription was cancelled by its owner.
     pub const CANCELLED: Close = Close::fixed(1001, "subscription cancelled");
 
+    /// Redis lost its history (flushed or restarted without persistence).
+    pub const HISTORY_LOST: Close = Close::fixed(1012, "Live subscription lost: stream history was reset");
+
     /// The ring evicted sequences `first..=last` before this subscriber read them.
     pub fn fell_behind(first: u64, last: u64) -> Self {
         let reason = format!("subscriber fell behind: sequences {first}..{last} are no longer retained");

@@ -20,7 +20,7 @@ use parking_lot::RwLock;
 pub use message::{Close, Extension, Message, MessageKind};
 pub use policy::{GapReason, Overflow, Policy, DEFAULT_MAX_QUEUE_BYTES};
 pub use subscriber::{Batch, Subscription};
-pub use topic::Topic;
+pub use topic::{External, Topic};
 
 use crate::codec::envelope::Draft;
 use crate::codec::Envelope;
@@ -172,6 +172,25 @@ impl Hub {
         if let Some(topic) = removed {
             topic.end(Close::NODE_DELETED);
         }
+    }
+
+    /// The topic if it exists (the Redis mirror only follows topics someone subscribed to).
+    pub fn existing(&self, id: u64) -> Option<Arc<Topic>> {
+        self.topics.read().get(&id).cloned()
+    }
+
+    /// Forgets every topic, ending their subscriptions with `close` (the Redis mirror lost its
+    /// feed); later subscribes start fresh topics.
+    pub fn end_all(&self, close: &Close) {
+        let removed: Vec<Arc<Topic>> = self.topics.write().drain().map(|(_, t)| t).collect();
+        for topic in removed {
+            topic.end(close.clone());
+        }
+    }
+
+    /// Whether `shutdown` has been called.
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Ordering::Acquire)
     }
 
     /// Closes every subscription with 1001; later publish/subscribe fail with `ShutDown`.

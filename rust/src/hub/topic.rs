@@ -15,6 +15,20 @@ use super::subscriber::Cursor;
 use super::HubConfig;
 use crate::codec::envelope::Draft;
 
+/// What [`Topic::insert_external`] did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum External {
+    /// Appended at the head.
+    Appended,
+    /// Already there (or older than the head): ignored.
+    Duplicate,
+    /// Sequences `expected..seq` are missing: fill them first.
+    Gap {
+        /// The next sequence the ring can take.
+        expected: u64,
+    },
+}
+
 /// One stream (a node id): its ring of retained messages and the subscribers' wake-up.
 #[derive(Debug)]
 pub struct Topic {
@@ -42,6 +56,9 @@ struct State {
     closed_at: Option<Instant>,
     /// Bumped whenever the sequence restarts at 1, so cursors can follow.
     epoch: u64,
+    /// First sequence of the current epoch: 1, except for a mirror that joined a remote
+    /// stream mid-way (see `Topic::insert_external`).
+    base: u64,
     /// Set when the topic is dropped or the hub shuts down.
     ended: Option<Close>,
 }
@@ -68,6 +85,7 @@ impl State {
                 self.last_event = None;
                 self.closed_at = None;
                 self.epoch += 1;
+                self.base = 1;
             }
         }
         while self.ring.front().is_some_and(|m| now.saturating_duration_since(m.published()) >= config.max_age) {
@@ -93,10 +111,14 @@ impl State {
     }
 
     fn push(&mut self, config: &HubConfig, message: Message) {
+        self.push_shared(config, Arc::new(message));
+    }
+
+    fn push_shared(&mut self, config: &HubConfig, message: Arc<Message>) {
         self.bytes += message.size();
         self.total += message.size() as u64;
         self.ends.push_back(self.total);
-        self.ring.push_back(Arc::new(message));
+        self.ring.push_back(message);
         self.next_seq += 1;
         // Always keep the newest message, even if it alone exceeds `max_bytes`.
         while self.ring.len() > config.max_count || (self.bytes > config.max_bytes && self.ring.len() > 1) {
@@ -117,6 +139,7 @@ impl Topic {
             last_event: None,
             closed_at: None,
             epoch: 0,
+            base: 1,
             ended: None,
         };
         Self { config, state: Mutex::new(state), notify: Notify::new(), subscribers: AtomicUsize::new(0) }
@@ -151,6 +174,68 @@ impl Topic {
         };
         self.notify.notify_waiters();
         seq
+    }
+
+    /// Inserts a message whose sequence was assigned elsewhere (the Redis backend's mirror of
+    /// a remote stream). The ring stays contiguous: a sequence beyond the head is refused with
+    /// [`External::Gap`] so the caller can fill the gap first (or [`Topic::rebase`]).
+    pub fn insert_external(&self, message: Arc<Message>, now: Instant) -> External {
+        let seq = message.sequence();
+        let outcome = {
+            let mut st = self.state.lock();
+            st.maintain(&self.config, now);
+            let fresh = st.last_event.is_none() && st.ring.is_empty() && st.next_seq == 1;
+            if fresh && seq > 1 {
+                // First message of a stream joined mid-way: the mirror starts here.
+                st.next_seq = seq;
+                st.base = seq;
+                st.epoch += 1;
+            } else if seq < st.next_seq && seq == 1 {
+                // The remote sequence restarted (expiry, or the store was flushed).
+                st.ring.clear();
+                st.ends.clear();
+                st.bytes = 0;
+                st.next_seq = 1;
+                st.base = 1;
+                st.epoch += 1;
+            }
+            if seq < st.next_seq {
+                return External::Duplicate;
+            }
+            if seq > st.next_seq {
+                return External::Gap { expected: st.next_seq };
+            }
+            match message.kind() {
+                MessageKind::Data => st.closed_at = None,
+                MessageKind::EndOfStream => st.closed_at = Some(now),
+            }
+            st.push_shared(&self.config, message);
+            st.last_event = Some(now);
+            External::Appended
+        };
+        self.notify.notify_waiters();
+        outcome
+    }
+
+    /// Restarts the mirror at `seq` (a gap that cannot be filled): the ring is emptied and
+    /// cursors continue from `seq`.
+    pub fn rebase(&self, seq: u64) {
+        let mut st = self.state.lock();
+        st.ring.clear();
+        st.ends.clear();
+        st.bytes = 0;
+        st.next_seq = seq.max(1);
+        st.base = seq.max(1);
+        st.epoch += 1;
+        drop(st);
+        self.notify.notify_waiters();
+    }
+
+    /// `(oldest retained, head, fresh)`; `fresh` means no event since creation or restart.
+    pub fn bounds(&self, now: Instant) -> (u64, u64, bool) {
+        let mut st = self.state.lock();
+        st.maintain(&self.config, now);
+        (st.oldest(), st.head(), st.last_event.is_none() && st.ring.is_empty())
     }
 
     /// The last assigned sequence (0 if none since the last restart).
@@ -247,13 +332,13 @@ impl Topic {
             return frames;
         }
         if cursor.epoch != st.epoch {
-            // The sequence restarted at 1: follow it from the start.
+            // The sequence restarted (at 1, or at a mirror's base): follow it from the start.
             cursor.notice(Notice::Epoch {
                 last_sequence: cursor.next - 1,
                 current: st.head(),
                 reason: "the stream's sequence restarted",
             });
-            cursor.next = 1;
+            cursor.next = st.base;
             cursor.epoch = st.epoch;
             cursor.replay_end = 0;
             cursor.end_in_replay = false;

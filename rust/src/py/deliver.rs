@@ -42,7 +42,7 @@ pub(crate) struct Completion {
 /// Starts (or restarts) the Tokio wait of `completion`; it is submitted once the subscription
 /// has something ready.
 pub(crate) fn arm(completion: Completion) {
-    let subscription = Arc::clone(&completion.waiter.subscription);
+    let subscription = completion.waiter.subscription.clone();
     let abort = Arc::clone(&completion.abort);
     let mut slot = abort.lock();
     let task = pyo3_async_runtimes::tokio::get_runtime().spawn(async move {

@@ -7,6 +7,7 @@ use crate::error::CoreError;
 
 pyo3::import_exception!(ferrotile.errors, HubError);
 pyo3::import_exception!(ferrotile.errors, EnvelopeError);
+pyo3::import_exception!(ferrotile.errors, StreamUnavailable);
 
 impl From<CoreError> for PyErr {
     fn from(err: CoreError) -> PyErr {
@@ -15,6 +16,7 @@ impl From<CoreError> for PyErr {
             CoreError::Envelope(_) | CoreError::UnknownEnvelope(_) => EnvelopeError::new_err(message),
             CoreError::ShutDown => HubError::new_err(message),
             CoreError::Config(_) => PyValueError::new_err(message),
+            CoreError::Unavailable(_) => StreamUnavailable::new_err(message),
         }
     }
 }
@@ -41,6 +43,8 @@ mod tests {
             assert_eq!(err.value(py).to_string(), "hub is shut down");
             let err = PyErr::from(CoreError::Config("x".into()));
             assert!(err.is_instance_of::<PyValueError>(py) && !err.is_instance_of::<HubError>(py));
+            let err = PyErr::from(CoreError::Unavailable("down".into()));
+            assert!(err.is_instance_of::<StreamUnavailable>(py) && err.is_instance_of::<HubError>(py));
         });
     }
 }

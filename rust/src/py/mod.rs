@@ -4,6 +4,7 @@ pub mod codec;
 mod deliver;
 pub mod errors;
 pub mod hub;
+pub mod redis;
 pub(crate) mod subscription;
 
 use pyo3::prelude::*;

@@ -10,16 +10,86 @@ use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use super::deliver::{self, AbortOnCancel, Completion};
 use crate::codec::Envelope;
 use crate::hub::{Batch, Extension, Message, Subscription};
+use crate::redis::RedisSubscription;
 
-/// A subscription to one topic; created by `Hub.subscribe`.
+/// What a Python `Subscription` reads from: the in-process hub or the Redis backend.
+#[derive(Clone)]
+pub(crate) enum Source {
+    Local(Arc<Subscription>),
+    Redis(Arc<RedisSubscription>),
+}
+
+impl Source {
+    pub(crate) async fn ready(&self) {
+        match self {
+            Self::Local(s) => s.ready().await,
+            Self::Redis(s) => s.ready().await,
+        }
+    }
+
+    fn try_next(&self, max: usize) -> Batch {
+        match self {
+            Self::Local(s) => s.try_next(max),
+            Self::Redis(s) => s.try_next(max),
+        }
+    }
+
+    fn envelope(&self) -> Envelope {
+        match self {
+            Self::Local(s) => s.envelope(),
+            Self::Redis(s) => s.envelope(),
+        }
+    }
+
+    fn cancel(&self) {
+        match self {
+            Self::Local(s) => s.cancel(),
+            Self::Redis(s) => s.cancel(),
+        }
+    }
+
+    fn last_sequence(&self) -> u64 {
+        match self {
+            Self::Local(s) => s.last_sequence(),
+            Self::Redis(s) => s.last_sequence(),
+        }
+    }
+
+    fn dropped(&self) -> u64 {
+        match self {
+            Self::Local(s) => s.dropped(),
+            Self::Redis(s) => s.dropped(),
+        }
+    }
+
+    fn backlog_bytes(&self) -> usize {
+        match self {
+            Self::Local(s) => s.backlog_bytes(),
+            Self::Redis(s) => s.backlog_bytes(),
+        }
+    }
+
+    fn missed(&self) -> u64 {
+        match self {
+            Self::Local(s) => s.missed(),
+            Self::Redis(s) => s.missed(),
+        }
+    }
+}
+
+/// A subscription to one topic; created by `Hub.subscribe` or `RedisHub.subscribe`.
 #[pyclass(name = "Subscription", module = "ferrotile._core", frozen)]
 pub struct PySubscription {
-    inner: Arc<Subscription>,
+    inner: Source,
 }
 
 impl PySubscription {
     pub(crate) fn new(inner: Subscription) -> Self {
-        Self { inner: Arc::new(inner) }
+        Self { inner: Source::Local(Arc::new(inner)) }
+    }
+
+    pub(crate) fn redis(inner: RedisSubscription) -> Self {
+        Self { inner: Source::Redis(Arc::new(inner)) }
     }
 }
 
@@ -30,8 +100,7 @@ impl PySubscription {
     fn next_batch<'py>(&self, py: Python<'py>, max_messages: usize) -> PyResult<Bound<'py, PyAny>> {
         let event_loop = pyo3_async_runtimes::get_running_loop(py)?;
         let future = event_loop.call_method0(intern!(py, "create_future"))?;
-        let waiter =
-            Waiter { subscription: Arc::clone(&self.inner), max: max_messages, envelope: self.inner.envelope() };
+        let waiter = Waiter { subscription: self.inner.clone(), max: max_messages, envelope: self.inner.envelope() };
         if let Some(batch) = waiter.take(py) {
             // Fast path: no Tokio round trip when something is already there.
             future.call_method1(intern!(py, "set_result"), (batch,))?;
@@ -81,7 +150,7 @@ impl PySubscription {
 
 /// What an awaiting `next_batch` takes once woken: up to `max` frames of `subscription`.
 pub(crate) struct Waiter {
-    pub subscription: Arc<Subscription>,
+    pub subscription: Source,
     pub max: usize,
     pub envelope: Envelope,
 }

@@ -1,0 +1,152 @@
+//! `RedisHub` as seen from Python: the Redis-backed hub's async entry points (awaitables on the
+//! shared Tokio runtime) and its synchronous subscribe.
+
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use super::hub::PySubscription;
+use crate::codec::Envelope;
+use crate::error::CoreError;
+use crate::hub::{Overflow, Policy};
+use crate::redis::{RedisConfig, RedisHub};
+
+/// Payloads at least this large are encoded with the GIL released.
+const DETACH_PAYLOAD_BYTES: usize = 256 * 1024;
+
+/// A streaming hub backed by Redis (see `ferrotile/_core.pyi`).
+#[pyclass(name = "RedisHub", module = "ferrotile._core", frozen)]
+pub struct PyRedisHub {
+    inner: Arc<RedisHub>,
+}
+
+fn seconds(name: &str, value: f64) -> Result<std::time::Duration, CoreError> {
+    std::time::Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| CoreError::Config(format!("{name} must be a positive number of seconds")))
+}
+
+#[pymethods]
+impl PyRedisHub {
+    #[new]
+    #[pyo3(signature = (url, *, max_count = 10_000, max_bytes = 268_435_456, data_ttl = 3600.0, seq_ttl = 2_592_000.0, key_prefix = "ferrotile:"))]
+    fn new(
+        url: String,
+        max_count: usize,
+        max_bytes: usize,
+        data_ttl: f64,
+        seq_ttl: f64,
+        key_prefix: &str,
+    ) -> PyResult<Self> {
+        let config = RedisConfig {
+            url,
+            max_count,
+            max_bytes,
+            data_ttl: seconds("data_ttl", data_ttl)?,
+            seq_ttl: seconds("seq_ttl", seq_ttl)?,
+            key_prefix: key_prefix.to_owned(),
+        };
+        Ok(Self { inner: Arc::new(RedisHub::new(config)?) })
+    }
+
+    /// Connects, loads the publish script and starts the reader.
+    fn connect<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let hub = Arc::clone(&self.inner);
+        pyo3_async_runtimes::tokio::future_into_py(py, async move { Ok(hub.connect().await?) })
+    }
+
+    /// Publishes one message; returns its sequence (one Redis round trip).
+    #[pyo3(signature = (topic, header, payload = None, array_json = None, *, payload_json = None))]
+    fn publish<'py>(
+        &self,
+        py: Python<'py>,
+        topic: u64,
+        header: &[u8],
+        payload: Option<&[u8]>,
+        array_json: Option<(String, Vec<usize>)>,
+        payload_json: Option<&[u8]>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let hint = || array_json.as_ref().map(|(dtype, shape)| (dtype.as_str(), shape.clone()));
+        let prepare = || self.inner.prepare(header, payload, hint(), payload_json);
+        // Validation errors are raised here, before anything is sent.
+        let record =
+            if payload.is_some_and(|p| p.len() >= DETACH_PAYLOAD_BYTES) { py.detach(prepare) } else { prepare() }?;
+        let hub = Arc::clone(&self.inner);
+        pyo3_async_runtimes::tokio::future_into_py(py, async move { Ok(hub.publish_prepared(topic, record).await?) })
+    }
+
+    /// Appends an end-of-stream marker; returns its sequence.
+    fn close_stream<'py>(&self, py: Python<'py>, topic: u64) -> PyResult<Bound<'py, PyAny>> {
+        let hub = Arc::clone(&self.inner);
+        pyo3_async_runtimes::tokio::future_into_py(py, async move { Ok(hub.close_stream(topic).await?) })
+    }
+
+    /// Subscribes (registers locally at once; replay from Redis happens in `next_batch`).
+    #[pyo3(signature = (
+        topic, start = None, envelope = "msgpack", *,
+        notify_gaps = false, max_queue_bytes = None, on_overflow = "close"
+    ))]
+    fn subscribe(
+        &self,
+        topic: u64,
+        start: Option<u64>,
+        envelope: &str,
+        notify_gaps: bool,
+        max_queue_bytes: Option<usize>,
+        on_overflow: &str,
+    ) -> PyResult<PySubscription> {
+        let envelope = Envelope::parse(envelope)?;
+        let policy = Policy {
+            notify_gaps,
+            max_queue_bytes: max_queue_bytes.unwrap_or(usize::MAX),
+            on_overflow: Overflow::parse(on_overflow)?,
+        };
+        Ok(PySubscription::redis(self.inner.subscribe_with(topic, start, envelope, policy)?))
+    }
+
+    /// Closes this process's current subscribers (of `topic`, all if None) with 1012.
+    #[pyo3(signature = (topic = None))]
+    fn interrupt(&self, topic: Option<u64>) {
+        self.inner.interrupt(topic);
+    }
+
+    /// The node's last sequence in Redis (0 if none).
+    fn current_sequence<'py>(&self, py: Python<'py>, topic: u64) -> PyResult<Bound<'py, PyAny>> {
+        let hub = Arc::clone(&self.inner);
+        pyo3_async_runtimes::tokio::future_into_py(py, async move { Ok(hub.current_sequence(topic).await?) })
+    }
+
+    /// Forgets the local mirror of a topic; its subscribers close with 1001.
+    fn drop_topic(&self, topic: u64) {
+        self.inner.drop_topic(topic);
+    }
+
+    /// Closes all subscribers with 1001, stops the reader, refuses later calls.
+    fn shutdown(&self) {
+        self.inner.shutdown();
+    }
+
+    /// The local hub's counts plus the backend's counters.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        for (name, value) in self.inner.stats() {
+            dict.set_item(name, value)?;
+        }
+        Ok(dict)
+    }
+
+    fn __repr__(&self) -> String {
+        let c = self.inner.config();
+        format!(
+            "RedisHub({:?}, max_count={}, max_bytes={}, data_ttl={}, seq_ttl={}, key_prefix={:?})",
+            crate::redis::redact(&c.url),
+            c.max_count,
+            c.max_bytes,
+            c.data_ttl.as_secs_f64(),
+            c.seq_ttl.as_secs_f64(),
+            c.key_prefix
+        )
+    }
+}

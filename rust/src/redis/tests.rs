@@ -1,0 +1,141 @@
+//! Engine tests of the Redis backend against a real `redis-server` (started on a free port,
+//! no persistence; the Makefile's `system-deps` installs the binary).
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::hub::{External, Message, Topic};
+
+const H: &[u8] = br#"{"type":"array-data","timestamp":"t"}"#;
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn redis_server() -> Server {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let binary = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("redis-server not found: run `make system-deps` (installs it)");
+    let child = Command::new(binary)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Server { child, url: format!("redis://127.0.0.1:{port}") }
+}
+
+fn config(url: &str) -> RedisConfig {
+    RedisConfig {
+        url: url.to_owned(),
+        max_count: 10_000,
+        max_bytes: 1 << 30,
+        data_ttl: Duration::from_secs(60),
+        seq_ttl: Duration::from_secs(60),
+        key_prefix: "test:".into(),
+    }
+}
+
+fn message(seq: u64) -> Arc<Message> {
+    Arc::new(Message::end_of_stream(seq, Instant::now()))
+}
+
+#[test]
+fn mirror_inserts_rebase_dedupe_and_restart() {
+    let hub = Hub::new(crate::hub::HubConfig::default()).unwrap();
+    let _sub = hub.subscribe(3, None, Envelope::Msgpack).unwrap();
+    let topic: Arc<Topic> = hub.existing(3).unwrap();
+    let now = Instant::now();
+    // Joined mid-way: the mirror starts at the first sequence it sees.
+    assert_eq!(topic.insert_external(message(40), now), External::Appended);
+    assert_eq!(topic.insert_external(message(41), now), External::Appended);
+    assert_eq!(topic.insert_external(message(41), now), External::Duplicate);
+    assert_eq!(topic.insert_external(message(44), now), External::Gap { expected: 42 });
+    assert_eq!(topic.bounds(now), (40, 41, false));
+    // The remote counter restarted.
+    assert_eq!(topic.insert_external(message(1), now), External::Appended);
+    assert_eq!(topic.bounds(now), (1, 1, false));
+    topic.rebase(10);
+    assert_eq!(topic.insert_external(message(10), now), External::Appended);
+    assert_eq!(topic.current_sequence(now), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hubs_share_sequences_and_replay() {
+    let server = redis_server();
+    let a = RedisHub::new(config(&server.url)).unwrap();
+    let b = RedisHub::new(config(&server.url)).unwrap();
+    a.connect().await.unwrap();
+    b.connect().await.unwrap();
+    let live = b.subscribe(7, None, Envelope::Msgpack).unwrap();
+    for i in 1..=300u64 {
+        let hub = if i % 2 == 0 { &a } else { &b };
+        assert_eq!(hub.publish(7, H, Some(b"abc"), None).await.unwrap(), i);
+    }
+    let mut got = Vec::new();
+    while got.len() < 300 {
+        let batch = tokio::time::timeout(Duration::from_secs(5), live.next_batch(64)).await.unwrap();
+        got.extend(batch.frames.iter().map(|m| m.sequence()));
+    }
+    assert_eq!(got, (1..=300).collect::<Vec<_>>());
+    // A fresh process replays everything from Redis, then continues live.
+    let c = RedisHub::new(config(&server.url)).unwrap();
+    c.connect().await.unwrap();
+    let replay = c.subscribe(7, Some(0), Envelope::Msgpack).unwrap();
+    assert_eq!(a.close_stream(7).await.unwrap(), 301);
+    let mut got = Vec::new();
+    let close = loop {
+        let batch = tokio::time::timeout(Duration::from_secs(5), replay.next_batch(1000)).await.unwrap();
+        got.extend(batch.frames.iter().map(|m| m.sequence()));
+        if let Some(close) = batch.close {
+            break close;
+        }
+    };
+    assert_eq!(got, (1..=300).collect::<Vec<_>>());
+    assert_eq!(close, crate::hub::Close::PRODUCER_ENDED);
+    assert_eq!(c.current_sequence(7).await.unwrap(), 301);
+    for hub in [a, b, c] {
+        hub.shutdown();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn count_cap_trims_the_stream() {
+    let server = redis_server();
+    let hub = RedisHub::new(RedisConfig { max_count: 5, ..config(&server.url) }).unwrap();
+    hub.connect().await.unwrap();
+    for _ in 0..20 {
+        hub.publish(1, H, None, None).await.unwrap();
+    }
+    let sub = hub.subscribe(1, Some(1), Envelope::Msgpack).unwrap();
+    let batch = tokio::time::timeout(Duration::from_secs(5), sub.next_batch(100)).await.unwrap();
+    assert_eq!(batch.frames.iter().map(|m| m.sequence()).collect::<Vec<_>>(), (16..=20).collect::<Vec<_>>());
+    assert_eq!(sub.missed(), 15);
+    hub.shutdown();
+}
+
+#[tokio::test]
+async fn unreachable_redis_is_unavailable() {
+    let hub = RedisHub::new(config("redis://127.0.0.1:1")).unwrap();
+    assert!(matches!(hub.connect().await, Err(CoreError::Unavailable(_))));
+    assert!(matches!(hub.publish(1, H, None, None).await, Err(CoreError::Unavailable(_))));
+    assert!(matches!(RedisHub::new(config("http://x")), Err(CoreError::Config(_))));
+    assert_eq!(redact("redis://:pw@h:1/0"), "redis://***@h:1/0");
+}
