@@ -23,6 +23,7 @@ import pyarrow as pa
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ferrotile.api import register as registered
 from ferrotile.api.auth import Access
 from ferrotile.api.common import json_response, require
 from ferrotile.api.creation import FamilyWriter, ParsedSource, register
@@ -233,7 +234,11 @@ async def get_partition(request: Request) -> Response:
     partition = _partition(request, structure)
     columns = await _columns(request, structure)
     negotiate(request, "table", TABLE_SERIALIZERS)  # 406 before any read
-    if ds.mimetype == SQL_TABLE:
+    if registered.is_external(node):  # files registered in place: read through their adapter
+        table = await registered.read_registered_table(
+            state, node, structure.schema, partition, columns
+        )
+    elif ds.mimetype == SQL_TABLE:
         p = ds.parameters
         table = await asyncio.to_thread(
             _sql_storage(state, ds).read,
@@ -255,7 +260,9 @@ async def get_full(request: Request) -> Response:
     ds, structure = _table(node)
     columns = await _columns(request, structure)
     negotiate(request, "table", TABLE_SERIALIZERS)
-    if ds.mimetype == SQL_TABLE:
+    if registered.is_external(node):  # files registered in place: read through their adapter
+        table = await registered.read_registered_table(state, node, structure.schema, None, columns)
+    elif ds.mimetype == SQL_TABLE:
         p = ds.parameters
         table = await asyncio.to_thread(
             _sql_storage(state, ds).read,
@@ -291,6 +298,8 @@ async def _write(request: Request, *, whole: bool) -> Response:
     state = require(request, Access.WRITE)
     node = await state.node(request.path_params["path"])
     ds, structure = _table(node)
+    if registered.is_external(node):  # never write into a user's registered files
+        raise ApiError(405, registered.READ_ONLY)
     if ds.mimetype != PARQUET:
         raise ApiError(
             405, "This node does not support writing; append rows with PATCH /table/partition."
