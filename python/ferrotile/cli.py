@@ -10,7 +10,7 @@ import atexit
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ferrotile import __version__
@@ -22,6 +22,13 @@ from ferrotile.config import (
     Settings,
 )
 from ferrotile.errors import FerrotileError
+from ferrotile.register.cli import (
+    add_directory_parser,
+    add_register_parser,
+    check_directory_args,
+    run_register,
+    start_background_registration,
+)
 from ferrotile.server import (
     ServeError,
     check_port,
@@ -149,6 +156,8 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="worker processes (default 1); more than 1 needs --cache redis://...",
     )
+    add_directory_parser(targets)
+    add_register_parser(commands)
     return parser
 
 
@@ -235,7 +244,9 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, bool]:
     return settings, init
 
 
-def _serve_catalog(args: argparse.Namespace) -> None:
+def _serve_catalog(
+    args: argparse.Namespace, before_run: Callable[[Settings], None] | None = None
+) -> None:
     settings, init = _settings(args)
     prepare_directories(settings)
     prepare_catalog(settings, init=init)
@@ -249,7 +260,19 @@ def _serve_catalog(args: argparse.Namespace) -> None:
         f'    "http://{host}:{settings.port}/api/v1?api_key={settings.api_key}"\n',
         flush=True,
     )
+    if before_run is not None:
+        before_run(settings)
     run_workers(settings)
+
+
+def _serve_directory(args: argparse.Namespace) -> None:
+    # `serve catalog --temp -r DIR`, plus the same registration client as `ferrotile register`
+    # run from a thread against it: the server answers at once and nodes appear as walked.
+    check_directory_args(args)
+    catalog = _parser().parse_args(["serve", "catalog", "--temp", f"--read={args.directory}"])
+    catalog.api_key, catalog.public = args.api_key, args.public
+    catalog.host, catalog.port = args.host, args.port
+    _serve_catalog(catalog, lambda settings: start_background_registration(args, settings))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -257,6 +280,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve" and args.target == "catalog":
             _serve_catalog(args)
+        elif args.command == "serve" and args.target == "directory":
+            _serve_directory(args)
+        elif args.command == "register":
+            run_register(args)
     except FerrotileError as exc:
         print(f"ferrotile: error: {exc}", file=sys.stderr)
         return 1

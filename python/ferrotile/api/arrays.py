@@ -16,6 +16,7 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ferrotile.api import register as registered
 from ferrotile.api import sparse
 from ferrotile.api.auth import Access
 from ferrotile.api.common import (
@@ -78,6 +79,12 @@ async def _create_storage(state: AppState, source: ParsedSource) -> DataSource:
 register("array", FamilyWriter(parse=_parse_source, create=_create_storage))
 
 
+def _writable_structure(node: Node) -> ArrayStructure:
+    if registered.is_external(node):
+        raise ApiError(405, registered.READ_ONLY)
+    return _structure(node)
+
+
 def _structure(node: Node) -> ArrayStructure:
     if node.structure_family != "array":
         raise ApiError(404, f"{'/'.join(node.path)!r} is a {node.structure_family}, not an array")
@@ -137,7 +144,7 @@ async def put_full(request: Request) -> Response:
     node = await state.node(request.path_params["path"])
     if node.structure_family == "sparse":  # Tiled serves sparse arrays on the same routes
         return await sparse.put_full(request, state, node)
-    structure = _structure(node)
+    structure = _writable_structure(node)
     persist = query_bool(request, "persist", True)
     body, data = await _body_array(request, structure, structure.shape)
     ensure_streamable(state)
@@ -153,7 +160,7 @@ async def put_block(request: Request) -> Response:
     node = await state.node(request.path_params["path"])
     if node.structure_family == "sparse":  # Tiled serves sparse arrays on the same routes
         return await sparse.put_block(request, state, node)
-    structure = _structure(node)
+    structure = _writable_structure(node)
     block, shape = _block(request, structure)
     persist = query_bool(request, "persist", True)
     body, data = await _body_array(request, structure, shape)
@@ -186,7 +193,7 @@ async def patch_full(request: Request) -> Response:
     state = require(request, Access.WRITE)
     path = request.path_params["path"]
     node = await state.node(path)
-    _structure(node)
+    _writable_structure(node)
     offset = _param(request, "offset")
     shape = _param(request, "shape")
     if offset is None or shape is None:
@@ -244,6 +251,9 @@ async def get_full(request: Request) -> Response:
     structure = _structure(node)
     negotiate(request, "array", ARRAY_SERIALIZERS)  # 406 before any read
     selection = _selection(request, structure.shape)
+    if registered.is_external(node):  # files registered in place: read through their adapter
+        data = await registered.read_registered_array(state, node, structure, selection)
+        return array_response(request, data, state.settings.response_bytesize_limit)
     data = await asyncio.to_thread(state.arrays.get(node).read, selection)
     return array_response(request, data, state.settings.response_bytesize_limit)
 
@@ -257,5 +267,8 @@ async def get_block(request: Request) -> Response:
     block, shape = _block(request, structure)
     negotiate(request, "array", ARRAY_SERIALIZERS)  # 406 before any read
     selection = _selection(request, shape)
+    if registered.is_external(node):  # files registered in place: read through their adapter
+        data = await registered.read_registered_array(state, node, structure, selection, block)
+        return array_response(request, data, state.settings.response_bytesize_limit)
     data = await asyncio.to_thread(state.arrays.get(node).read_block, block, selection)
     return array_response(request, data, state.settings.response_bytesize_limit)

@@ -112,6 +112,7 @@ async def publish(
     array_json: tuple[str, Sequence[int]] | None = None,
     *,
     stored: bool,
+    payload_json: bytes | None = None,
 ) -> None:
     """Publish one stream message after (``stored``) or instead of storing the write.
 
@@ -124,7 +125,7 @@ async def publish(
     if state.hub is None:
         return
     try:
-        await state.hub.publish(topic, header, payload, array_json)
+        await state.hub.publish(topic, header, payload, array_json, payload_json=payload_json)
     except StreamUnavailable as exc:
         raise unavailable(_detail(exc, stored)) from None
 

@@ -24,8 +24,9 @@ import pyarrow as pa
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ferrotile.api import register as registered
 from ferrotile.api.auth import Access
-from ferrotile.api.common import json_response, require
+from ferrotile.api.common import json_response, publish, require
 from ferrotile.api.creation import FamilyWriter, ParsedSource, register
 from ferrotile.api.errors import ApiError
 from ferrotile.api.formats import TABLE_SERIALIZERS, negotiate, table_response
@@ -235,7 +236,11 @@ async def get_partition(request: Request) -> Response:
     partition = _partition(request, structure)
     columns = await _columns(request, structure)
     negotiate(request, "table", TABLE_SERIALIZERS)  # 406 before any read
-    if ds.mimetype == SQL_TABLE:
+    if registered.is_external(node):  # files registered in place: read through their adapter
+        table = await registered.read_registered_table(
+            state, node, structure.schema, partition, columns
+        )
+    elif ds.mimetype == SQL_TABLE:
         p = ds.parameters
         table = await asyncio.to_thread(
             _sql_storage(state, ds).read,
@@ -257,7 +262,9 @@ async def get_full(request: Request) -> Response:
     ds, structure = _table(node)
     columns = await _columns(request, structure)
     negotiate(request, "table", TABLE_SERIALIZERS)
-    if ds.mimetype == SQL_TABLE:
+    if registered.is_external(node):  # files registered in place: read through their adapter
+        table = await registered.read_registered_table(state, node, structure.schema, None, columns)
+    elif ds.mimetype == SQL_TABLE:
         p = ds.parameters
         table = await asyncio.to_thread(
             _sql_storage(state, ds).read,
@@ -292,7 +299,7 @@ async def _publish(
         return
     header = messages.table_data(partition=partition, append=append)
     payload_json = await asyncio.to_thread(messages.table_json, table)
-    await state.hub.publish(node.id, header, body, payload_json=payload_json)
+    await publish(state, node.id, header, body, stored=True, payload_json=payload_json)
 
 
 def _conformed(body: pa.Table, structure: TableStructure, *, keep_index: bool) -> pa.Table:
@@ -306,6 +313,8 @@ async def _write(request: Request, *, whole: bool) -> Response:
     state = require(request, Access.WRITE)
     node = await state.node(request.path_params["path"])
     ds, structure = _table(node)
+    if registered.is_external(node):  # never write into a user's registered files
+        raise ApiError(405, registered.READ_ONLY)
     if ds.mimetype != PARQUET:
         raise ApiError(
             405, "This node does not support writing; append rows with PATCH /table/partition."

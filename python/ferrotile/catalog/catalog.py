@@ -290,6 +290,38 @@ class Catalog:
             raise CatalogError(f"{path!r} no longer exists")
         return updated
 
+    async def replace_data_source(self, node: Node, source: DataSource) -> Node:
+        """Overwrite one of ``node``'s data sources (matched by ``source.id``) with its assets.
+
+        Returns
+        -------
+        Node
+            The node as now stored (the cache holds it too).
+
+        Raises
+        ------
+        CatalogError
+            If the data source does not belong to ``node`` or the node no longer exists.
+        """
+        if source.id is None or all(ds.id != source.id for ds in node.data_sources):
+            raise CatalogError(f"{join_path(node.path)!r} has no data source {source.id}")
+        path = join_path(node.path)
+
+        def update() -> Node | None:
+            self._store.replace_data_source(source)
+            return self._store.get_by_path(path)
+
+        def refresh(updated: Node | None) -> None:
+            if updated is None:
+                self._cache.evict_subtree(node.path)
+            else:
+                self._cache.put(updated)
+
+        updated = await self._run(refresh, update)
+        if updated is None:
+            raise CatalogError(f"{path!r} no longer exists")
+        return updated
+
     async def delete_node(self, node: Node, *, recursive: bool = False) -> list[Node]:
         """Delete ``node`` (with its subtree if ``recursive``) and evict it from the cache.
 

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 from ferrotile.catalog.dialect import Cursor, Dialect
 from ferrotile.catalog.models import Asset, DataSource
-from ferrotile.catalog.rows import encode_json
+from ferrotile.catalog.rows import encode_json, utc_now_text
+from ferrotile.errors import CatalogError
 
 
 def insert_data_sources(
@@ -53,6 +54,46 @@ def _insert_one(cursor: Cursor, dialect: Dialect, node_id: int, source: DataSour
         ),
     )
     data_source_id = int(cursor.fetchone()[0])
+    return _with_assets(cursor, dialect, data_source_id, source)
+
+
+def replace_data_source(cursor: Cursor, dialect: Dialect, source: DataSource) -> DataSource:
+    """Overwrite a stored data source (structure, mimetype, parameters, properties, assets).
+
+    Used by ``PUT /api/v1/data_source`` on registered data: the asset links are replaced, the
+    asset rows themselves are shared by URI and kept.
+
+    Raises
+    ------
+    CatalogError
+        If there is no data source ``source.id``.
+    """
+    sql = dialect.sql
+    cursor.execute(
+        sql(
+            "UPDATE data_sources SET structure = ?, mimetype = ?, parameters = ?, properties = ?"
+            " WHERE id = ? RETURNING node_id"
+        ),
+        (
+            encode_json(source.structure) if source.structure is not None else None,
+            source.mimetype,
+            encode_json(source.parameters),
+            encode_json(source.properties),
+            source.id,
+        ),
+    )
+    row = cursor.fetchone()
+    if row is None or source.id is None:
+        raise CatalogError(f"No data source with id {source.id}")
+    cursor.execute(sql("DELETE FROM data_source_assets WHERE data_source_id = ?"), (source.id,))
+    cursor.execute(sql("UPDATE nodes SET time_updated = ? WHERE id = ?"), (utc_now_text(), row[0]))
+    return _with_assets(cursor, dialect, source.id, source)
+
+
+def _with_assets(
+    cursor: Cursor, dialect: Dialect, data_source_id: int, source: DataSource
+) -> DataSource:
+    sql = dialect.sql
     assets = []
     for asset in source.assets:
         # Files are identified by URI: re-registering a known file reuses its row (as Tiled

@@ -32,7 +32,7 @@ from ferrotile.catalog.rows import (
     utc_now,
     utc_now_text,
 )
-from ferrotile.catalog.sources import insert_data_sources
+from ferrotile.catalog.sources import insert_data_sources, replace_data_source
 from ferrotile.errors import CatalogError, KeyConflict, NotEmpty
 
 _ROOT_ID = 0
@@ -251,6 +251,11 @@ class SqlStore:
             cursor.execute(
                 sql("UPDATE nodes SET time_updated = ? WHERE id = ?"), (utc_now_text(), row[0])
             )
+
+    def replace_data_source(self, source: DataSource) -> None:
+        """Overwrite data source ``source.id`` and its asset links (one transaction)."""
+        with transaction(self._connection, self._dialect) as cursor:
+            replace_data_source(cursor, self._dialect, source)
 
     def delete_node(self, node: Node, recursive: bool) -> list[Node]:
         """Delete a node, and with ``recursive`` its whole subtree, in one transaction.

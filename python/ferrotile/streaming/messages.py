@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from ferrotile.catalog.models import Node
+from ferrotile.catalog.models import DataSource, Node
 
 SCHEMA_VERSION = 1
 
@@ -113,3 +113,53 @@ def child_metadata_updated(node: Node, revision_number: int | None) -> dict[str,
     if revision_number is not None:
         message["revision_number"] = revision_number
     return message
+
+
+def array_ref(
+    data_source: DataSource,
+    base: str,
+    path: str,
+    *,
+    patch: tuple[Sequence[int], Sequence[int]] | None = None,
+) -> dict[str, Any]:
+    """``array-ref`` after ``PUT /data_source`` on a registered array (spec §6.4).
+
+    Parameters
+    ----------
+    data_source : DataSource
+        The updated data source (an array structure).
+    base : str
+        ``scheme://host:port`` of the server, for the absolute ``uri``.
+    path : str
+        The node's path, segments joined by ``/`` (no empty segments).
+    patch : (offset, shape), optional
+        The updated region; the ``uri`` then selects only it, so subscribers fetch just that.
+
+    Returns
+    -------
+    dict
+        The message header: no payload, subscribers GET ``uri`` (``update.data()``).
+    """
+    shape = list((data_source.structure or {}).get("shape", []))
+    if patch is None:
+        slices = [f"0:{n}" for n in shape]
+        patch_json = None
+    else:
+        offset, patch_shape = patch
+        padded = list(offset) + [0] * (len(patch_shape) - len(offset))
+        slices = [f"{o}:{o + n}" for o, n in zip(padded, patch_shape, strict=True)]
+        patch_json = {"offset": padded, "shape": list(patch_shape)}
+    source = data_source.to_json()
+    # The stock client's message model requires an int `num` and a str `parameter` on every
+    # asset (its REST models allow null): a single-file asset has neither, so send 0 / data_uri.
+    for asset in source["assets"]:
+        asset["num"] = 0 if asset["num"] is None else asset["num"]
+        asset["parameter"] = asset["parameter"] or "data_uri"
+    return {
+        "type": "array-ref",
+        "timestamp": timestamp(),
+        "data_source": source,
+        "patch": patch_json,
+        "shape": shape,
+        "uri": f"{base}/api/v1/array/full/{path}?slice={','.join(slices)}",
+    }

@@ -1,0 +1,323 @@
+"""Registering files in place (POST /register, PUT /data_source) with the stock tiled client."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import h5py
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+import zarr
+from tiled.client import from_uri
+from tiled.structures.array import ArrayStructure, BuiltinDtype
+from tiled.structures.core import StructureFamily
+from tiled.structures.data_source import Asset, DataSource, Management
+
+from tests.compat.conftest import Collector
+from tests.conftest import CATALOGS, RunningServer, _catalog_uri, start_server, stop_server
+
+TIFF_SEQ = "multipart/related;type=image/tiff"
+
+
+@pytest.fixture(scope="module")
+def readable(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("readable")
+
+
+@pytest.fixture(scope="module", params=CATALOGS)
+def reg_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, readable: Path
+) -> Iterator[RunningServer]:
+    running = start_server(
+        tmp_path_factory.mktemp("server"), "-r", str(readable), catalog=_catalog_uri(request)
+    )
+    yield running
+    stop_server(running)
+
+
+@pytest.fixture
+def c(reg_server: RunningServer) -> Any:
+    return from_uri(reg_server.url, api_key=reg_server.api_key)
+
+
+@pytest.fixture
+def http(reg_server: RunningServer) -> Iterator[httpx.Client]:
+    headers = {"Authorization": f"Apikey {reg_server.api_key}"}
+    with httpx.Client(base_url=reg_server.url, headers=headers) as client:
+        yield client
+
+
+def frames(directory: Path, n: int = 3, shape: tuple[int, int] = (7, 13)) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = directory / f"img{i}.tif"
+        tifffile.imwrite(path, np.arange(np.prod(shape), dtype="int32").reshape(shape) + 100 * i)
+        paths.append(path)
+    return paths
+
+
+def tiff_source(paths: list[Path], parameter: str = "data_uris", first: int = 0) -> DataSource:
+    data = np.stack([tifffile.imread(p) for p in paths])
+    structure = ArrayStructure(
+        data_type=BuiltinDtype.from_numpy_dtype(data.dtype),
+        shape=data.shape,
+        chunks=((1,) * len(paths), (data.shape[1],), (data.shape[2],)),
+    )
+    return DataSource(
+        management=Management.external,
+        mimetype=TIFF_SEQ,
+        structure_family=StructureFamily.array,
+        structure=structure,
+        assets=[
+            Asset(data_uri=f"file://localhost{p}", is_directory=False, parameter=parameter, num=i)
+            for i, p in enumerate(paths, start=first)
+        ],
+    )
+
+
+def as_json(ds: DataSource) -> dict[str, Any]:
+    """A tiled DataSource as request JSON (its enums are str subclasses)."""
+    result: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(ds), default=str))
+    return result
+
+
+def count(c: Any) -> int:
+    return len(list(from_uri(c.uri, api_key=c.context.api_key)))
+
+
+def test_seed_client_new_tiff_sequence(c: Any, readable: Path, key: str) -> None:
+    paths = frames(readable / key)
+    expected = np.stack([tifffile.imread(p) for p in paths])
+    # The documented example verbatim in shape: parameter "data_uri", num starting at 1.
+    node = c.new(
+        structure_family=StructureFamily.array,
+        data_sources=[tiff_source(paths, parameter="data_uri", first=1)],
+        metadata={},
+        specs=[],
+        key=key,
+    )
+    np.testing.assert_array_equal(node.read(), expected)
+    fresh = c[key]
+    np.testing.assert_array_equal(fresh.read(), expected)
+    np.testing.assert_array_equal(fresh[1:, 2:5, ::3], expected[1:, 2:5, ::3])
+    np.testing.assert_array_equal(fresh[2], expected[2])
+    np.testing.assert_array_equal(fresh[::-1, 0], expected[::-1, 0])
+    np.testing.assert_array_equal(fresh.read_block((1, 0, 0)), expected[1:2])
+    assert fresh.data_sources()[0].mimetype == TIFF_SEQ
+
+
+def _put_data_source(http: httpx.Client, key: str, ds: dict[str, Any], query: str = "") -> Any:
+    return http.put(f"/api/v1/data_source/{key}{query}", json={"data_source": ds})
+
+
+def _subscribe(node: Any) -> tuple[Any, Collector]:
+    updates = Collector()
+    sub = node.subscribe()
+    sub.new_data.add_callback(updates)
+    sub.start_in_thread()
+    time.sleep(0.3)
+    return sub, updates
+
+
+@pytest.mark.parametrize("patched", [True, False])
+def test_put_data_source_array_ref(
+    c: Any, http: httpx.Client, readable: Path, key: str, patched: bool
+) -> None:
+    paths = frames(readable / key)
+    expected = np.stack([tifffile.imread(p) for p in paths])
+    node = c.new("array", [tiff_source(paths[:2])], key=key)
+    np.testing.assert_array_equal(node.read(), expected[:2])
+    ds = node.include_data_sources().data_sources()[0]
+    full = tiff_source(paths)
+    body = as_json(full)
+    body["id"] = ds.id
+    sub, updates = _subscribe(c[key])
+    try:
+        # Either patch parameter alone is a 400, before anything changes.
+        for query in ("?patch_shape=1,7,13", "?patch_offset=2,0,0"):
+            assert _put_data_source(http, key, body, query).status_code == 400
+        query = "?patch_shape=1,7,13&patch_offset=2,0,0" if patched else ""
+        response = _put_data_source(http, key, body, query)
+        assert response.status_code == 200, response.text
+        assert response.json() is None
+        update = updates.get()
+        if patched:
+            assert tuple(update.patch.shape) == (1, 7, 13)
+            assert tuple(update.patch.offset) == (2, 0, 0)
+            np.testing.assert_array_equal(update.data(), expected[2:3])
+        else:
+            assert update.patch is None
+            np.testing.assert_array_equal(update.data(), expected)
+        assert tuple(update.shape) == (3, 7, 13)
+        assert updates.empty_after(0.5)  # exactly one array-ref
+    finally:
+        sub.disconnect()
+    np.testing.assert_array_equal(c[key].read(), expected)
+
+
+def test_put_data_source_table_no_event(c: Any, http: httpx.Client, readable: Path, key: str):
+    path = readable / f"{key}.csv"
+    path.write_text("a,b\n1,2\n3,4\n")
+    node = c.register(str(path), key=key)
+    ds = as_json(node.include_data_sources().data_sources()[0])
+    assert _put_data_source(http, key, ds).status_code == 200
+    pd.testing.assert_frame_equal(c[key].read(), pd.DataFrame({"a": [1, 3], "b": [2, 4]}))
+
+
+def test_register_tiff_series(c: Any, readable: Path, key: str) -> None:
+    paths = frames(readable / key, n=2)
+    node = c.register(*[str(p) for p in paths], key=key)
+    ds = c[key].include_data_sources().data_sources()[0]
+    assert ds.mimetype == TIFF_SEQ
+    assert [(a.parameter, a.num) for a in ds.assets] == [("data_uris", 0), ("data_uris", 1)]
+    np.testing.assert_array_equal(node.read(), np.stack([tifffile.imread(p) for p in paths]))
+
+
+def test_register_npy_and_reshape(c: Any, readable: Path, key: str) -> None:
+    path = readable / f"{key}.npy"
+    np.save(path, np.arange(6).reshape(2, 3))
+    np.testing.assert_array_equal(c.register(str(path), key=key).read(), np.arange(6).reshape(2, 3))
+    structure = ArrayStructure(
+        data_type=BuiltinDtype.from_numpy_dtype(np.dtype("int64")),
+        shape=(3, 2),
+        chunks=((3,), (2,)),
+    )
+    node = c.register(str(path), key=f"{key}r", structure=structure)
+    ds = c[f"{key}r"].include_data_sources().data_sources()[0]
+    assert ds.properties == {"chunks": [[2], [3]]}
+    np.testing.assert_array_equal(node.read(), np.arange(6).reshape(3, 2))
+    np.testing.assert_array_equal(c[f"{key}r"][1:], np.arange(6).reshape(3, 2)[1:])
+
+
+def test_register_csv_with_sep_and_parquet(c: Any, readable: Path, key: str) -> None:
+    path = readable / f"{key}.csv"
+    path.write_text("x;y\n1;a\n2;b\n")
+    node = c.register(str(path), key=key, parameters={"sep": ";"})
+    expected = pd.DataFrame({"x": [1, 2], "y": ["a", "b"]})
+    pd.testing.assert_frame_equal(node.read(), expected, check_dtype=False)
+    df = pd.DataFrame({"p": [1.5, 2.5, 3.5], "q": [1, 2, 3]})
+    pq_path = readable / f"{key}.parquet"
+    df.to_parquet(pq_path)
+    table = c.register(str(pq_path), key=f"{key}p")
+    pd.testing.assert_frame_equal(table.read(), df)
+    pd.testing.assert_frame_equal(c[f"{key}p"].read(["q"]), df[["q"]])
+
+
+def test_register_hdf5_dataset_and_zarr(c: Any, readable: Path, key: str) -> None:
+    h5 = readable / f"{key}.h5"
+    data = np.arange(24, dtype="float32").reshape(4, 6)
+    with h5py.File(h5, "w") as f:
+        f.create_dataset("g/x", data=data, chunks=(2, 3))
+        f["g/x"].attrs["units"] = "mm"
+    node = c.register(str(h5), key=key, parameters={"dataset": "g/x"})
+    np.testing.assert_array_equal(node.read(), data)
+    np.testing.assert_array_equal(c[key][1:3, ::2], data[1:3, ::2])
+    zpath = readable / f"{key}.zarr"
+    z = zarr.open_array(str(zpath), mode="w", shape=(5, 4), chunks=(2, 4), dtype="int16")
+    z[:] = np.arange(20, dtype="int16").reshape(5, 4)
+    znode = c.register(str(zpath), key=f"{key}z")
+    np.testing.assert_array_equal(znode.read(), np.arange(20).reshape(5, 4))
+    np.testing.assert_array_equal(c[f"{key}z"].read_block((2, 0)), [[16, 17, 18, 19]])
+
+
+def test_shorter_data_is_503_then_422_longer_is_truncated(
+    c: Any, http: httpx.Client, readable: Path, key: str
+) -> None:
+    path = readable / f"{key}.npy"
+    np.save(path, np.arange(6).reshape(2, 3))
+    ds = {
+        "structure_family": "array",
+        "mimetype": "application/x-npy",
+        "management": "external",
+        "parameters": {},
+        "properties": {},
+        "id": None,
+        "assets": [
+            {"data_uri": f"file://localhost{path}", "is_directory": False,
+             "parameter": "data_uri", "num": None, "id": None}
+        ],
+    }  # fmt: skip
+    dtype = {"endianness": "little", "kind": "i", "itemsize": 8, "dt_units": None}
+
+    def register(name: str, shape: list[int]) -> None:
+        structure = {"data_type": dtype, "chunks": [[n] for n in shape], "shape": shape,
+                     "dims": None, "resizable": False}  # fmt: skip
+        body = {"id": name, "structure_family": "array", "metadata": {}, "specs": [],
+                "data_sources": [{**ds, "structure": structure}]}  # fmt: skip
+        assert http.post("/api/v1/register/", json=body).status_code == 200
+
+    register(f"{key}long", [4, 3])
+    response = http.get(f"/api/v1/array/full/{key}long", headers={"Accept": "application/json"})
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert "only (2, 3) is currently available" in response.json()["detail"]
+    old = time.time() - 60
+    os.utime(path, (old, old))
+    response = http.get(f"/api/v1/array/full/{key}long", headers={"Accept": "application/json"})
+    assert response.status_code == 422
+    register(f"{key}short", [1, 3])
+    np.testing.assert_array_equal(c[f"{key}short"].read(), [[0, 1, 2]])
+
+
+def test_corrupt_file_is_4xx(c: Any, http: httpx.Client, readable: Path, key: str) -> None:
+    paths = frames(readable / key, n=2)
+    c.new("array", [tiff_source(paths)], key=key)
+    paths[1].write_bytes(paths[1].read_bytes()[:50])  # truncated frame
+    response = http.get(f"/api/v1/array/full/{key}", headers={"Accept": "application/json"})
+    assert 400 <= response.status_code < 500, response.text
+    assert str(paths[1]) in response.json()["detail"]
+
+
+def _uri_body(key: str, uri: str, mimetype: str = "application/x-npy") -> dict[str, Any]:
+    dtype = {"endianness": "little", "kind": "i", "itemsize": 8, "dt_units": None}
+    structure = {"data_type": dtype, "chunks": [[3]], "shape": [3], "dims": None,
+                 "resizable": False}  # fmt: skip
+    asset = {"data_uri": uri, "is_directory": False, "parameter": "data_uri", "num": None,
+             "id": None}  # fmt: skip
+    ds = {"structure_family": "array", "structure": structure, "mimetype": mimetype,
+          "management": "external", "parameters": {}, "properties": {}, "assets": [asset],
+          "id": None}  # fmt: skip
+    return {"id": key, "structure_family": "array", "metadata": {}, "specs": [],
+            "data_sources": [ds]}  # fmt: skip
+
+
+def test_refusals_leave_catalog_unchanged(
+    c: Any, http: httpx.Client, readable: Path, tmp_path: Path, key: str
+) -> None:
+    outside = tmp_path / "outside.npy"
+    np.save(outside, np.arange(3))
+    link = readable / f"{key}-link.npy"
+    link.symlink_to(outside)
+    before = count(c)
+    cases = [
+        (f"file://localhost{outside}", 403, str(outside)),
+        (f"file://localhost{link}", 403, str(link)),
+        (f"file://localhost{readable}/../{outside.parent.name}/outside.npy", 403, "outside"),
+        ("http://example.com/x.npy", 403, "http://example.com/x.npy"),
+    ]
+    for uri, status, named in cases:
+        response = http.post("/api/v1/register/", json=_uri_body(key, uri))
+        assert response.status_code == status, (uri, response.text)
+        assert named in response.json()["detail"]
+    inside = readable / f"{key}.npy"
+    np.save(inside, np.arange(3))
+    response = http.post(
+        "/api/v1/register/", json=_uri_body(key, f"file://localhost{inside}", "image/x-nope")
+    )
+    assert response.status_code == 415
+    # POST /metadata refuses assets and points to /register.
+    assert (
+        http.post("/api/v1/metadata/", json=_uri_body(key, f"file://{inside}")).status_code == 400
+    )
+    assert count(c) == before
+    assert key not in c
