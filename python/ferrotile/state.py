@@ -69,13 +69,17 @@ class AppState:
     hub: StreamHub | None
     arrays: ArrayHandles = field(default_factory=ArrayHandles)
 
-    async def node(self, path: str) -> Node:
-        """Resolve a URL path to a node or answer 404 (empty segments are ignored)."""
+    async def node(self, path: str, *, fresh: bool = False) -> Node:
+        """Resolve a URL path to a node or answer 404 (empty segments are ignored).
+
+        ``fresh`` reads the catalog instead of this worker's cache, for writes that change the
+        node's structure: with several workers another one may have changed it a moment ago.
+        """
         try:
             parts = split_path(path)
         except InvalidKey as exc:
             raise ApiError(404, f"No such entry: {path!r} ({exc})") from None
-        node = await self.catalog.lookup(parts)
+        node = await self.catalog.lookup(parts, fresh=fresh)
         if node is None:
             raise ApiError(404, f"No such entry: {list(parts)}")
         return node
@@ -100,6 +104,11 @@ class AppState:
         (``dropped``: the ids of deleted nodes, whose streams end with 1001 everywhere)."""
         if self.hub is not None:
             await self.hub.invalidate(node.id, node.path, subtree=subtree, dropped=dropped)
+
+    @property
+    def shared_catalog(self) -> bool:
+        """Whether other worker processes write to the same catalog."""
+        return self.settings.workers > 1 or self.settings.redis
 
     @property
     def writable_root(self) -> Path | None:

@@ -203,8 +203,9 @@ async def patch_full(request: Request) -> Response:
     if extend and not persist:
         raise ApiError(400, EXTEND_NO_PERSIST)
     async with state.arrays.lock(node.id):
-        # Re-read under the lock: a concurrent PATCH may have grown the array.
-        node = await state.node(path)
+        # Re-read under the lock: a concurrent PATCH may have grown the array (through another
+        # worker too: its cache invalidation may still be on its way, so read the catalog then).
+        node = await state.node(path, fresh=state.shared_catalog)
         structure = _structure(node)
         body, data = await _body_array(request, structure, shape)
         if not persist:
