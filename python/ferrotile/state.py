@@ -14,6 +14,8 @@ from ferrotile.catalog.models import Node
 from ferrotile.catalog.paths import split_path
 from ferrotile.config import Settings
 from ferrotile.errors import InvalidKey
+from ferrotile.storage.external.errors import ExternalDataError
+from ferrotile.storage.external.tree import FileTrees, is_file_container
 from ferrotile.storage.zarr_array import ZarrArray
 from ferrotile.streaming.hub import StreamHub
 
@@ -68,12 +70,17 @@ class AppState:
     catalog: Catalog
     hub: StreamHub | None
     arrays: ArrayHandles = field(default_factory=ArrayHandles)
+    files: FileTrees = field(default_factory=FileTrees)
 
-    async def node(self, path: str, *, fresh: bool = False) -> Node:
+    async def node(self, path: str, *, fresh: bool = False, in_files: bool = False) -> Node:
         """Resolve a URL path to a node or answer 404 (empty segments are ignored).
 
         ``fresh`` reads the catalog instead of this worker's cache, for writes that change the
         node's structure: with several workers another one may have changed it a moment ago.
+
+        A path below a registered HDF5 file or zarr group (a container node, see
+        :mod:`ferrotile.storage.external.tree`) resolves to a synthetic read-only node when
+        ``in_files`` (the read routes: metadata, search, array); other routes answer 405.
         """
         try:
             parts = split_path(path)
@@ -81,8 +88,49 @@ class AppState:
             raise ApiError(404, f"No such entry: {path!r} ({exc})") from None
         node = await self.catalog.lookup(parts, fresh=fresh)
         if node is None:
-            raise ApiError(404, f"No such entry: {list(parts)}")
+            node = await self._inside_file(parts)
+            if node is None:
+                raise ApiError(404, f"No such entry: {list(parts)}")
+            if not in_files:
+                raise ApiError(
+                    405,
+                    f"{'/'.join(parts)!r} is inside a registered file: it is read-only and "
+                    "can only be browsed (metadata, search) and read (array)",
+                )
         return node
+
+    async def _inside_file(self, parts: tuple[str, ...]) -> Node | None:
+        """The node at ``parts`` inside the file of its nearest file-container ancestor."""
+        for i in range(1, len(parts)):
+            ancestor = await self.catalog.lookup(parts[:i])
+            if ancestor is None:
+                return None
+            if is_file_container(ancestor):
+                readable = self.settings.readable
+                try:
+                    return await asyncio.to_thread(
+                        self.files.resolve, ancestor, parts[i:], readable
+                    )
+                except ExternalDataError as exc:
+                    raise ApiError(exc.status, exc.detail, exc.headers) from None
+        return None
+
+    async def file_children(self, node: Node) -> list[Node]:
+        """The children of a container backed by an HDF5 file or zarr group, in file order."""
+        try:
+            return await asyncio.to_thread(self.files.children, node, self.settings.readable)
+        except ExternalDataError as exc:
+            raise ApiError(exc.status, exc.detail, exc.headers) from None
+
+    async def count_children(self, node: Node) -> int | None:
+        """How many children a container lists (read from the file when file-backed; None
+        when that file cannot be read now, so that listing its parent still works)."""
+        if is_file_container(node):
+            try:
+                return len(await self.file_children(node))
+            except ApiError:
+                return None
+        return await self.catalog.count_children(node)
 
     def invalidate(self, change: tuple[int, tuple[str, ...], bool] | None) -> None:
         """Apply a catalog change made by another worker: evict the node (subtree), or all."""

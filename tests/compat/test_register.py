@@ -321,3 +321,148 @@ def test_refusals_leave_catalog_unchanged(
     )
     assert count(c) == before
     assert key not in c
+
+
+def _h5_tree(path: Path) -> dict[str, Any]:
+    """An HDF5 file with groups, datasets and attributes; returns the expected arrays."""
+    expected = {
+        "top": np.linspace(0, 1, 5),
+        "g/d": np.arange(24, dtype="int32").reshape(4, 6),
+        "g/h/deep": np.eye(3),
+    }
+    with h5py.File(path, "w") as f:
+        f.attrs["sample"] = "quartz"
+        f["top"] = expected["top"]
+        g = f.create_group("g")
+        g.attrs.update({"kind": "group", "n": np.int64(3)})
+        g.create_dataset("d", data=expected["g/d"], chunks=(2, 3)).attrs["units"] = "mm"
+        g.create_group("h")["deep"] = expected["g/h/deep"]
+    return expected
+
+
+def _zarr_tree(path: Path, zarr_format: int) -> dict[str, Any]:
+    expected = {"a": np.arange(10, dtype="f4"), "sub/b": np.arange(12, dtype="i2").reshape(3, 4)}
+    root = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
+    root.attrs["sample"] = "silicon"
+    root.create_array("a", shape=(10,), chunks=(4,), dtype="f4")[:] = expected["a"]
+    sub = root.create_group("sub")
+    sub.attrs["kind"] = "group"
+    b = sub.create_array("b", shape=(3, 4), chunks=(2, 2), dtype="i2")
+    b[:] = expected["sub/b"]
+    b.attrs["units"] = "eV"
+    return expected
+
+
+def _container_source(path: Path, mimetype: str) -> DataSource:
+    asset = Asset(
+        data_uri=f"file://localhost{path}",
+        is_directory=path.is_dir(),
+        parameter="data_uris",
+        num=0,
+    )
+    return DataSource(
+        management=Management.external,
+        mimetype=mimetype,
+        structure_family=StructureFamily.container,
+        structure=None,
+        assets=[asset],
+    )
+
+
+def test_register_hdf5_file_and_zarr_groups_as_containers(
+    c: Any, http: httpx.Client, readable: Path, key: str
+) -> None:
+    # One container node per file; its groups and datasets are read from the file.
+    h5 = readable / f"{key}.h5"
+    expected = _h5_tree(h5)
+    node = c.register(str(h5), key=key)
+    assert node.include_data_sources().data_sources()[0].mimetype == "application/x-hdf5"
+    node = c[key]
+    assert list(node) == ["g", "top"] and len(node) == 2
+    assert node.metadata["sample"] == "quartz"
+    assert list(node["g"]) == ["d", "h"] and len(node["g"]) == 2
+    assert dict(node["g"].metadata) == {"kind": "group", "n": 3}
+    for path, value in expected.items():
+        np.testing.assert_array_equal(node[path].read(), value)
+    d = node["g"]["d"]
+    assert d.metadata["units"] == "mm" and d.shape == (4, 6) and d.dtype == np.dtype("int32")
+    np.testing.assert_array_equal(d[1:3, ::2], expected["g/d"][1:3, ::2])
+    np.testing.assert_array_equal(d[::-1, 4], expected["g/d"][::-1, 4])
+    np.testing.assert_array_equal(d.read_block((1, 1)), expected["g/d"][2:4, 3:6])
+    assert d.structure().chunks == ((2, 2), (3, 3))
+    np.testing.assert_array_equal(node["g", "h", "deep"][1], np.eye(3)[1])
+
+    # Paging, fields and count, as for catalog containers.
+    page = http.get(f"/api/v1/search/{key}", params={"page[offset]": 1, "page[limit]": 1})
+    assert [item["id"] for item in page.json()["data"]] == ["top"]
+    assert page.json()["meta"]["count"] == 2
+    keys_only = http.get(f"/api/v1/search/{key}/g", params={"fields": ""}).json()
+    assert [item["id"] for item in keys_only["data"]] == ["d", "h"]
+    assert keys_only["data"][0]["attributes"]["metadata"] is None
+    listed = http.get(f"/api/v1/search/{key}/g", params={"fields": ["metadata", "count"]})
+    assert listed.json()["data"][1]["attributes"]["metadata"] == {}
+    assert http.get(f"/api/v1/metadata/{key}").json()["data"]["attributes"]["structure"] == {
+        "contents": None,
+        "count": 2,
+    }
+
+    # Missing paths are 404; the nodes are read-only (405).
+    for missing in ("nope", "g/nope", "g/d/x", "top/x"):
+        assert http.get(f"/api/v1/metadata/{key}/{missing}").status_code == 404, missing
+    assert http.get(f"/api/v1/array/full/{key}/g/nope").status_code == 404
+    with pytest.raises(KeyError):
+        node["g"]["nope"]
+    put = http.put(
+        f"/api/v1/array/full/{key}/g/d",
+        content=expected["g/d"].tobytes(),
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert put.status_code == 405
+    assert http.delete(f"/api/v1/metadata/{key}/g").status_code == 405
+    assert http.patch(f"/api/v1/metadata/{key}/g", json={"metadata": {"x": 1}}).status_code == 405
+
+    # zarr v2 and v3 groups, registered with c.new (a container data source) and c.register.
+    for fmt in (2, 3):
+        zpath = readable / f"{key}-v{fmt}.zarr"
+        zexpected = _zarr_tree(zpath, fmt)
+        zkey = f"{key}z{fmt}"
+        if fmt == 2:
+            c.new("container", [_container_source(zpath, "application/x-zarr")], key=zkey)
+        else:
+            c.register(str(zpath), key=zkey)
+        group = c[zkey]
+        assert list(group) == ["a", "sub"] and len(group) == 2
+        assert group["sub"].metadata["kind"] == "group"
+        assert group["sub"]["b"].metadata["units"] == "eV"
+        for path, value in zexpected.items():
+            np.testing.assert_array_equal(group[path].read(), value)
+        np.testing.assert_array_equal(group["sub/b"][1:, 1:3], zexpected["sub/b"][1:, 1:3])
+        np.testing.assert_array_equal(group["a"].read_block((2,)), zexpected["a"][8:])
+        assert http.get(f"/api/v1/metadata/{zkey}/sub/nope").status_code == 404
+
+
+def test_file_tree_rechecks_the_allowlist(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from ferrotile.catalog.models import Asset as CatalogAsset
+    from ferrotile.catalog.models import DataSource as CatalogDataSource
+    from ferrotile.catalog.models import Node
+    from ferrotile.storage.external import NotReadable
+    from ferrotile.storage.external.tree import FileTrees
+
+    path = tmp_path / "f.h5"
+    _h5_tree(path)
+    asset = CatalogAsset(None, f"file://localhost{path}", False, "data_uris", 0)
+    ds = CatalogDataSource(
+        None, "container", None, "application/x-hdf5", {}, {}, "external", (asset,)
+    )
+    now = datetime.now(UTC)
+    node = Node(7, ("f",), "container", {}, [], [], (ds,), now, now)
+    trees = FileTrees()
+    child = trees.resolve(node, ("g", "d"), [tmp_path])
+    assert child is not None and child.id < 0 and child.path == ("f", "g", "d")
+    assert child.data_sources[0].parameters == {"dataset": "g/d"}
+    assert [n.key for n in trees.children(node, [tmp_path])] == ["g", "top"]
+    assert trees.resolve(node, ("g", "nope"), [tmp_path]) is None
+    with pytest.raises(NotReadable):  # checked on every call, cached or not
+        trees.resolve(node, ("g", "d"), [tmp_path / "elsewhere"])

@@ -263,10 +263,6 @@ def test_stock_tiled_register_works_against_ferrotile(
     assert node["scan"].metadata["sample"] == "quartz"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="children of an HDF5 file registered as one container node are not served yet",
-)
 def test_stock_tiled_register_hdf5_children(
     reg_server: RunningServer, tree: tuple[Path, dict[str, Any]]
 ) -> None:

@@ -246,7 +246,7 @@ def _selection(request: Request, shape: tuple[int, ...]) -> tuple[Any, ...]:
 
 async def get_full(request: Request) -> Response:
     state = require(request, Access.READ)
-    node = await state.node(request.path_params["path"])
+    node = await state.node(request.path_params["path"], in_files=True)
     if node.structure_family == "sparse":  # Tiled serves sparse arrays on the same routes
         return await sparse.get_full(request, state, node)
     structure = _structure(node)
@@ -261,7 +261,7 @@ async def get_full(request: Request) -> Response:
 
 async def get_block(request: Request) -> Response:
     state = require(request, Access.READ)
-    node = await state.node(request.path_params["path"])
+    node = await state.node(request.path_params["path"], in_files=True)
     if node.structure_family == "sparse":  # Tiled serves sparse arrays on the same routes
         return await sparse.get_block(request, state, node)
     structure = _structure(node)

@@ -39,10 +39,8 @@ NOT_EMPTY = (
 
 async def get_metadata(request: Request) -> Response:
     state = require(request, Access.READ)
-    node = await state.node(request.path_params["path"])
-    count = (
-        await state.catalog.count_children(node) if node.structure_family == "container" else None
-    )
+    node = await state.node(request.path_params["path"], in_files=True)
+    count = await state.count_children(node) if node.structure_family == "container" else None
     item = render(
         node,
         base_url(request),

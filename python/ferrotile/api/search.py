@@ -30,6 +30,7 @@ from ferrotile.catalog.queries import (
     parse_sort,
 )
 from ferrotile.state import AppState
+from ferrotile.storage.external.tree import is_file_container
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 300
@@ -98,7 +99,7 @@ async def render_children(
     for child in children:
         count = None
         if child.structure_family == "container":
-            count = await state.catalog.count_children(child)
+            count = await state.count_children(child)
         items.append(
             render(
                 child,
@@ -113,7 +114,7 @@ async def render_children(
 
 async def search(request: Request) -> Response:
     state = require(request, Access.READ)
-    node = await state.node(request.path_params["path"])
+    node = await state.node(request.path_params["path"], in_files=True)
     if node.structure_family != "container":
         raise ApiError(404, f"{'/'.join(node.path)!r} is not a container; it cannot be searched")
     offset, limit = page_params(request)
@@ -151,6 +152,8 @@ async def _matches(
     fields: list[str] | None,
 ) -> tuple[int, list[Node]]:
     """The number of matching children and the requested page of them."""
+    if is_file_container(node):
+        return await _file_matches(state, node, queries, sorting, offset, limit)
     if len(queries) == 1 and isinstance(queries[0], KeyLookup):
         # `client[key]` inside a search: served from the node cache, no query.
         key = queries[0].key
@@ -165,6 +168,28 @@ async def _matches(
     except QueryError as exc:
         raise ApiError(400, str(exc)) from None
     return count, page
+
+
+async def _file_matches(
+    state: AppState,
+    node: Node,
+    queries: Sequence[Query],
+    sorting: Sequence[tuple[str, int]],
+    offset: int,
+    limit: int,
+) -> tuple[int, list[Node]]:
+    """Children of an HDF5 file or zarr group, in file order (as Tiled's adapters list them:
+    only the default order, reversible, and key lookups; other queries are refused)."""
+    children = await state.file_children(node)
+    for query in queries:
+        if not isinstance(query, KeyLookup):
+            raise ApiError(
+                400, "Only key lookups can filter the contents of a registered file, not queries"
+            )
+        children = [child for child in children if child.key == query.key]
+    if dict(sorting).get("", 1) == -1:
+        children.reverse()
+    return len(children), children[offset : offset + limit]
 
 
 def page_links(
