@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from starlette.requests import Request
@@ -42,8 +44,17 @@ UNAVAILABLE = 1012
 #: Default per-subscriber cap on the live backlog (envelope bytes behind the head).
 DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
 OVERFLOW_POLICIES = ("close", "latest")
+#: Most envelope bytes fetched at once (one frame at least): what a stalled connection holds
+#: beyond the shared ring, and how often the hub's overflow policy gets to look.
+WINDOW_BYTES = 2 * 1024 * 1024
+#: A ``close``-policy subscriber over its cap that completes no send for this long (its peer
+#: reads nothing) is dropped; :func:`_supervise` looks every ``STALL_CHECK`` seconds.
+FROZEN_TIMEOUT = 5.0
+STALL_CHECK = 1.0
 #: Set to 1 to expose ``POST /api/v1/_test/interrupt-streams/{path}`` (tests only).
 TEST_HOOKS_ENV = "FERROTILE_TEST_HOOKS"
+
+log = logging.getLogger("ferrotile.streaming")
 
 
 @dataclass(frozen=True)
@@ -147,14 +158,67 @@ async def _first_message_auth(ws: WebSocket, api_key: str) -> bool:
     return True
 
 
-async def _pump(ws: WebSocket, subscription: _core.Subscription, kind: str) -> tuple[int, str]:
-    """Send frames until the subscription ends; return its close code and reason."""
+class _Pump:
+    """One connection's writer: sends the subscription's frames until it ends.
+
+    ``await ws.send`` resolves once Granian has written and flushed the frame, and blocks while
+    the peer's TCP window is full, so frames handed over are delivered unless the connection
+    dies; what a stalled peer has not read stays in the shared ring, where the hub's policy
+    sees it. Each fetch asks for at most ``WINDOW_BYTES`` of frames (one at least), which bounds
+    what a stalled connection holds outside the ring. ``sent`` counts completed sends, for the
+    watchdog in :func:`_supervise`.
+    """
+
+    __slots__ = ("kind", "sent", "subscription", "ws")
+
+    def __init__(self, ws: WebSocket, subscription: _core.Subscription, kind: str) -> None:
+        self.ws = ws
+        self.subscription = subscription
+        self.kind = kind
+        self.sent = 0
+
+    async def run(self) -> tuple[int, str]:
+        """Send frames until the subscription ends; return its close code and reason."""
+        send, kind, limit = self.ws.send, self.kind, BATCH
+        while True:
+            frames, close = await self.subscription.next_batch(limit)
+            for frame in frames:
+                await send({"type": "websocket.send", kind: frame})
+                self.sent += 1
+            if close is not None:
+                return close
+            if frames:  # O(1) size estimate: frames of one stream are usually alike
+                size = max(len(frames[0]), len(frames[-1]), 1)
+                limit = max(1, min(BATCH, WINDOW_BYTES // size))
+
+
+async def _supervise(
+    pump: _Pump, tasks: set[asyncio.Task[Any]], subscription: _core.Subscription, options: Options
+) -> bool:
+    """Wait until one of ``tasks`` ends; return True (tasks still running) if the peer is frozen.
+
+    Frozen: with ``on_overflow=close``, no send completed for ``FROZEN_TIMEOUT`` while the
+    backlog stayed over ``max_queue_bytes``. The hub applies its policy only when the pump
+    fetches again, which a peer that reads nothing never lets happen; such a connection is
+    dropped instead (its close frame could not be written anyway). A peer that resumes earlier
+    gets what was handed to Granian, then the hub's 1008 with the exact dropped count.
+    """
+    if options.on_overflow != "close":
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        return False
+    loop = asyncio.get_running_loop()
+    sent, since = pump.sent, loop.time()
     while True:
-        frames, close = await subscription.next_batch(BATCH)
-        for frame in frames:
-            await ws.send({"type": "websocket.send", kind: frame})
-        if close is not None:
-            return close
+        done, _ = await asyncio.wait(
+            tasks, timeout=STALL_CHECK, return_when=asyncio.FIRST_COMPLETED
+        )
+        if done:
+            return False
+        now = loop.time()
+        if pump.sent != sent or subscription.backlog_bytes <= options.max_queue_bytes:
+            sent, since = pump.sent, now
+        elif now - since >= FROZEN_TIMEOUT:
+            return True
 
 
 async def _until_disconnect(ws: WebSocket) -> None:
@@ -196,20 +260,31 @@ async def subscribe(ws: WebSocket) -> None:
         kind = "bytes" if envelope == "msgpack" else "text"
         schema = encode_once(_schema(node), envelope)
         await ws.send({"type": "websocket.send", kind: schema})
-        pump = asyncio.create_task(_pump(ws, subscription, kind))
+        writer = _Pump(ws, subscription, kind)
+        pump = asyncio.create_task(writer.run())
         watch = asyncio.create_task(_until_disconnect(ws))
-        await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
+        frozen = await _supervise(writer, {pump, watch}, subscription, options)
+        if frozen:
+            log.warning(
+                "dropping frozen subscriber of node %s: nothing read for %.0f s with %d bytes "
+                "queued > max_queue_bytes=%d (last sequence handed to Granian: %d)",
+                node.id, FROZEN_TIMEOUT, subscription.backlog_bytes,
+                options.max_queue_bytes, subscription.last_sequence,
+            )  # fmt: skip
         # Stop the other task before closing: a close must not be cancelled half-way (the peer
-        # would never see the close frame), and a departed peer needs no more frames.
+        # would never see the close frame), and a departed peer needs no more frames. A frozen
+        # peer gets no close frame: returning with the send stuck drops the connection.
         for task in (pump, watch):
             if not task.done():
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
                 await task
-        if pump.done() and not pump.cancelled() and pump.exception() is None:
+        if not frozen and pump.done() and not pump.cancelled() and pump.exception() is None:
             code, reason = pump.result()
-            await ws.close(code, reason)
-    except (WebSocketDisconnect, OSError, RuntimeError):
+            # The close frame queues behind unread frames: a peer that never reads again is
+            # dropped without it.
+            await asyncio.wait_for(ws.close(code, reason), FROZEN_TIMEOUT)
+    except (WebSocketDisconnect, OSError, RuntimeError, TimeoutError):
         pass  # the peer went away (RuntimeError: Starlette refuses sends on a closed socket)
     finally:
         subscription.cancel()
