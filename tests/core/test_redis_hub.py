@@ -221,3 +221,31 @@ async def test_flushall_is_an_epoch_change() -> None:
         b.shutdown()
     finally:
         server.close()
+
+
+@run
+async def test_replay_past_retention_counts_and_notifies_when_asked(redis_url: str) -> None:
+    writer = await connected(redis_url, key_prefix=(p := prefix()), max_count=5)
+    reader = await connected(redis_url, key_prefix=p, max_count=5)
+    try:
+        for i in range(20):
+            await writer.publish(3, H, bytes([i]))
+        silent = reader.subscribe(3, start=1)
+        told = reader.subscribe(3, start=1, notify_gaps=True)
+        quiet = await drain(silent, 5)
+        assert [m["sequence"] for m in quiet] == [16, 17, 18, 19, 20]
+        assert silent.missed == 15
+        loud = await drain(told, 6)
+        assert loud[0] == {
+            "type": "stream-gap",
+            "missed_from": 1,
+            "missed_to": 15,
+            "count": 15,
+            "reason": "expired",
+        }
+        assert [m["sequence"] for m in loud[1:]] == [16, 17, 18, 19, 20]
+        await writer.publish(3, H, b"live")
+        assert [m["sequence"] for m in await drain(told, 1)] == [21]
+    finally:
+        writer.shutdown()
+        reader.shutdown()

@@ -19,6 +19,12 @@ use parking_lot::RwLock;
 
 pub use message::{Close, Extension, Message, MessageKind};
 pub use policy::{GapReason, Overflow, Policy, DEFAULT_MAX_QUEUE_BYTES};
+
+/// A `stream-gap` notice frame for one subscriber (not retained, sequence 0): sequences
+/// `from..=to` will never be delivered. Used by backends that replay from elsewhere.
+pub fn gap_notice(from: u64, to: u64, reason: GapReason) -> std::sync::Arc<Message> {
+    policy::Notice::Gap { from, to, reason }.message()
+}
 pub use subscriber::{Batch, Subscription};
 pub use topic::{External, Topic};
 

@@ -333,11 +333,15 @@ impl Topic {
         }
         if cursor.epoch != st.epoch {
             // The sequence restarted (at 1, or at a mirror's base): follow it from the start.
-            cursor.notice(Notice::Epoch {
-                last_sequence: cursor.next - 1,
-                current: st.head(),
-                reason: "the stream's sequence restarted",
-            });
+            // A cursor that had not passed sequence 1 lost nothing (e.g. a Redis mirror that
+            // joined a remote stream mid-way), so only the others are told.
+            if cursor.next > 1 {
+                cursor.notice(Notice::Epoch {
+                    last_sequence: cursor.next - 1,
+                    current: st.head(),
+                    reason: "the stream's sequence restarted",
+                });
+            }
             cursor.next = st.base;
             cursor.epoch = st.epoch;
             cursor.replay_end = 0;

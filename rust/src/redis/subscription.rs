@@ -13,7 +13,7 @@ use super::reader::{to_message, xrange};
 use super::Shared;
 use crate::codec::Envelope;
 use crate::error::CoreResult;
-use crate::hub::{Batch, Close, Message, Policy, Subscription};
+use crate::hub::{gap_notice, Batch, Close, GapReason, Message, Policy, Subscription};
 
 /// Entries fetched per `XRANGE` during replay.
 const REPLAY_BATCH: usize = 512;
@@ -25,6 +25,8 @@ pub struct RedisSubscription {
     envelope: Envelope,
     /// Registered on the local mirror at subscribe time; `None` if Redis was not connected.
     local: Option<Subscription>,
+    /// Send a `stream-gap` notice before replayed data that follows sequences Redis no longer has.
+    notify_gaps: bool,
     state: Mutex<State>,
     cancelled: Notify,
 }
@@ -79,6 +81,7 @@ impl RedisSubscription {
             topic,
             envelope,
             local,
+            notify_gaps: policy.notify_gaps,
             state: Mutex::new(state),
             cancelled: Notify::new(),
         })
@@ -142,9 +145,13 @@ impl RedisSubscription {
             if seq < next {
                 continue;
             }
-            if next > 0 {
-                // Tiled skips expired sequences silently; ferrotile counts them.
+            if next > 0 && seq > next {
+                // Tiled skips expired sequences silently; ferrotile counts them, and tells the
+                // subscribers that asked (`notify_gaps`).
                 st.missed += seq - next;
+                if self.notify_gaps {
+                    st.buffer.push_back(gap_notice(next, seq - 1, GapReason::Expired));
+                }
             }
             next = seq + 1;
             if end {
@@ -168,7 +175,8 @@ impl RedisSubscription {
         if !st.buffer.is_empty() {
             let n = st.buffer.len().min(max.max(1));
             let frames: Vec<Arc<Message>> = st.buffer.drain(..n).collect();
-            if let Some(last) = frames.last() {
+            // Notices carry sequence 0: only data frames move the de-duplication mark.
+            if let Some(last) = frames.iter().rev().find(|m| m.sequence() > 0) {
                 st.last = last.sequence();
             }
             return Batch { frames, close: None };
@@ -190,10 +198,10 @@ impl RedisSubscription {
         let mut batch = local.try_next(max);
         if !st.handed_over {
             let last = st.last;
-            batch.frames.retain(|m| m.sequence() > last);
-            st.handed_over = !batch.frames.is_empty();
+            batch.frames.retain(|m| m.sequence() == 0 || m.sequence() > last);
+            st.handed_over = batch.frames.iter().any(|m| m.sequence() > 0);
         }
-        if let Some(last) = batch.frames.last() {
+        if let Some(last) = batch.frames.iter().rev().find(|m| m.sequence() > 0) {
             st.last = last.sequence();
         }
         if batch.close.is_some() {
