@@ -40,6 +40,8 @@ pub struct Plan {
     pub rate: Option<f64>,
     /// How long to run.
     pub duration: Duration,
+    /// Most requests in total (PUT only; 0 = no limit but the duration).
+    pub max_requests: u64,
 }
 
 #[derive(Default)]
@@ -118,6 +120,9 @@ async fn connection(plan: Arc<Plan>, index: usize, frame_ids: Arc<AtomicU64>, st
         let req = match plan.put_size {
             Some(_) => {
                 let id = frame_ids.fetch_add(1, Ordering::Relaxed);
+                if plan.max_requests > 0 && id >= plan.max_requests {
+                    break;
+                }
                 let n = body.len().min(8);
                 body[..n].copy_from_slice(&id.to_le_bytes()[..n]);
                 request(&plan, &plan.paths[0], Bytes::copy_from_slice(&body), Method::PUT)

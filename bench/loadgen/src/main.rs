@@ -94,6 +94,9 @@ enum Command {
         connections: usize,
         #[arg(long, default_value_t = 10.0)]
         duration: f64,
+        /// Stop after this many PUTs in total (0 = only the duration limits).
+        #[arg(long, default_value_t = 0)]
+        requests: u64,
         #[arg(long)]
         api_key: Option<String>,
     },
@@ -137,7 +140,7 @@ async fn run(command: Command) -> LoadResult<()> {
             ws::run_sockets(socket_run(sockets, duration, expect, 64 * 1024)?, "subscribers").await
         }
         Command::Idle { sockets, hold } => ws::run_sockets(socket_run(sockets, hold, 0, 4096)?, "idle").await,
-        Command::Put { url, key, size, create, rate, max, connections, duration, api_key } => {
+        Command::Put { url, key, size, create, rate, max, connections, duration, requests, api_key } => {
             let base = target::parse(&url)?;
             if create {
                 http::create_array(&base, api_key.as_deref(), &key, size).await?;
@@ -151,6 +154,7 @@ async fn run(command: Command) -> LoadResult<()> {
                 connections,
                 rate: if max { None } else { rate },
                 duration: seconds(duration),
+                max_requests: requests,
             };
             http::run(plan, "put").await
         }
@@ -164,6 +168,7 @@ async fn run(command: Command) -> LoadResult<()> {
                 connections,
                 rate: None,
                 duration: seconds(duration),
+                max_requests: 0,
             };
             http::run(plan, "get").await
         }
