@@ -301,7 +301,8 @@ def table(all_results: dict[str, dict[str, Any]]) -> str:
                 text = (
                     f"{r['connected']:,}/{r['sockets']:,} connected at {figure:,.0f}/s;"
                     f" server RSS {r['rss_held'] / 2**20:,.0f} MiB held"
-                    f" ({per_socket / 1024:.1f} KiB/socket); failed {r['connect_failed']}"
+                    f" ({per_socket / 1024:.1f} KiB/socket); not connected (refused or"
+                    f" timed out) {r['sockets'] - r['connected']:,}"
                 )
                 per_cpu = (
                     f"{r['connected'] / r['server_cpu_s']:,.0f} connects"
