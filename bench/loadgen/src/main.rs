@@ -1,0 +1,196 @@
+//! `ferrotile-loadgen`: a load generator lean enough not to be the bottleneck for small messages
+//! and many sockets. Run with `cargo run --release -p ferrotile-loadgen -- <subcommand> --help`.
+//!
+//! Subcommands: `subscribers` (N WebSocket subscribers, counting messages and checking the
+//! msgpack `sequence` per socket for gaps and duplicates), `idle` (N quiet sockets held open),
+//! `put` (stream-only `PUT /array/full/{key}?persist=false`, paced or flat out) and `get`
+//! (control-plane GET loop). Each prints a readable summary on stderr and one JSON line on stdout.
+//! Only loopback targets are accepted; every loop is bounded in count and time.
+
+mod error;
+mod http;
+mod report;
+mod target;
+mod ws;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::LoadResult;
+
+#[derive(Parser)]
+#[command(version, about = "Load generator for ferrotile / Tiled (loopback targets only)")]
+struct Cli {
+    /// Tokio worker threads of the generator.
+    #[arg(long, global = true, default_value_t = 1)]
+    threads: usize,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct SocketArgs {
+    /// Stream URL, e.g. ws://127.0.0.1:8000/api/v1/stream/single/x?envelope_format=msgpack
+    #[arg(long)]
+    url: String,
+    /// Sockets to open (at most 200,000).
+    #[arg(long, default_value_t = 1000)]
+    count: usize,
+    /// API key, sent as `Authorization: Apikey KEY`.
+    #[arg(long)]
+    api_key: Option<String>,
+    /// Handshakes in flight at once.
+    #[arg(long, default_value_t = 256)]
+    connect_concurrency: usize,
+    /// Seconds allowed for connecting all sockets.
+    #[arg(long, default_value_t = 60.0)]
+    connect_timeout: f64,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Open N subscribers, count messages and bytes, check sequences; print READY when connected.
+    Subscribers {
+        #[command(flatten)]
+        sockets: SocketArgs,
+        /// Seconds to read after every socket has connected.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Stop early once every socket has received this many data messages (0 = never).
+        #[arg(long, default_value_t = 0)]
+        expect: u64,
+    },
+    /// Open N idle subscribers, report the connect rate, hold them open; print READY when connected.
+    Idle {
+        #[command(flatten)]
+        sockets: SocketArgs,
+        /// Seconds to hold the sockets open after connecting.
+        #[arg(long, default_value_t = 5.0)]
+        hold: f64,
+    },
+    /// Stream-only array writes: PUT /api/v1/array/full/{key}?persist=false.
+    Put {
+        /// Server base URL, e.g. http://127.0.0.1:8000
+        #[arg(long)]
+        url: String,
+        /// Array key (path under the root).
+        #[arg(long, default_value = "x")]
+        key: String,
+        /// Body bytes per PUT (a 1-D uint8 array of this length; frame id in the first 8 bytes).
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+        /// Create the array first (POST /api/v1/metadata/; an existing one is accepted).
+        #[arg(long)]
+        create: bool,
+        /// Total PUTs per second over all connections.
+        #[arg(long, conflicts_with = "max", required_unless_present = "max")]
+        rate: Option<f64>,
+        /// Send as fast as responses come back.
+        #[arg(long)]
+        max: bool,
+        #[arg(long, default_value_t = 1)]
+        connections: usize,
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Stop after this many PUTs in total (0 = only the duration limits).
+        #[arg(long, default_value_t = 0)]
+        requests: u64,
+        #[arg(long)]
+        api_key: Option<String>,
+    },
+    /// Control-plane GET loop (paths cycled per connection).
+    Get {
+        /// Server base URL, e.g. http://127.0.0.1:8000
+        #[arg(long)]
+        url: String,
+        /// Path(s) to GET; repeat for several.
+        #[arg(long = "path", default_value = "/api/v1/")]
+        paths: Vec<String>,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        #[arg(long)]
+        api_key: Option<String>,
+    },
+}
+
+fn seconds(value: f64) -> Duration {
+    Duration::from_secs_f64(value.clamp(0.0, 3600.0))
+}
+
+fn socket_run(args: SocketArgs, duration: f64, expect: u64, read_buffer: usize) -> LoadResult<ws::SocketRun> {
+    Ok(ws::SocketRun {
+        target: target::parse(&args.url)?,
+        count: args.count,
+        api_key: args.api_key,
+        connect_concurrency: args.connect_concurrency,
+        connect_timeout: seconds(args.connect_timeout),
+        duration: seconds(duration),
+        expect,
+        read_buffer,
+    })
+}
+
+async fn run(command: Command) -> LoadResult<()> {
+    match command {
+        Command::Subscribers { sockets, duration, expect } => {
+            ws::run_sockets(socket_run(sockets, duration, expect, 64 * 1024)?, "subscribers").await
+        }
+        Command::Idle { sockets, hold } => ws::run_sockets(socket_run(sockets, hold, 0, 4096)?, "idle").await,
+        Command::Put { url, key, size, create, rate, max, connections, duration, requests, api_key } => {
+            let base = target::parse(&url)?;
+            if create {
+                http::create_array(&base, api_key.as_deref(), &key, size).await?;
+            }
+            let path = format!("/api/v1/array/full/{key}?persist=false");
+            let plan = http::Plan {
+                target: target::join(&base, &path),
+                paths: vec![path],
+                put_size: Some(size),
+                api_key,
+                connections,
+                rate: if max { None } else { rate },
+                duration: seconds(duration),
+                max_requests: requests,
+            };
+            http::run(plan, "put").await
+        }
+        Command::Get { url, paths, connections, duration, api_key } => {
+            let base = target::parse(&url)?;
+            let plan = http::Plan {
+                target: base,
+                paths,
+                put_size: None,
+                api_key,
+                connections,
+                rate: None,
+                duration: seconds(duration),
+                max_requests: 0,
+            };
+            http::run(plan, "get").await
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Many sockets need many descriptors; raise the soft limit as far as the hard one allows.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("warning: could not raise the open-files limit: {e}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(cli.threads.max(1)).enable_all().build();
+    let result = match runtime {
+        Ok(runtime) => runtime.block_on(run(cli.command)),
+        Err(e) => Err(e.into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferrotile-loadgen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
