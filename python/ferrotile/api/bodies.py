@@ -81,14 +81,21 @@ def _writable_source(sources: Any, family: str) -> dict[str, Any]:
     return ds
 
 
-def parse_create(body: dict[str, Any]) -> CreateRequest:
-    """Check every field of a creation request; raise :class:`ApiError` naming the problem."""
+@dataclass(frozen=True)
+class NodeFields:
+    """The fields every node creation carries (POST /metadata and POST /register)."""
+
+    key: str
+    structure_family: str
+    metadata: dict[str, Any]
+    specs: list[dict[str, Any]]
+
+
+def parse_node_fields(body: dict[str, Any]) -> NodeFields:
+    """Check the common fields of a creation body; raise :class:`ApiError` naming the problem."""
     family = body.get("structure_family")
     if family not in STRUCTURE_FAMILIES:
         raise ApiError(422, f"Unknown structure_family {family!r}")
-    writer = WRITERS.get(family)
-    if family != "container" and writer is None:
-        raise ApiError(422, f"Creating {family!r} nodes is not supported by this server yet")
     metadata = body.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise ApiError(422, "metadata must be a JSON object")
@@ -107,8 +114,16 @@ def parse_create(body: dict[str, Any]) -> CreateRequest:
         raise ApiError(422, "access_tags must be null or a list of strings")
     if access_tags is not None and body.get("access_blob") is not None:
         raise ApiError(422, "Cannot specify both access_tags and access_blob")
-    specs = _specs(body.get("specs"))
+    return NodeFields(key, family, metadata, _specs(body.get("specs")))
 
+
+def parse_create(body: dict[str, Any]) -> CreateRequest:
+    """Check every field of a creation request; raise :class:`ApiError` naming the problem."""
+    fields = parse_node_fields(body)
+    family = fields.structure_family
+    writer = WRITERS.get(family)
+    if family != "container" and writer is None:
+        raise ApiError(422, f"Creating {family!r} nodes is not supported by this server yet")
     sources = body.get("data_sources") or []
     source = None
     if writer is None:
@@ -116,4 +131,4 @@ def parse_create(body: dict[str, Any]) -> CreateRequest:
             raise ApiError(422, "A container node takes no data sources")
     else:
         source = writer.parse(_writable_source(sources, family))
-    return CreateRequest(key, family, metadata, specs, source)
+    return CreateRequest(fields.key, family, fields.metadata, fields.specs, source)

@@ -11,7 +11,6 @@ inferred it), and mismatches are answered at read time (503/422, see ``storage.e
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ferrotile.api.auth import Access
-from ferrotile.api.bodies import DS_FIELDS, _specs
+from ferrotile.api.bodies import DS_FIELDS, parse_node_fields
 from ferrotile.api.common import (
     base_url,
     changed,
@@ -33,9 +32,8 @@ from ferrotile.api.common import (
 )
 from ferrotile.api.errors import ApiError
 from ferrotile.api.items import links, node_path
-from ferrotile.catalog.models import STRUCTURE_FAMILIES, Asset, DataSource, Node
-from ferrotile.catalog.paths import validate_key
-from ferrotile.errors import InvalidKey, KeyConflict
+from ferrotile.catalog.models import Asset, DataSource, Node
+from ferrotile.errors import KeyConflict
 from ferrotile.state import AppState
 from ferrotile.storage.external import ExternalDataError, check_readable
 from ferrotile.storage.external import mimetypes as mt
@@ -172,24 +170,13 @@ async def post_register(request: Request) -> Response:
     if parent.structure_family != "container":
         raise ApiError(405, f"Cannot create a child of a {parent.structure_family!r} node")
     body = await read_json_object(request)
-    family = body.get("structure_family")
-    if family not in STRUCTURE_FAMILIES:
-        raise ApiError(422, f"Unknown structure_family {family!r}")
-    metadata = body.get("metadata") or {}
-    if not isinstance(metadata, dict):
-        raise ApiError(422, "metadata must be a JSON object")
-    key = body.get("id")
-    key = str(uuid.uuid4()) if key is None else key
-    if not isinstance(key, str):
-        raise ApiError(422, "id must be a string")
-    try:
-        validate_key(key)
-    except InvalidKey as exc:
-        raise ApiError(422, str(exc)) from None
-    tags = body.get("access_tags")
-    if tags is not None and not (isinstance(tags, list) and all(isinstance(t, str) for t in tags)):
-        raise ApiError(422, "access_tags must be null or a list of strings")
-    specs = _specs(body.get("specs"))
+    fields = parse_node_fields(body)
+    key, family, metadata, specs = (
+        fields.key,
+        fields.structure_family,
+        fields.metadata,
+        fields.specs,
+    )
     raw_sources = body.get("data_sources") or []
     if not isinstance(raw_sources, list) or len(raw_sources) > 1:
         raise ApiError(422, "A registered node takes exactly one data source")

@@ -85,11 +85,7 @@ impl PyHub {
         on_overflow: &str,
     ) -> PyResult<PySubscription> {
         let envelope = Envelope::parse(envelope)?;
-        let policy = Policy {
-            notify_gaps,
-            max_queue_bytes: max_queue_bytes.unwrap_or(usize::MAX),
-            on_overflow: Overflow::parse(on_overflow)?,
-        };
+        let policy = policy(notify_gaps, max_queue_bytes, on_overflow)?;
         Ok(PySubscription::new(self.inner.subscribe_with(topic, start, envelope, policy)?))
     }
 
@@ -135,4 +131,13 @@ impl PyHub {
             c.seq_ttl.as_secs_f64()
         )
     }
+}
+
+/// The subscriber policy from `subscribe`'s keyword arguments (shared by both hubs).
+pub(crate) fn policy(notify_gaps: bool, max_queue_bytes: Option<usize>, on_overflow: &str) -> PyResult<Policy> {
+    Ok(Policy {
+        notify_gaps,
+        max_queue_bytes: max_queue_bytes.unwrap_or(usize::MAX),
+        on_overflow: Overflow::parse(on_overflow)?,
+    })
 }

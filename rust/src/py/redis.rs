@@ -6,10 +6,9 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::hub::PySubscription;
+use super::hub::{policy, PySubscription};
 use crate::codec::Envelope;
 use crate::error::CoreError;
-use crate::hub::{Overflow, Policy};
 use crate::redis::{RedisConfig, RedisHub};
 
 /// Payloads at least this large are encoded with the GIL released.
@@ -98,11 +97,7 @@ impl PyRedisHub {
         on_overflow: &str,
     ) -> PyResult<PySubscription> {
         let envelope = Envelope::parse(envelope)?;
-        let policy = Policy {
-            notify_gaps,
-            max_queue_bytes: max_queue_bytes.unwrap_or(usize::MAX),
-            on_overflow: Overflow::parse(on_overflow)?,
-        };
+        let policy = policy(notify_gaps, max_queue_bytes, on_overflow)?;
         Ok(PySubscription::redis(self.inner.subscribe_with(topic, start, envelope, policy)?))
     }
 
