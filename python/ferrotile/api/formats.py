@@ -87,6 +87,24 @@ _HTML_EXTENSIONS = ("html", "htm", "shtml")
 
 #: ``?format=`` aliases per family: alias -> media type (Tiled's, restricted to what is served,
 #: plus ``octet-stream``/``bin`` and ``npy``).
+#: Aliases shared by the tabular families (sparse arrays are served as COO tables).
+_TABULAR_ALIASES: dict[str, str] = {
+    "arrow": ARROW,
+    "feather": ARROW,
+    "parquet": PARQUET,
+    "csv": CSV,
+    **dict.fromkeys(_HTML_EXTENSIONS, HTML),
+    "json": JSON,
+    "text": TEXT,
+    "txt": TEXT,
+}
+
+
+def _served(aliases: Mapping[str, str], serializers: Mapping[str, object]) -> dict[str, str]:
+    """The aliases whose media type this server can actually produce."""
+    return {alias: media for alias, media in aliases.items() if media in serializers}
+
+
 ALIASES: dict[str, dict[str, str]] = {
     "array": {
         "octet-stream": OCTET,
@@ -104,35 +122,10 @@ ALIASES: dict[str, dict[str, str]] = {
     },
     "container": {"json": JSON},
     "awkward": {"zip": ZIP},
-    "sparse": {
-        alias: media_type
-        for alias, media_type in {
-            "arrow": ARROW,
-            "feather": ARROW,
-            "parquet": PARQUET,
-            "csv": CSV,
-            **dict.fromkeys(_HTML_EXTENSIONS, HTML),
-            "json": JSON,
-            "text": TEXT,
-            "txt": TEXT,
-        }.items()
-        if media_type in SPARSE_SERIALIZERS
-    },
-    "table": {
-        alias: media_type
-        for alias, media_type in {
-            "arrow": ARROW,
-            "feather": ARROW,
-            "parquet": PARQUET,
-            "csv": CSV,
-            **dict.fromkeys(_EXCEL_EXTENSIONS, EXCEL),
-            **dict.fromkeys(_HTML_EXTENSIONS, HTML),
-            "json": JSON,
-            "text": TEXT,
-            "txt": TEXT,
-        }.items()
-        if media_type in TABLE_SERIALIZERS
-    },
+    "sparse": _served(_TABULAR_ALIASES, SPARSE_SERIALIZERS),
+    "table": _served(
+        {**_TABULAR_ALIASES, **dict.fromkeys(_EXCEL_EXTENSIONS, EXCEL)}, TABLE_SERIALIZERS
+    ),
 }
 
 #: What ``*/*`` and ``image/*`` stand for, per family (Tiled's DEFAULT_MEDIA_TYPES).

@@ -273,22 +273,9 @@ class Catalog:
         """
         if all(source.id != data_source_id for source in node.data_sources):
             raise CatalogError(f"{join_path(node.path)!r} has no data source {data_source_id}")
-        path = join_path(node.path)
-
-        def update() -> Node | None:
-            self._store.update_structure(data_source_id, structure)
-            return self._store.get_by_path(path)
-
-        def refresh(updated: Node | None) -> None:
-            if updated is None:
-                self._cache.evict_subtree(node.path)
-            else:
-                self._cache.put(updated)
-
-        updated = await self._run(refresh, update)
-        if updated is None:
-            raise CatalogError(f"{path!r} no longer exists")
-        return updated
+        return await self._write_and_reload(
+            node, lambda: self._store.update_structure(data_source_id, structure)
+        )
 
     async def replace_data_source(self, node: Node, source: DataSource) -> Node:
         """Overwrite one of ``node``'s data sources (matched by ``source.id``) with its assets.
@@ -305,10 +292,14 @@ class Catalog:
         """
         if source.id is None or all(ds.id != source.id for ds in node.data_sources):
             raise CatalogError(f"{join_path(node.path)!r} has no data source {source.id}")
+        return await self._write_and_reload(node, lambda: self._store.replace_data_source(source))
+
+    async def _write_and_reload(self, node: Node, write: Callable[[], object]) -> Node:
+        """Run ``write`` on the catalog thread, re-read ``node`` and put it in the cache."""
         path = join_path(node.path)
 
         def update() -> Node | None:
-            self._store.replace_data_source(source)
+            write()
             return self._store.get_by_path(path)
 
         def refresh(updated: Node | None) -> None:
