@@ -1,14 +1,25 @@
 """Type stubs for ``ferrotile._core``, the Rust data plane (streaming hub and envelope codec).
 
 Errors are raised as :class:`ferrotile.errors.EnvelopeError` (bad header JSON, bad array hint,
-unknown envelope name), :class:`ferrotile.errors.HubError` (hub shut down) and
+unknown envelope name), :class:`ferrotile.errors.HubError` (hub shut down),
+:class:`ferrotile.errors.EntryIdError` (bad or non-increasing entry id; nothing was published) and
 :class:`ferrotile.errors.StreamUnavailable` (Redis unreachable; nothing was applied).
+
+Entry ids
+---------
+Every data message (from :meth:`Hub.publish` or :meth:`Hub.publish_entries`) gets an entry id
+``"<ms>-<n>"``, strictly increasing per topic and assigned like Redis ``XADD *``: ``<now_ms>-0``
+if the clock is past the last id's millisecond, else ``<last ms>-<last n + 1>`` (so a clock going
+backwards never makes ids decrease). With :class:`RedisHub` the id comes from Redis's clock inside
+the publish script, so every process sees the same ids. End-of-stream markers have no id.
 """
 
 from collections.abc import Sequence
-from typing import Self, final
+from typing import Any, Self, final
 
-__all__ = ["Hub", "RedisHub", "Subscription", "encode_message"]
+from typing_extensions import Buffer
+
+__all__ = ["EntrySubscription", "Hub", "RedisHub", "Subscription", "encode_message"]
 
 @final
 class Hub:
@@ -64,6 +75,87 @@ class Hub:
         ``payload_json`` (one encoded JSON value, e.g. a table's ``{column: [values]}``) is put
         verbatim as the JSON envelope's payload instead (not with ``array_json``).
         """
+
+    def publish_entries(
+        self,
+        topic: int,
+        payloads: Sequence[Buffer],
+        entry_ids: Sequence[str | None] | None = None,
+        *,
+        header: bytes,
+    ) -> list[str]:
+        """Publish raw entries (Redis Streamer's push) on ``topic``; return their ids.
+
+        Each payload (``bytes`` or any C-contiguous buffer, read without copying it first)
+        becomes one data message whose Tiled envelope is the JSON object ``header`` (without
+        ``sequence``/``payload``, e.g. ``{"type": "array-data", "timestamp": ..., "mimetype":
+        "application/octet-stream", "offset": null, "block": null}``) with ``"sequence"`` inserted
+        and ``"shape": [len(payload)]`` set, the payload as msgpack ``bin`` (a ``uint8`` list in
+        the JSON envelope): stock tiled subscribers get each entry as a 1-D ``uint8`` array.
+
+        ``entry_ids[i]`` is the id asked for payload ``i``: ``"<ms>-<n>"``, ``"<ms>"``
+        (= ``<ms>-0``), ``"<ms>-*"`` (next counter value in that millisecond) or ``None`` (from
+        the clock). The whole batch is validated first: an explicit id at or below the topic's
+        last id (or an earlier id of the batch), ``0-0``, a malformed id, or parts of 2^53 or
+        more raise :class:`~ferrotile.errors.EntryIdError`; a bad header raises
+        :class:`~ferrotile.errors.EnvelopeError`; then nothing of the batch is published and no
+        sequence is used.
+        """
+
+    def subscribe_entries(
+        self,
+        topics: Sequence[int],
+        names: Sequence[str],
+        after: Sequence[str],
+        *,
+        count: int = 1,
+        latest: bool = False,
+        header: bool = True,
+        max_queue_bytes: int | None = None,
+    ) -> EntrySubscription:
+        """Subscribe by entry id to ``topics`` (Redis Streamer's pull); registers at once, so
+        nothing published after this returns is missed.
+
+        ``names[i]`` names topic ``i`` in the frames' headers. ``after[i]`` is where topic ``i``
+        starts: ``"$"`` only entries published from now on; ``"0"``, ``"0-0"`` or ``"-"`` from
+        the oldest retained; ``"<ms>-<n>"`` or ``"<ms>"`` entries with a greater id (a time
+        cursor; one older than retention starts at the oldest retained). ``count`` (>= 1) is the
+        most entries per topic per read; ``latest`` makes each read return only the newest
+        ``count`` entries past the cursor, newest first, counting the skipped ones in
+        :attr:`EntrySubscription.dropped`. ``header`` chooses the frame layout (see
+        :meth:`EntrySubscription.next_read`). ``max_queue_bytes`` caps the unread envelope bytes
+        past the cursors (None: the hub default, 64 MiB); a read over it skips to the newest
+        ``count`` entries per topic (still oldest first), counting the skipped ones as dropped.
+
+        Raises :class:`~ferrotile.errors.EntryIdError` for a bad ``after`` and ``ValueError``
+        for ``count < 1`` or lengths that differ, before anything is registered. End-of-stream
+        markers are skipped (entry streams do not end).
+        """
+
+    def stream_info(self, topic: int) -> dict[str, Any] | None:
+        """Describe the topic's stream as Redis ``XINFO STREAM`` would (data messages only).
+
+        None if it has no retained data message and never had one. Keys: ``length`` (retained
+        data messages), ``entries_added`` (data messages ever published), ``first_entry_id``
+        (None when nothing is retained), ``last_entry_id`` (the newest retained, else the last
+        id ever assigned), ``max_deleted_entry_id`` (``"0-0"`` if nothing was evicted),
+        ``first_entry`` / ``last_entry`` (the payload ``bytes``: the raw entry of
+        :meth:`publish_entries` messages, the payload or ``b""`` of others; None when nothing
+        is retained).
+        """
+
+    def set_retention(
+        self,
+        topic: int,
+        *,
+        max_count: int | None = None,
+        max_bytes: int | None = None,
+        max_age: float | None = None,
+    ) -> None:
+        """Give ``topic`` its own retention (Redis Streamer's ``REDIS_STREAM_MAXLEN``, plus bytes
+        and age in seconds); each None keeps the hub's limit, so ``set_retention(t)`` restores
+        the defaults. Applied at once (evicting what is over the new limits) and to every later
+        publish. ``max_count`` must be at least 1 (``ValueError``)."""
 
     def close_stream(self, topic: int) -> int:
         """Append an end-of-stream marker and return its sequence (each call appends one).
@@ -172,6 +264,73 @@ class RedisHub:
         :class:`~ferrotile.errors.EnvelopeError` at once and nothing is sent.
         """
 
+    async def publish_entries(
+        self,
+        topic: int,
+        payloads: Sequence[Buffer],
+        entry_ids: Sequence[str | None] | None = None,
+        *,
+        header: bytes,
+    ) -> list[str]:
+        """Publish raw entries (as :meth:`Hub.publish_entries`) in ONE Redis round trip; return
+        their ids (assigned in Redis, the same in every process).
+
+        Malformed ids, ``0-0``, ids not increasing within the batch and bad headers raise when
+        called, before anything is sent; an explicit id at or below the node's last id in Redis
+        raises :class:`~ferrotile.errors.EntryIdError` when awaited. Either way nothing of the
+        batch is published.
+        """
+
+    def subscribe_entries(
+        self,
+        topics: Sequence[int],
+        names: Sequence[str],
+        after: Sequence[str],
+        *,
+        count: int = 1,
+        latest: bool = False,
+        header: bool = True,
+        max_queue_bytes: int | None = None,
+    ) -> EntrySubscription:
+        """Subscribe by entry id as :meth:`Hub.subscribe_entries`; registers on this process's
+        mirror at once.
+
+        A cursor older than what the mirror holds (``"0"``, or a time cursor from before this
+        process followed the node) is replayed from Redis inside the first reads (bounded by
+        Redis's retention: the newest entries are probed first, else the retained stream is
+        scanned once, filtered by id), then hands over to the mirror without gap or duplicate;
+        with ``latest`` only the newest ``count`` entries are fetched. ``"$"`` on a node this
+        process did not follow yet learns the node's last id from Redis in the first read (so
+        :attr:`EntrySubscription.cursors` is right even after a heartbeat). A cursor the mirror
+        holds is served from it (an entry another process has just published may take a moment
+        to reach it). Entries skipped by a replay with ``latest`` are not counted as dropped.
+        While Redis is disconnected the subscription closes with ``(1012, ...)`` at once.
+        """
+
+    async def stream_info(self, topic: int) -> dict[str, Any] | None:
+        """:meth:`Hub.stream_info` read from Redis (one round trip). ``length`` is the stream's
+        length in Redis, which includes end-of-stream markers (only Tiled ``close_stream``
+        writes them); ``entries_added`` counts data messages ever published by any process."""
+
+    async def set_retention(
+        self,
+        topic: int,
+        *,
+        max_count: int | None = None,
+        max_bytes: int | None = None,
+        max_age: float | None = None,
+    ) -> None:
+        """Give the node its own retention (as :meth:`Hub.set_retention`), stored in Redis so that
+        every process's publishes apply it, and announced to every process's mirror.
+
+        Approximations: a new ``max_count`` trims the Redis stream at once, ``max_bytes``
+        applies from the next publish (the stream is trimmed to ``max_bytes / size of that
+        event`` events, as the hub's own byte limit); ``max_age`` is the time the stream key
+        lives after its last event (Redis expires keys, not entries), while each mirror drops
+        events older than it. The override lives as long as the node's sequence
+        (``seq_ttl`` after its last event).
+        """
+
     async def close_stream(self, topic: int) -> int:
         """Append an end-of-stream marker; return its sequence."""
 
@@ -250,6 +409,54 @@ class Subscription:
     @property
     def backlog_bytes(self) -> int:
         """Envelope bytes between this subscriber and the head, past its replay range."""
+
+@final
+class EntrySubscription:
+    """Cursors by entry id into one or more topics, created by :meth:`Hub.subscribe_entries` or
+    :meth:`RedisHub.subscribe_entries`."""
+
+    async def next_read(
+        self, block_ms: int | None = None
+    ) -> tuple[list[bytes | str], tuple[int, str] | None]:
+        """Wait up to ``block_ms`` (None: forever) until at least one entry is available on any
+        topic, and return the frames of ONE read, ready to send as WebSocket frames.
+
+        A read takes up to ``count`` entries per topic (oldest first; ``latest``: the newest,
+        newest first) and moves each topic's cursor to the newest id it returned. Frames, with
+        ``header=True``: ``[header_text, payload]`` where ``header_text`` is the JSON
+        ``[[name, entry_id, end_offset], ...]`` (entries grouped by topic in subscription order,
+        end offsets into ``payload``) and ``payload`` the payloads concatenated; with exactly
+        one entry, ``payload`` is the message's shared ``bytes`` object (the same object for
+        every subscriber). With ``header=False``: one shared ``bytes`` per entry.
+
+        On timeout with nothing available: the heartbeat ``(["[]", b""], None)``, or
+        ``([b""], None)`` without headers. Once the subscription has ended, the close
+        ``(code, reason)`` comes with the frames read before it (1001 topic dropped, server
+        shutting down or cancelled; 1012 Redis lost or :meth:`Hub.interrupt`), and later calls
+        return ``([], close)``. Entries evicted before they were read are skipped and counted
+        in :attr:`missed`. Cancelling the awaiting task never loses entries: they stay for the
+        next call. Must be called with an asyncio event loop running.
+        """
+
+    def cancel(self) -> None:
+        """Unregister.
+
+        A pending :meth:`next_read` returns ``([], (1001, "subscription cancelled"))``.
+        """
+
+    @property
+    def cursors(self) -> list[str]:
+        """Per topic, the id of the last entry handed out, or the starting point (``"$"``: the
+        topic's last id at subscribe time, or ``"0-0"``)."""
+
+    @property
+    def dropped(self) -> int:
+        """Entries skipped by ``latest`` or by the ``max_queue_bytes`` cap."""
+
+    @property
+    def missed(self) -> int:
+        """Entries that fell out of retention before they were read (a starting cursor older
+        than retention counts nothing: it means "from the oldest retained")."""
 
 def encode_message(header: bytes, envelope: str = "msgpack") -> bytes | str:
     """Encode a one-off message (e.g. the schema frame) without sequence or payload."""

@@ -23,6 +23,11 @@ class StreamUnavailable(HubError):
     """The stream backend (Redis) is unreachable; the operation was not applied (HTTP 503)."""
 
 
+class EntryIdError(HubError, ValueError):
+    """An entry id or cursor is malformed, ``0-0``, or not greater than the stream's last id;
+    nothing of the batch was published."""
+
+
 class CatalogError(FerrotileError):
     """The catalog database could not be opened or used."""
 

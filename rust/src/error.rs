@@ -17,6 +17,10 @@ pub enum CoreError {
     /// A configuration value is out of range.
     #[error("invalid hub configuration: {0}")]
     Config(String),
+    /// An entry id or cursor is malformed, or not greater than the stream's last id; nothing of
+    /// the batch was published.
+    #[error("{0}")]
+    EntryId(String),
     /// The Redis backend is unreachable (or not connected yet); nothing was applied.
     #[error("stream backend unavailable: {0}")]
     Unavailable(String),

@@ -19,6 +19,8 @@ mod _core {
     #[pymodule_export]
     use crate::py::codec::encode_message;
     #[pymodule_export]
+    use crate::py::entries::PyEntrySubscription;
+    #[pymodule_export]
     use crate::py::hub::{PyHub, PySubscription};
     #[pymodule_export]
     use crate::py::redis::PyRedisHub;

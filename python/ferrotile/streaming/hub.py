@@ -7,7 +7,8 @@ No per-frame loops. Two backends, chosen by ``--cache``:
   through any worker reaches subscribers on every worker and replay works from any worker
   (``publish``, ``close_stream`` and ``current_sequence`` are coroutines).
 
-The façade makes ``publish`` and ``close_stream`` awaitable for both, so handlers need not know.
+The façade makes ``publish``, ``publish_entries``, ``stream_info``, ``set_retention`` and
+``close_stream`` awaitable for both, so handlers need not know.
 
 Catalog cache invalidation across workers
 -----------------------------------------
@@ -31,13 +32,16 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ferrotile import _core
 from ferrotile.config import Settings
 from ferrotile.errors import HubError, StreamUnavailable
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 ENVELOPES = ("json", "msgpack")
 
@@ -166,6 +170,77 @@ class StreamHub:
             payload_json=payload_json,
         )
         return seq
+
+    async def publish_entries(
+        self,
+        topic: int,
+        payloads: Sequence[Buffer],
+        entry_ids: Sequence[str | None] | None = None,
+        *,
+        header: dict[str, Any],
+    ) -> list[str]:
+        """Publish raw entries (Redis Streamer's push), one data message each; return their ids.
+
+        ``header`` is the Tiled envelope of every entry (``"shape": [len]`` is added per entry).
+        See :meth:`ferrotile._core.Hub.publish_entries` for the ids.
+
+        Raises
+        ------
+        EntryIdError
+            An id is malformed or not greater than the last one; nothing was published.
+        StreamUnavailable
+            The shared cache cannot be reached; nothing was published.
+        """
+        ids: list[str] = await self._call(
+            self._hub.publish_entries, topic, payloads, entry_ids, header=orjson.dumps(header)
+        )
+        return ids
+
+    def subscribe_entries(
+        self,
+        topics: Sequence[int],
+        names: Sequence[str],
+        after: Sequence[str],
+        *,
+        count: int = 1,
+        latest: bool = False,
+        header: bool = True,
+        max_queue_bytes: int | None = None,
+    ) -> _core.EntrySubscription:
+        """Subscribe by entry id (Redis Streamer's pull); see
+        :meth:`ferrotile._core.Hub.subscribe_entries`."""
+        return self._hub.subscribe_entries(
+            topics,
+            names,
+            after,
+            count=count,
+            latest=latest,
+            header=header,
+            max_queue_bytes=max_queue_bytes,
+        )
+
+    async def stream_info(self, topic: int) -> dict[str, Any] | None:
+        """The topic's stream description (Redis ``XINFO STREAM`` style), None if it never had
+        an entry."""
+        info: dict[str, Any] | None = await self._call(self._hub.stream_info, topic)
+        return info
+
+    async def set_retention(
+        self,
+        topic: int,
+        *,
+        max_count: int | None = None,
+        max_bytes: int | None = None,
+        max_age: float | None = None,
+    ) -> None:
+        """Give ``topic`` its own retention limits (None: the server's)."""
+        await self._call(
+            self._hub.set_retention,
+            topic,
+            max_count=max_count,
+            max_bytes=max_bytes,
+            max_age=max_age,
+        )
 
     async def close_stream(self, topic: int) -> int:
         seq: int = await self._call(self._hub.close_stream, topic)

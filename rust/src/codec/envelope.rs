@@ -38,6 +38,19 @@ pub fn encode_message(header_json: &[u8], envelope: Envelope) -> CoreResult<Byte
     Ok(Bytes::from(buf))
 }
 
+/// The dtype of a raw entry's payload in its Tiled message.
+pub const ENTRY_DTYPE: &str = "|u1";
+
+/// Refuses a header that sets what the envelope sets itself.
+pub fn check_reserved(header: &Header) -> CoreResult<()> {
+    for reserved in ["sequence", "payload"] {
+        if header.contains_key(reserved) {
+            return Err(CoreError::envelope(format!("message header must not contain {reserved:?}")));
+        }
+    }
+    Ok(())
+}
+
 /// A validated message whose msgpack envelope is built except for the sequence number, so that
 /// all the work (and every error) happens before a sequence is assigned.
 #[derive(Debug)]
@@ -61,19 +74,27 @@ impl Draft {
     /// Validates the header and the optional array hint `(dtype, shape)`, and writes the msgpack
     /// envelope with a placeholder sequence.
     pub fn new(header_json: &[u8], payload: Option<&[u8]>, hint: Option<(&str, Vec<usize>)>) -> CoreResult<Self> {
-        let header = parse_header(header_json)?;
-        for reserved in ["sequence", "payload"] {
-            if header.contains_key(reserved) {
-                return Err(CoreError::envelope(format!("message header must not contain {reserved:?}")));
-            }
-        }
+        Self::from_header(parse_header(header_json)?, payload, hint)
+    }
+
+    /// The raw entry `payload` of a Redis-Streamer-style publish as a Tiled message: `header`
+    /// (checked by [`check_reserved`]) plus `"shape": [len]`, the payload a `uint8` array.
+    pub fn entry(header: &Header, payload: &[u8]) -> CoreResult<Self> {
+        let mut header = header.clone();
+        header.insert("shape".into(), Value::from(vec![payload.len()]));
+        Self::from_header(header, Some(payload), Some((ENTRY_DTYPE, vec![payload.len()])))
+    }
+
+    /// [`Draft::new`] from an already parsed header.
+    pub fn from_header(header: Header, payload: Option<&[u8]>, hint: Option<(&str, Vec<usize>)>) -> CoreResult<Self> {
+        check_reserved(&header)?;
         let hint = match (hint, payload) {
             (None, _) => None,
             (Some((dtype, shape)), Some(p)) => Some(ArrayHint::new(dtype, shape, p.len())?),
             (Some(_), None) => return Err(CoreError::envelope("an array hint needs a payload")),
         };
         let payload_len = payload.map_or(0, <[u8]>::len);
-        let mut buf = Vec::with_capacity(header_json.len() + payload_len + 32);
+        let mut buf = Vec::with_capacity(32 * header.len() + payload_len + 32);
         let fields = header.len() + 1 + usize::from(payload.is_some());
         check(encode::write_map_len(&mut buf, len32(fields)?))?;
         let (kind, rest) = ordered(&header);
@@ -116,6 +137,11 @@ impl Draft {
         }
         self.json_payload = Some(Bytes::copy_from_slice(json));
         Ok(self)
+    }
+
+    /// The header as JSON (what a remote process rebuilds the JSON envelope from).
+    pub fn header_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.header).unwrap_or_default()
     }
 
     /// Size of the msgpack envelope in bytes (what retention accounts for).
@@ -188,6 +214,11 @@ pub struct JsonSource {
 }
 
 impl JsonSource {
+    /// The raw payload (a slice of the msgpack envelope), if any.
+    pub fn payload(&self) -> Option<&Bytes> {
+        self.payload.as_ref()
+    }
+
     /// Builds the JSON envelope: payload transcoded (array hint) or base64, plus `content-type`.
     pub fn encode(&self) -> Bytes {
         let mut out = Vec::with_capacity(64 + self.payload.as_ref().map_or(0, |p| p.len() * 4));

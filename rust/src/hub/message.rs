@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::entry_id::EntryId;
 use crate::codec::envelope::JsonSource;
 use crate::codec::Envelope;
 
@@ -26,19 +27,24 @@ pub type Extension = Arc<dyn Any + Send + Sync>;
 /// One event in a topic's ring. Shared as `Arc<Message>` by the ring and every subscriber.
 pub struct Message {
     sequence: u64,
+    /// The entry id of a data message; for a marker, the id of the data message before it (so
+    /// ids never decrease along a ring).
+    entry_id: EntryId,
     kind: MessageKind,
     published: Instant,
     size: usize,
     msgpack: Bytes,
     json_source: Option<JsonSource>,
     json: OnceLock<Bytes>,
-    extensions: [OnceLock<Extension>; 2],
+    /// One slot per envelope, then one for the raw payload.
+    extensions: [OnceLock<Extension>; 3],
 }
 
 impl std::fmt::Debug for Message {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Message")
             .field("sequence", &self.sequence)
+            .field("entry_id", &self.entry_id)
             .field("kind", &self.kind)
             .field("size", &self.size)
             .finish_non_exhaustive()
@@ -47,24 +53,31 @@ impl std::fmt::Debug for Message {
 
 impl Message {
     /// A data message whose msgpack envelope is already encoded.
-    pub(crate) fn data(sequence: u64, published: Instant, msgpack: Bytes, json_source: JsonSource) -> Self {
-        Self::build(sequence, MessageKind::Data, published, msgpack, Some(json_source))
+    pub(crate) fn data(
+        sequence: u64,
+        entry_id: EntryId,
+        published: Instant,
+        msgpack: Bytes,
+        json_source: JsonSource,
+    ) -> Self {
+        Self::build(sequence, entry_id, MessageKind::Data, published, msgpack, Some(json_source))
     }
 
     /// A per-subscriber notice frame (not retained, no sequence): both envelopes ready-made.
     pub(crate) fn notice(msgpack: Bytes, json: Bytes) -> Self {
-        let message = Self::build(0, MessageKind::Data, Instant::now(), msgpack, None);
+        let message = Self::build(0, EntryId::ZERO, MessageKind::Data, Instant::now(), msgpack, None);
         let _ = message.json.set(json);
         message
     }
 
-    /// An end-of-stream marker (no envelope).
-    pub(crate) fn end_of_stream(sequence: u64, published: Instant) -> Self {
-        Self::build(sequence, MessageKind::EndOfStream, published, Bytes::new(), None)
+    /// An end-of-stream marker (no envelope) following the data message `after`.
+    pub(crate) fn end_of_stream(sequence: u64, after: EntryId, published: Instant) -> Self {
+        Self::build(sequence, after, MessageKind::EndOfStream, published, Bytes::new(), None)
     }
 
     fn build(
         sequence: u64,
+        entry_id: EntryId,
         kind: MessageKind,
         published: Instant,
         msgpack: Bytes,
@@ -73,19 +86,30 @@ impl Message {
         let size = msgpack.len();
         Self {
             sequence,
+            entry_id,
             kind,
             published,
             size,
             msgpack,
             json_source,
             json: OnceLock::new(),
-            extensions: [OnceLock::new(), OnceLock::new()],
+            extensions: [OnceLock::new(), OnceLock::new(), OnceLock::new()],
         }
     }
 
     /// The per-topic sequence number (from 1).
     pub fn sequence(&self) -> u64 {
         self.sequence
+    }
+
+    /// The entry id (`<ms>-<n>`) of a data message (see the field's note for markers).
+    pub fn entry_id(&self) -> EntryId {
+        self.entry_id
+    }
+
+    /// The raw payload (shared with the msgpack envelope), if the message has one.
+    pub fn payload(&self) -> Option<&Bytes> {
+        self.json_source.as_ref().and_then(JsonSource::payload)
     }
 
     /// Data or end-of-stream marker.
@@ -121,6 +145,11 @@ impl Message {
     /// The binding layer's cache slot for this envelope.
     pub fn extension(&self, envelope: Envelope) -> &OnceLock<Extension> {
         &self.extensions[envelope.index()]
+    }
+
+    /// The binding layer's cache slot for the raw payload.
+    pub fn payload_extension(&self) -> &OnceLock<Extension> {
+        &self.extensions[2]
     }
 }
 

@@ -1,6 +1,11 @@
 //! `Hub`: the map of topics (node id -> `Topic`), its retention configuration, and the
-//! publish / subscribe / close / drop / shutdown entry points.
+//! publish / subscribe / close / drop / shutdown entry points, by sequence (Tiled) and by entry
+//! id (Redis Streamer).
 
+mod entries;
+#[cfg(test)]
+mod entries_tests;
+pub mod entry_id;
 mod message;
 mod policy;
 #[cfg(test)]
@@ -25,10 +30,12 @@ pub use policy::{GapReason, Overflow, Policy, DEFAULT_MAX_QUEUE_BYTES};
 pub fn gap_notice(from: u64, to: u64, reason: GapReason) -> std::sync::Arc<Message> {
     policy::Notice::Gap { from, to, reason }.message()
 }
+pub use entries::{EntryOptions, EntryRead, EntrySubscription, StreamInfo};
+pub use entry_id::{EntryId, IdSpec, Start};
 pub use subscriber::{Batch, Subscription};
 pub use topic::{External, Topic};
 
-use crate::codec::envelope::Draft;
+use crate::codec::envelope::{Draft, Header};
 use crate::codec::Envelope;
 use crate::error::{CoreError, CoreResult};
 
@@ -56,7 +63,48 @@ impl Default for HubConfig {
     }
 }
 
+/// Retention limits of one topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Most messages retained (>= 1).
+    pub max_count: usize,
+    /// Most envelope bytes retained (the newest message is always kept).
+    pub max_bytes: usize,
+    /// Messages older than this are evicted.
+    pub max_age: Duration,
+}
+
+/// A topic's own retention: each `None` keeps the hub's limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetentionOverride {
+    /// Most messages retained (>= 1).
+    pub max_count: Option<usize>,
+    /// Most envelope bytes retained.
+    pub max_bytes: Option<usize>,
+    /// Longest a message is retained.
+    pub max_age: Option<Duration>,
+}
+
+impl RetentionOverride {
+    /// The limits with this override applied to `base`.
+    pub fn apply(self, base: Retention) -> CoreResult<Retention> {
+        if self.max_count == Some(0) {
+            return Err(CoreError::Config("max_count must be at least 1".into()));
+        }
+        Ok(Retention {
+            max_count: self.max_count.unwrap_or(base.max_count),
+            max_bytes: self.max_bytes.unwrap_or(base.max_bytes),
+            max_age: self.max_age.unwrap_or(base.max_age),
+        })
+    }
+}
+
 impl HubConfig {
+    /// The retention every topic starts with.
+    pub fn retention(&self) -> Retention {
+        Retention { max_count: self.max_count, max_bytes: self.max_bytes, max_age: self.max_age }
+    }
+
     /// Checks the limits are usable.
     pub fn validate(self) -> CoreResult<Self> {
         if self.max_count == 0 {
@@ -130,6 +178,44 @@ impl Hub {
     /// Assigns the topic's next sequence to an already validated draft.
     pub fn publish_draft(&self, topic: u64, draft: Draft) -> CoreResult<u64> {
         Ok(self.topic(topic)?.publish(draft, Instant::now()))
+    }
+
+    /// Publishes raw entries (Redis Streamer's push): each payload becomes one data message
+    /// whose Tiled envelope is `header` plus `"shape": [len]` with the payload as a `uint8`
+    /// array. `ids[i]` is the id asked for payload `i`. The whole batch is validated (envelopes
+    /// and ids) before anything is assigned: on error nothing is published. Returns the ids.
+    pub fn publish_entries(
+        &self,
+        topic: u64,
+        header: &Header,
+        payloads: &[&[u8]],
+        ids: &[IdSpec],
+    ) -> CoreResult<Vec<EntryId>> {
+        let drafts = entry_drafts(header, payloads, ids)?;
+        let published = self.topic(topic)?.publish_batch(drafts, ids, Instant::now(), entry_id::wall_ms())?;
+        Ok(published.into_iter().map(|(_, id)| id).collect())
+    }
+
+    /// Subscribes by entry id to `topics` (each starting at `starts[i]`).
+    pub fn subscribe_entries(
+        &self,
+        topics: &[u64],
+        starts: &[Start],
+        options: EntryOptions,
+    ) -> CoreResult<EntrySubscription> {
+        check_entry_subscription(topics.len(), starts.len(), options)?;
+        let topics = topics.iter().map(|id| self.topic(*id)).collect::<CoreResult<Vec<_>>>()?;
+        Ok(EntrySubscription::new(topics, starts, options, Instant::now()))
+    }
+
+    /// The topic's stream description (`None` if it never had an entry).
+    pub fn stream_info(&self, topic: u64) -> Option<StreamInfo> {
+        self.existing(topic).and_then(|t| t.info(Instant::now()))
+    }
+
+    /// Gives `topic` its own retention (`None` limits: the hub's), applied at once.
+    pub fn set_retention(&self, topic: u64, retention: RetentionOverride) -> CoreResult<()> {
+        self.topic(topic)?.set_retention(retention, Instant::now())
     }
 
     /// Appends an end-of-stream marker; returns its sequence.
@@ -220,4 +306,28 @@ impl Hub {
             s
         })
     }
+}
+
+/// The validated drafts of a batch of raw entries (see [`Hub::publish_entries`]).
+pub fn entry_drafts(header: &Header, payloads: &[&[u8]], ids: &[IdSpec]) -> CoreResult<Vec<Draft>> {
+    if payloads.len() != ids.len() {
+        return Err(CoreError::Config(format!("{} payloads but {} entry ids", payloads.len(), ids.len())));
+    }
+    crate::codec::envelope::check_reserved(header)?;
+    entry_id::check_batch(ids)?;
+    payloads.iter().map(|p| Draft::entry(header, p)).collect()
+}
+
+/// Checks the arguments of an entry subscription.
+pub fn check_entry_subscription(topics: usize, starts: usize, options: EntryOptions) -> CoreResult<()> {
+    if topics == 0 {
+        return Err(CoreError::Config("an entry subscription needs at least one topic".into()));
+    }
+    if starts != topics {
+        return Err(CoreError::Config(format!("{topics} topics but {starts} starting points")));
+    }
+    if options.count == 0 {
+        return Err(CoreError::Config("count must be at least 1".into()));
+    }
+    Ok(())
 }

@@ -1,5 +1,5 @@
 //! `Topic`: one stream's sequence counter, retention ring (count, bytes, age), sequence expiry,
-//! and the cursor reads that fan messages out without copying them per subscriber.
+//! entry ids, and the cursor reads that fan messages out without copying them per subscriber.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,11 +9,13 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use super::entry_id::{self, EntryId, IdSpec};
 use super::message::{Close, Message, MessageKind};
 use super::policy::{GapReason, Notice, Policy};
 use super::subscriber::Cursor;
-use super::HubConfig;
+use super::{HubConfig, Retention, RetentionOverride};
 use crate::codec::envelope::Draft;
+use crate::error::CoreResult;
 
 /// What [`Topic::insert_external`] did with a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,23 +35,34 @@ pub enum External {
 #[derive(Debug)]
 pub struct Topic {
     config: HubConfig,
-    state: Mutex<State>,
+    pub(super) state: Mutex<State>,
     /// Woken (all waiters) on every publish, close marker and end of the topic.
     pub(super) notify: Notify,
     subscribers: AtomicUsize,
 }
 
 #[derive(Debug)]
-struct State {
+pub(super) struct State {
     next_seq: u64,
-    ring: VecDeque<Arc<Message>>,
+    pub(super) ring: VecDeque<Arc<Message>>,
     bytes: usize,
     /// Per ring entry, the envelope bytes published on this topic up to and including it.
-    ends: VecDeque<u64>,
+    pub(super) ends: VecDeque<u64>,
+    /// Per ring entry, the data messages published on this topic up to and including it (so an
+    /// entry reader can count what was evicted before it read it).
+    pub(super) ordinals: VecDeque<u64>,
+    /// Data messages ever published on this topic (its `entries_added`).
+    pub(super) added: u64,
+    /// Id of the newest data message (`0-0` if none).
+    pub(super) last_id: EntryId,
+    /// Greatest id of a data message evicted from the ring (`0-0` if none).
+    pub(super) max_deleted: EntryId,
+    /// Effective retention: the hub's, or this topic's override.
+    limits: Retention,
     /// Envelope bytes ever published on this topic (the end of the newest entry).
-    total: u64,
+    pub(super) total: u64,
     /// Bumped by `interrupt`: subscriptions made before close with `LIVE_LOST`.
-    interrupts: u64,
+    pub(super) interrupts: u64,
     /// Time of the last event (data or marker); drives `seq_ttl`.
     last_event: Option<Instant>,
     /// Time of the last end-of-stream marker, cleared by a later data publish.
@@ -60,7 +73,7 @@ struct State {
     /// stream mid-way (see `Topic::insert_external`).
     base: u64,
     /// Set when the topic is dropped or the hub shuts down.
-    ended: Option<Close>,
+    pub(super) ended: Option<Close>,
 }
 
 impl State {
@@ -73,14 +86,14 @@ impl State {
     }
 
     /// Lazy expiry: restart the sequence like Tiled's key TTLs, and drop messages past `max_age`.
-    fn maintain(&mut self, config: &HubConfig, now: Instant) {
+    /// Entry ids go on from where they were (they only ever increase).
+    pub(super) fn maintain(&mut self, config: &HubConfig, now: Instant) {
+        let max_age = self.limits.max_age;
         if let Some(last) = self.last_event {
             let idle = now.saturating_duration_since(last) >= config.seq_ttl;
-            let closed = self.closed_at.is_some_and(|t| now.saturating_duration_since(t) >= config.max_age);
+            let closed = self.closed_at.is_some_and(|t| now.saturating_duration_since(t) >= max_age);
             if idle || closed {
-                self.ring.clear();
-                self.ends.clear();
-                self.bytes = 0;
+                self.clear_ring();
                 self.next_seq = 1;
                 self.last_event = None;
                 self.closed_at = None;
@@ -88,7 +101,7 @@ impl State {
                 self.base = 1;
             }
         }
-        while self.ring.front().is_some_and(|m| now.saturating_duration_since(m.published()) >= config.max_age) {
+        while self.ring.front().is_some_and(|m| now.saturating_duration_since(m.published()) >= max_age) {
             self.pop_front();
         }
     }
@@ -97,6 +110,29 @@ impl State {
         if let Some(m) = self.ring.pop_front() {
             self.bytes -= m.size();
             self.ends.pop_front();
+            self.ordinals.pop_front();
+            if m.kind() == MessageKind::Data {
+                self.max_deleted = self.max_deleted.max(m.entry_id());
+            }
+        }
+    }
+
+    /// Empties the ring (a restart or rebase); its data messages count as deleted.
+    fn clear_ring(&mut self) {
+        if let Some(m) = self.ring.iter().rev().find(|m| m.kind() == MessageKind::Data) {
+            self.max_deleted = self.max_deleted.max(m.entry_id());
+        }
+        self.ring.clear();
+        self.ends.clear();
+        self.ordinals.clear();
+        self.bytes = 0;
+    }
+
+    /// Evicts the oldest messages beyond the count and byte limits (never the newest).
+    fn trim(&mut self) {
+        let limits = self.limits;
+        while self.ring.len() > limits.max_count || (self.bytes > limits.max_bytes && self.ring.len() > 1) {
+            self.pop_front();
         }
     }
 
@@ -110,20 +146,23 @@ impl State {
         }
     }
 
-    fn push(&mut self, config: &HubConfig, message: Message) {
-        self.push_shared(config, Arc::new(message));
+    fn push(&mut self, message: Message) {
+        self.push_shared(Arc::new(message));
     }
 
-    fn push_shared(&mut self, config: &HubConfig, message: Arc<Message>) {
+    fn push_shared(&mut self, message: Arc<Message>) {
         self.bytes += message.size();
         self.total += message.size() as u64;
         self.ends.push_back(self.total);
+        if message.kind() == MessageKind::Data {
+            self.added += 1;
+            self.last_id = self.last_id.max(message.entry_id());
+        }
+        self.ordinals.push_back(self.added);
         self.ring.push_back(message);
         self.next_seq += 1;
         // Always keep the newest message, even if it alone exceeds `max_bytes`.
-        while self.ring.len() > config.max_count || (self.bytes > config.max_bytes && self.ring.len() > 1) {
-            self.pop_front();
-        }
+        self.trim();
     }
 }
 
@@ -134,6 +173,11 @@ impl Topic {
             ring: VecDeque::new(),
             bytes: 0,
             ends: VecDeque::new(),
+            ordinals: VecDeque::new(),
+            added: 0,
+            last_id: EntryId::ZERO,
+            max_deleted: EntryId::ZERO,
+            limits: config.retention(),
             total: 0,
             interrupts: 0,
             last_event: None,
@@ -145,20 +189,50 @@ impl Topic {
         Self { config, state: Mutex::new(state), notify: Notify::new(), subscribers: AtomicUsize::new(0) }
     }
 
-    /// Assigns the next sequence to an already validated and encoded draft.
+    /// Assigns the next sequence and an automatic entry id to an already validated and encoded
+    /// draft.
     pub fn publish(&self, draft: Draft, now: Instant) -> u64 {
-        let seq = {
+        // An automatic id is never refused.
+        let published = self.publish_batch(vec![draft], &[IdSpec::Auto], now, entry_id::wall_ms());
+        published.ok().and_then(|p| p.first().map(|(seq, _)| *seq)).unwrap_or_default()
+    }
+
+    /// Assigns sequences and entry ids (`specs[i]` for `drafts[i]`, at wall-clock `wall_ms`) to
+    /// a batch of validated drafts; if any id is refused, nothing is published.
+    pub fn publish_batch(
+        &self,
+        drafts: Vec<Draft>,
+        specs: &[IdSpec],
+        now: Instant,
+        wall_ms: u64,
+    ) -> CoreResult<Vec<(u64, EntryId)>> {
+        debug_assert_eq!(drafts.len(), specs.len());
+        let published = {
             let mut st = self.state.lock();
             st.maintain(&self.config, now);
-            let seq = st.next_seq;
-            let encoded = draft.finish(seq);
-            st.push(&self.config, Message::data(seq, now, encoded.msgpack, encoded.json));
+            let ids = entry_id::assign(st.last_id, wall_ms, specs)?;
+            let mut published = Vec::with_capacity(ids.len());
+            for (draft, id) in drafts.into_iter().zip(ids) {
+                let seq = st.next_seq;
+                let encoded = draft.finish(seq);
+                st.push(Message::data(seq, id, now, encoded.msgpack, encoded.json));
+                published.push((seq, id));
+            }
             st.last_event = Some(now);
             st.closed_at = None;
-            seq
+            published
         };
         self.notify.notify_waiters();
-        seq
+        Ok(published)
+    }
+
+    /// Replaces this topic's retention (`None` limits are the hub's) and applies it now.
+    pub fn set_retention(&self, retention: RetentionOverride, now: Instant) -> CoreResult<()> {
+        let mut st = self.state.lock();
+        st.limits = retention.apply(self.config.retention())?;
+        st.trim();
+        st.maintain(&self.config, now);
+        Ok(())
     }
 
     /// Appends an end-of-stream marker and returns its sequence.
@@ -167,7 +241,8 @@ impl Topic {
             let mut st = self.state.lock();
             st.maintain(&self.config, now);
             let seq = st.next_seq;
-            st.push(&self.config, Message::end_of_stream(seq, now));
+            let after = st.last_id;
+            st.push(Message::end_of_stream(seq, after, now));
             st.last_event = Some(now);
             st.closed_at = Some(now);
             seq
@@ -192,9 +267,7 @@ impl Topic {
                 st.epoch += 1;
             } else if seq < st.next_seq && seq == 1 {
                 // The remote sequence restarted (expiry, or the store was flushed).
-                st.ring.clear();
-                st.ends.clear();
-                st.bytes = 0;
+                st.clear_ring();
                 st.next_seq = 1;
                 st.base = 1;
                 st.epoch += 1;
@@ -209,7 +282,7 @@ impl Topic {
                 MessageKind::Data => st.closed_at = None,
                 MessageKind::EndOfStream => st.closed_at = Some(now),
             }
-            st.push_shared(&self.config, message);
+            st.push_shared(message);
             st.last_event = Some(now);
             External::Appended
         };
@@ -221,9 +294,7 @@ impl Topic {
     /// cursors continue from `seq`.
     pub fn rebase(&self, seq: u64) {
         let mut st = self.state.lock();
-        st.ring.clear();
-        st.ends.clear();
-        st.bytes = 0;
+        st.clear_ring();
         st.next_seq = seq.max(1);
         st.base = seq.max(1);
         st.epoch += 1;
@@ -231,11 +302,29 @@ impl Topic {
         self.notify.notify_waiters();
     }
 
+    /// The state, after lazy expiry at `now`.
+    pub(super) fn lock_maintained(&self, now: Instant) -> parking_lot::MutexGuard<'_, State> {
+        let mut st = self.state.lock();
+        st.maintain(&self.config, now);
+        st
+    }
+
     /// `(oldest retained, head, fresh)`; `fresh` means no event since creation or restart.
     pub fn bounds(&self, now: Instant) -> (u64, u64, bool) {
         let mut st = self.state.lock();
         st.maintain(&self.config, now);
         (st.oldest(), st.head(), st.last_event.is_none() && st.ring.is_empty())
+    }
+
+    /// The id of the newest data message (`0-0` if none).
+    pub fn last_entry_id(&self) -> EntryId {
+        self.state.lock().last_id
+    }
+
+    /// Whether the ring holds every message after entry id `id` that this topic has seen (its
+    /// oldest retained message is not newer than `id`).
+    pub fn covers(&self, id: EntryId, now: Instant) -> bool {
+        self.lock_maintained(now).ring.front().is_some_and(|m| m.entry_id() <= id)
     }
 
     /// The last assigned sequence (0 if none since the last restart).

@@ -39,14 +39,30 @@ pub(crate) struct Completion {
     pub abort: Arc<Mutex<Option<AbortHandle>>>,
 }
 
+/// A new asyncio future of the running loop, resolved with what `waiter` takes: at once if
+/// something is ready, else once the Tokio wait says so (cancelling the future aborts it).
+pub(crate) fn awaitable<'py>(py: Python<'py>, waiter: Waiter) -> PyResult<Bound<'py, PyAny>> {
+    let event_loop = pyo3_async_runtimes::get_running_loop(py)?;
+    let future = event_loop.call_method0(pyo3::intern!(py, "create_future"))?;
+    if let Some(result) = waiter.take(py) {
+        // Fast path: no Tokio round trip when something is already there.
+        future.call_method1(pyo3::intern!(py, "set_result"), (result?,))?;
+        return Ok(future);
+    }
+    let abort = AbortOnCancel::default();
+    let handle = abort.handle();
+    future.call_method1(pyo3::intern!(py, "add_done_callback"), (abort,))?;
+    arm(Completion { event_loop: event_loop.unbind(), future: future.clone().unbind(), waiter, abort: handle });
+    Ok(future)
+}
+
 /// Starts (or restarts) the Tokio wait of `completion`; it is submitted once the subscription
 /// has something ready.
 pub(crate) fn arm(completion: Completion) {
-    let subscription = completion.waiter.subscription.clone();
     let abort = Arc::clone(&completion.abort);
     let mut slot = abort.lock();
     let task = pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
-        subscription.ready().await;
+        completion.waiter.ready().await;
         submit(completion);
     });
     *slot = Some(task.abort_handle());
@@ -120,7 +136,7 @@ fn _resolve_batches(items: &Bound<'_, PyList>) -> PyResult<()> {
             arm(completion);
             continue;
         };
-        match batch.into_pyobject(py) {
+        match batch {
             Ok(value) => future.call_method1(pyo3::intern!(py, "set_result"), (value,))?,
             Err(err) => future.call_method1(pyo3::intern!(py, "set_exception"), (err.into_value(py),))?,
         };

@@ -8,6 +8,7 @@ use crate::error::CoreError;
 pyo3::import_exception!(ferrotile.errors, HubError);
 pyo3::import_exception!(ferrotile.errors, EnvelopeError);
 pyo3::import_exception!(ferrotile.errors, StreamUnavailable);
+pyo3::import_exception!(ferrotile.errors, EntryIdError);
 
 impl From<CoreError> for PyErr {
     fn from(err: CoreError) -> PyErr {
@@ -17,6 +18,7 @@ impl From<CoreError> for PyErr {
             CoreError::ShutDown => HubError::new_err(message),
             CoreError::Config(_) => PyValueError::new_err(message),
             CoreError::Unavailable(_) => StreamUnavailable::new_err(message),
+            CoreError::EntryId(_) => EntryIdError::new_err(message),
         }
     }
 }
@@ -45,6 +47,9 @@ mod tests {
             assert!(err.is_instance_of::<PyValueError>(py) && !err.is_instance_of::<HubError>(py));
             let err = PyErr::from(CoreError::Unavailable("down".into()));
             assert!(err.is_instance_of::<StreamUnavailable>(py) && err.is_instance_of::<HubError>(py));
+            let err = PyErr::from(CoreError::EntryId("1-1 is not greater".into()));
+            assert!(err.is_instance_of::<EntryIdError>(py) && err.is_instance_of::<PyValueError>(py));
+            assert!(err.is_instance_of::<HubError>(py));
         });
     }
 }

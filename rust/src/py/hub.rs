@@ -6,6 +6,7 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use super::entries::{self, EntryArgs, EntrySource, Payloads, PyEntrySubscription};
 pub use super::subscription::PySubscription;
 use crate::codec::envelope::Draft;
 use crate::codec::Envelope;
@@ -63,6 +64,57 @@ impl PyHub {
         };
         let seq = if payload.is_some_and(|p| p.len() >= DETACH_PAYLOAD_BYTES) { py.detach(run) } else { run() };
         Ok(seq?)
+    }
+
+    /// Publishes raw entries (one data message each); returns their ids.
+    #[pyo3(signature = (topic, payloads, entry_ids = None, *, header))]
+    fn publish_entries(
+        &self,
+        py: Python<'_>,
+        topic: u64,
+        payloads: Vec<Bound<'_, PyAny>>,
+        entry_ids: Option<Vec<Option<String>>>,
+        header: &[u8],
+    ) -> PyResult<Vec<String>> {
+        let (header, ids) = entries::entry_args(header, entry_ids, payloads.len())?;
+        let payloads = Payloads::borrow(&payloads)?;
+        let published = payloads.with(py, |p| self.inner.publish_entries(topic, &header, p, &ids))?;
+        Ok(entries::id_strings(&published))
+    }
+
+    /// Subscribes by entry id to `topics`.
+    #[pyo3(signature = (topics, names, after, *, count = 1, latest = false, header = true, max_queue_bytes = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn subscribe_entries(
+        &self,
+        topics: Vec<u64>,
+        names: Vec<String>,
+        after: Vec<String>,
+        count: i64,
+        latest: bool,
+        header: bool,
+        max_queue_bytes: Option<usize>,
+    ) -> PyResult<PyEntrySubscription> {
+        let args = EntryArgs::parse(topics.len(), names, &after, count, latest, header, max_queue_bytes)?;
+        let subscription = self.inner.subscribe_entries(&topics, &args.starts, args.options)?;
+        Ok(PyEntrySubscription::new(EntrySource::Local(subscription), args))
+    }
+
+    /// The topic's stream description, or None if it never had an entry.
+    fn stream_info<'py>(&self, py: Python<'py>, topic: u64) -> PyResult<Option<Bound<'py, PyDict>>> {
+        entries::info_dict(py, self.inner.stream_info(topic))
+    }
+
+    /// Gives `topic` its own retention limits (None: the hub's).
+    #[pyo3(signature = (topic, *, max_count = None, max_bytes = None, max_age = None))]
+    fn set_retention(
+        &self,
+        topic: u64,
+        max_count: Option<usize>,
+        max_bytes: Option<usize>,
+        max_age: Option<f64>,
+    ) -> PyResult<()> {
+        Ok(self.inner.set_retention(topic, entries::retention(max_count, max_bytes, max_age)?)?)
     }
 
     /// Appends an end-of-stream marker; returns its sequence.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use super::entries::{self, EntryArgs, EntrySource, Payloads, PyEntrySubscription};
 use super::hub::{policy, PySubscription};
 use crate::codec::Envelope;
 use crate::error::CoreError;
@@ -74,6 +75,68 @@ impl PyRedisHub {
             if payload.is_some_and(|p| p.len() >= DETACH_PAYLOAD_BYTES) { py.detach(prepare) } else { prepare() }?;
         let hub = Arc::clone(&self.inner);
         pyo3_async_runtimes::tokio::future_into_py(py, async move { Ok(hub.publish_prepared(topic, record).await?) })
+    }
+
+    /// Publishes raw entries in one Redis round trip; returns their ids.
+    #[pyo3(signature = (topic, payloads, entry_ids = None, *, header))]
+    fn publish_entries<'py>(
+        &self,
+        py: Python<'py>,
+        topic: u64,
+        payloads: Vec<Bound<'py, PyAny>>,
+        entry_ids: Option<Vec<Option<String>>>,
+        header: &[u8],
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (header, ids) = entries::entry_args(header, entry_ids, payloads.len())?;
+        let payloads = Payloads::borrow(&payloads)?;
+        // Validation errors are raised here, before anything is sent.
+        let events = payloads.with(py, |p| self.inner.prepare_entries(&header, p, &ids))?;
+        let hub = Arc::clone(&self.inner);
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            Ok(entries::id_strings(&hub.publish_prepared_entries(topic, events).await?))
+        })
+    }
+
+    /// Subscribes by entry id to `topics` (replays from Redis happen in `next_read`).
+    #[pyo3(signature = (topics, names, after, *, count = 1, latest = false, header = true, max_queue_bytes = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn subscribe_entries(
+        &self,
+        topics: Vec<u64>,
+        names: Vec<String>,
+        after: Vec<String>,
+        count: i64,
+        latest: bool,
+        header: bool,
+        max_queue_bytes: Option<usize>,
+    ) -> PyResult<PyEntrySubscription> {
+        let args = EntryArgs::parse(topics.len(), names, &after, count, latest, header, max_queue_bytes)?;
+        let subscription = self.inner.subscribe_entries(&topics, &args.starts, args.options)?;
+        Ok(PyEntrySubscription::new(EntrySource::Redis(subscription), args))
+    }
+
+    /// The node's stream description from Redis, or None if it never had an entry.
+    fn stream_info<'py>(&self, py: Python<'py>, topic: u64) -> PyResult<Bound<'py, PyAny>> {
+        let hub = Arc::clone(&self.inner);
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let info = hub.stream_info(topic).await?;
+            Python::attach(|py| Ok(entries::info_dict(py, info)?.map(Bound::unbind)))
+        })
+    }
+
+    /// Gives the node its own retention limits (None: the hub's), in Redis and every mirror.
+    #[pyo3(signature = (topic, *, max_count = None, max_bytes = None, max_age = None))]
+    fn set_retention<'py>(
+        &self,
+        py: Python<'py>,
+        topic: u64,
+        max_count: Option<usize>,
+        max_bytes: Option<usize>,
+        max_age: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let retention = entries::retention(max_count, max_bytes, max_age)?;
+        let hub = Arc::clone(&self.inner);
+        pyo3_async_runtimes::tokio::future_into_py(py, async move { Ok(hub.set_retention(topic, retention).await?) })
     }
 
     /// Appends an end-of-stream marker; returns its sequence.

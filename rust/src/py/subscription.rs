@@ -1,13 +1,13 @@
 //! `Subscription` as seen from Python: the awaitable `next_batch` and the conversion of a batch
 //! into `(list[bytes], close)` sharing one `bytes` object per message and envelope.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
-use super::deliver::{self, AbortOnCancel, Completion};
+use super::deliver;
+use super::entries::EntryWaiter;
 use crate::codec::Envelope;
 use crate::hub::{Batch, Extension, Message, Subscription};
 use crate::redis::RedisSubscription;
@@ -98,24 +98,8 @@ impl PySubscription {
     /// Awaits at least one frame or the close; returns `(frames, close)`.
     #[pyo3(signature = (max_messages = 64))]
     fn next_batch<'py>(&self, py: Python<'py>, max_messages: usize) -> PyResult<Bound<'py, PyAny>> {
-        let event_loop = pyo3_async_runtimes::get_running_loop(py)?;
-        let future = event_loop.call_method0(intern!(py, "create_future"))?;
-        let waiter = Waiter { subscription: self.inner.clone(), max: max_messages, envelope: self.inner.envelope() };
-        if let Some(batch) = waiter.take(py) {
-            // Fast path: no Tokio round trip when something is already there.
-            future.call_method1(intern!(py, "set_result"), (batch,))?;
-            return Ok(future);
-        }
-        let abort = AbortOnCancel::default();
-        let handle = abort.handle();
-        future.call_method1(intern!(py, "add_done_callback"), (abort,))?;
-        deliver::arm(Completion {
-            event_loop: event_loop.unbind(),
-            future: future.clone().unbind(),
-            waiter,
-            abort: handle,
-        });
-        Ok(future)
+        let envelope = self.inner.envelope();
+        deliver::awaitable(py, Waiter::Batch { subscription: self.inner.clone(), max: max_messages, envelope })
     }
 
     /// Ends the subscription; a pending `next_batch` returns `([], (1001, "subscription cancelled"))`.
@@ -148,22 +132,36 @@ impl PySubscription {
     }
 }
 
-/// What an awaiting `next_batch` takes once woken: up to `max` frames of `subscription`.
-pub(crate) struct Waiter {
-    pub subscription: Source,
-    pub max: usize,
-    pub envelope: Envelope,
+/// What an awaiting `next_batch` or `next_read` takes once woken.
+pub(crate) enum Waiter {
+    /// Up to `max` frames of `subscription`.
+    Batch { subscription: Source, max: usize, envelope: Envelope },
+    /// One read of an entry subscription (or its heartbeat).
+    Entries(EntryWaiter),
 }
 
 impl Waiter {
-    /// Takes what is ready now (JSON transcoding, once per message, runs without the GIL);
-    /// `None` if nothing is.
-    pub(crate) fn take(&self, py: Python<'_>) -> Option<PyBatch> {
-        let batch = match self.envelope {
-            Envelope::Json => py.detach(|| self.subscription.try_next(self.max)),
-            Envelope::Msgpack => self.subscription.try_next(self.max),
+    /// Waits (on Tokio) until `take` may return something.
+    pub(crate) async fn ready(&self) {
+        match self {
+            Self::Batch { subscription, .. } => subscription.ready().await,
+            Self::Entries(waiter) => waiter.ready().await,
+        }
+    }
+
+    /// Takes what is ready now (JSON transcoding, once per message, runs without the GIL) as the
+    /// awaited result; `None` if nothing is.
+    pub(crate) fn take<'py>(&self, py: Python<'py>) -> Option<PyResult<Bound<'py, PyAny>>> {
+        let Self::Batch { subscription, max, envelope } = self else {
+            let Self::Entries(waiter) = self else { return None };
+            return waiter.take(py);
         };
-        (!batch.frames.is_empty() || batch.close.is_some()).then_some(PyBatch { batch, envelope: self.envelope })
+        let batch = match envelope {
+            Envelope::Json => py.detach(|| subscription.try_next(*max)),
+            Envelope::Msgpack => subscription.try_next(*max),
+        };
+        let ready = !batch.frames.is_empty() || batch.close.is_some();
+        ready.then(|| PyBatch { batch, envelope: *envelope }.into_pyobject(py).map(Bound::into_any))
     }
 }
 
@@ -189,15 +187,23 @@ impl<'py> IntoPyObject<'py> for PyBatch {
 /// goes out as a text frame), created on first use and cached in the message's extension slot so
 /// every subscriber gets the same object: no per-subscriber copy or decode.
 fn shared_frame<'py>(py: Python<'py>, message: &Message, envelope: Envelope) -> Bound<'py, PyAny> {
-    let slot = message.extension(envelope);
+    cached(py, message.extension(envelope), || frame_object(py, message.envelope(envelope), envelope))
+}
+
+/// The Python object cached in a message's slot, made by `make` on first use.
+pub(crate) fn cached<'py>(
+    py: Python<'py>,
+    slot: &OnceLock<Extension>,
+    make: impl Fn() -> Bound<'py, PyAny>,
+) -> Bound<'py, PyAny> {
     if slot.get().is_none() {
         // `set` rather than `get_or_init`: never block on another thread while attached.
-        let created: Extension = Arc::new(frame_object(py, message.envelope(envelope), envelope).unbind());
+        let created: Extension = Arc::new(make().unbind());
         let _ = slot.set(created);
     }
     match slot.get().and_then(|ext| (**ext).downcast_ref::<Py<PyAny>>()) {
-        Some(frame) => frame.bind(py).clone(),
-        None => frame_object(py, message.envelope(envelope), envelope),
+        Some(object) => object.bind(py).clone(),
+        None => make(),
     }
 }
 

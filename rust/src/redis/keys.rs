@@ -3,36 +3,130 @@
 use std::time::Duration;
 
 use crate::error::{CoreError, CoreResult};
+use crate::hub::{EntryId, RetentionOverride};
 
-/// The publish script: one atomic round trip that assigns the next sequence, appends the
-/// record to the node's stream (entry ID `<seq>-0`, so replay is `XRANGE <start>-0 +`), trims
-/// it, refreshes the TTLs and announces it on the live channel.
+/// The publish script: one atomic round trip for a batch of events of one node. Per event it
+/// assigns the next sequence and (data) the next entry id, appends the record to the node's
+/// stream (stream ID `<seq>-0`, so replay is `XRANGE <start>-0 +`; fields `d <record>
+/// i <entry id> p <previous entry id>`, or for an end-of-stream marker `c "" i <last entry id>`),
+/// trims it, and announces it on the live channel; then it refreshes the TTLs. Entry ids are
+/// assigned like `XADD *` from Redis's clock (`TIME`) after the last id, kept in the node's
+/// entries hash (with `added` and the node's retention override). Explicit ids are checked
+/// before anything is written: one at or below the previous id fails the whole batch with an
+/// `ENTRYID` error and changes nothing.
 ///
-/// KEYS: sequence counter, stream. ARGV: kind (`d` data, `c` end of stream), record, trim
-/// length, trim operator (`~` or `=`), data TTL (ms), sequence TTL (ms), live channel, node id.
+/// KEYS: sequence counter, stream, entries hash. ARGV: kind (`d` data, `c` end of stream),
+/// max count, max bytes, data TTL (ms), sequence TTL (ms), live channel, node id, then per
+/// event: id spec (`*`, `<ms>-*` or `<ms>-<n>`), record. Returns `{last sequence, ids...}`.
 pub const PUBLISH_SCRIPT: &str = r"
-local seq = redis.call('INCR', KEYS[1])
-if seq == 1 then redis.call('DEL', KEYS[2]) end
-local id = seq .. '-0'
-local added = redis.pcall('XADD', KEYS[2], 'MAXLEN', ARGV[4], ARGV[3], id, ARGV[1], ARGV[2])
-if type(added) == 'table' and added.err then
-  redis.call('DEL', KEYS[2])
-  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], ARGV[3], id, ARGV[1], ARGV[2])
+local function parse(id)
+  local ms, n = string.match(id or '', '^(%d+)%-(%d+)$')
+  if not ms then return 0, 0 end
+  return tonumber(ms), tonumber(n)
 end
-redis.call('PEXPIRE', KEYS[2], ARGV[5])
-if ARGV[1] == 'c' then
-  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[5]) + 1000)
+local function fmt(ms, n) return string.format('%.0f-%.0f', ms, n) end
+local kind = ARGV[1]
+local info = redis.call('HMGET', KEYS[3], 'last', 'max_count', 'max_bytes', 'max_age')
+local lms, ln = parse(info[1])
+local prev = fmt(lms, ln)
+local count = (#ARGV - 7) / 2
+local ids = {}
+if kind == 'd' then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  for i = 1, count do
+    local spec = ARGV[6 + 2 * i]
+    local ms, n
+    if spec == '*' then
+      if now > lms then ms, n = now, 0 else ms, n = lms, ln + 1 end
+    else
+      local a, b = string.match(spec, '^(%d+)%-(.*)$')
+      ms = tonumber(a)
+      if b == '*' then
+        if ms == lms then n = ln + 1 else n = 0 end
+      else
+        n = tonumber(b)
+      end
+      if ms < lms or (ms == lms and n <= ln) then
+        return redis.error_reply('ENTRYID entry id ' .. fmt(ms, n) ..
+          [[ is not greater than the stream's last id ]] .. fmt(lms, ln))
+      end
+    end
+    lms, ln = ms, n
+    ids[i] = fmt(ms, n)
+  end
+end
+local max_count = tonumber(info[2]) or tonumber(ARGV[2])
+local max_bytes = tonumber(info[3]) or tonumber(ARGV[3])
+local ttl = tonumber(info[4]) or tonumber(ARGV[4])
+local seq = 0
+for i = 1, count do
+  local record = ARGV[7 + 2 * i]
+  seq = redis.call('INCR', KEYS[1])
+  if seq == 1 then redis.call('DEL', KEYS[2]) end
+  local keep = math.max(1, math.min(max_count, math.floor(max_bytes / math.max(1, #record))))
+  local op = '~'
+  if keep < 1000 then op = '=' end
+  local id = ids[i] or prev
+  local fields
+  if kind == 'd' then
+    fields = {'d', record, 'i', id, 'p', prev}
+  else
+    fields = {'c', record, 'i', prev}
+  end
+  local sid = seq .. '-0'
+  local added = redis.pcall('XADD', KEYS[2], 'MAXLEN', op, keep, sid, unpack(fields))
+  if type(added) == 'table' and added.err then
+    redis.call('DEL', KEYS[2])
+    redis.call('XADD', KEYS[2], 'MAXLEN', op, keep, sid, unpack(fields))
+  end
+  redis.call('PUBLISH', ARGV[6], ARGV[7] .. ':' .. seq .. ':' .. id .. ':' .. kind .. record)
+  if kind == 'd' then prev = id end
+end
+redis.call('PEXPIRE', KEYS[2], ttl)
+if kind == 'c' then
+  redis.call('PEXPIRE', KEYS[1], ttl + 1000)
 else
-  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  redis.call('HSET', KEYS[3], 'last', prev)
+  redis.call('HINCRBY', KEYS[3], 'added', count)
 end
-redis.call('PUBLISH', ARGV[7], ARGV[8] .. ':' .. seq .. ':' .. ARGV[1] .. ARGV[2])
-return seq
+if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[5]) end
+local out = {seq}
+for i = 1, #ids do out[i + 1] = ids[i] end
+return out
+";
+
+/// The retention script: sets (or, for an empty value, clears) the node's retention override
+/// in its entries hash, trims the stream to a new count at once, and announces the override on
+/// the live channel so every process's mirror applies it.
+///
+/// KEYS: stream, entries hash. ARGV: max count, max bytes, max age (ms) (each `''` = the hub's
+/// default), sequence TTL (ms), live channel, node id.
+pub const RETENTION_SCRIPT: &str = r"
+local names = {'max_count', 'max_bytes', 'max_age'}
+for i = 1, 3 do
+  if ARGV[i] == '' then
+    redis.call('HDEL', KEYS[2], names[i])
+  else
+    redis.call('HSET', KEYS[2], names[i], ARGV[i])
+  end
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+if ARGV[1] ~= '' then redis.call('XTRIM', KEYS[1], 'MAXLEN', '=', ARGV[1]) end
+if ARGV[3] ~= '' and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+redis.call('PUBLISH', ARGV[5], ARGV[6] .. ':0:-:r' .. ARGV[1] .. ',' .. ARGV[2] .. ',' .. ARGV[3])
+return 1
 ";
 
 /// Field name of a data entry in the stream (its value is the wire record).
 pub const DATA: &str = "d";
 /// Field name of an end-of-stream entry (empty value).
 pub const END: &str = "c";
+/// Field name of an entry's id (`<ms>-<n>`; for a marker, the last data entry's id).
+pub const ID: &str = "i";
+/// Field name of the id of the data entry before this one (`0-0` if none).
+pub const PREVIOUS: &str = "p";
 
 /// Key names under one prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +150,11 @@ impl Keys {
         format!("{}stream:{node}", self.prefix)
     }
 
+    /// The node's entries hash: `last` entry id, `added` count, retention override.
+    pub fn entries(&self, node: u64) -> String {
+        format!("{}entries:{node}", self.prefix)
+    }
+
     /// The pub/sub channel every process's reader subscribes to.
     pub fn live(&self) -> String {
         format!("{}live", self.prefix)
@@ -67,49 +166,76 @@ impl Keys {
     }
 }
 
-/// Stream trimming for one event: `MAXLEN <op> <n>` where `n` also approximates the byte cap
-/// by assuming the retained events are about this one's size.
-pub fn trim_length(max_count: usize, max_bytes: usize, record_len: usize) -> (usize, &'static str) {
-    let by_bytes = (max_bytes / record_len.max(1)).max(1);
-    let n = max_count.min(by_bytes).max(1);
-    // Exact trimming costs little for short streams; `~` is what keeps long ones cheap.
-    (n, if n < 1000 { "=" } else { "~" })
-}
-
 /// Milliseconds of a TTL for `PEXPIRE` (at least 1).
 pub fn millis(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX / 2).max(1)
 }
 
-/// One message of the live channel: node, sequence, whether it is an end-of-stream marker,
-/// and the record.
+/// One message of the live channel.
 #[derive(Debug, PartialEq, Eq)]
-pub struct LiveMessage {
-    /// Node id (topic).
-    pub node: u64,
-    /// Sequence assigned by the script.
-    pub sequence: u64,
-    /// End-of-stream marker (no record).
-    pub end: bool,
-    /// The wire record of a data message.
-    pub record: Vec<u8>,
+pub enum Live {
+    /// An event: node, sequence, entry id (for a marker, the last data entry's id), whether it
+    /// is an end-of-stream marker, and the record.
+    Event {
+        /// Node id (topic).
+        node: u64,
+        /// Sequence assigned by the script.
+        sequence: u64,
+        /// Entry id assigned by the script.
+        entry_id: EntryId,
+        /// End-of-stream marker (no record).
+        end: bool,
+        /// The wire record of a data message.
+        record: Vec<u8>,
+    },
+    /// A node's retention override changed (`None`: the hub's default).
+    Retention {
+        /// Node id (topic).
+        node: u64,
+        /// The new override.
+        retention: RetentionOverride,
+    },
 }
 
-/// Parses `<node>:<seq>:<kind><record>`.
-pub fn parse_live(mut bytes: Vec<u8>) -> CoreResult<LiveMessage> {
+/// Parses `<node>:<seq>:<entry id>:<kind><record>` (kind `d` or `c`) or
+/// `<node>:0:-:r<max count>,<max bytes>,<max age ms>`.
+pub fn parse_live(mut bytes: Vec<u8>) -> CoreResult<Live> {
     let bad = || CoreError::envelope("malformed live-channel message");
-    let first = bytes.iter().position(|b| *b == b':').ok_or_else(bad)?;
-    let second = first + 1 + bytes[first + 1..].iter().position(|b| *b == b':').ok_or_else(bad)?;
-    let number = |s: &[u8]| std::str::from_utf8(s).ok().and_then(|s| s.parse::<u64>().ok()).ok_or_else(bad);
-    let node = number(&bytes[..first])?;
-    let sequence = number(&bytes[first + 1..second])?;
-    let end = match bytes.get(second + 1) {
-        Some(b'd') => false,
-        Some(b'c') => true,
-        _ => return Err(bad()),
+    let mut at = 0;
+    let mut field = || -> CoreResult<String> {
+        let len = bytes[at..].iter().position(|b| *b == b':').ok_or_else(bad)?;
+        let text = std::str::from_utf8(&bytes[at..at + len]).map_err(|_| bad())?.to_owned();
+        at += len + 1;
+        Ok(text)
     };
-    let record = bytes.split_off(second + 2);
-    Ok(LiveMessage { node, sequence, end, record })
+    let number = |s: &str| s.parse::<u64>().map_err(|_| bad());
+    let node = number(&field()?)?;
+    let sequence = number(&field()?)?;
+    let entry_id = field()?;
+    let kind = bytes.get(at).copied();
+    let record = bytes.split_off((at + 1).min(bytes.len()));
+    match kind {
+        Some(b'd' | b'c') => Ok(Live::Event {
+            node,
+            sequence,
+            entry_id: EntryId::parse(&entry_id).map_err(|_| bad())?,
+            end: kind == Some(b'c'),
+            record,
+        }),
+        Some(b'r') => {
+            let text = std::str::from_utf8(&record).map_err(|_| bad())?;
+            let mut parts = text.split(',').map(|p| (!p.is_empty()).then(|| number(p)).transpose());
+            let mut next = || parts.next().unwrap_or_else(|| Err(bad()));
+            let (max_count, max_bytes, max_age) = (next()?, next()?, next()?);
+            let retention = RetentionOverride {
+                max_count: max_count.map(|n| n as usize),
+                max_bytes: max_bytes.map(|n| n as usize),
+                max_age: max_age.map(Duration::from_millis),
+            };
+            Ok(Live::Retention { node, retention })
+        }
+        _ => Err(bad()),
+    }
 }
 
 #[cfg(test)]
@@ -126,22 +252,23 @@ mod tests {
     }
 
     #[test]
-    fn trimming_bounds_count_and_approximates_bytes() {
-        assert_eq!(trim_length(10_000, 256 << 20, 1024), (10_000, "~"));
-        assert_eq!(trim_length(10_000, 1 << 20, 256 << 10), (4, "="));
-        assert_eq!(trim_length(10_000, 100, 1 << 20), (1, "="));
-        assert_eq!(trim_length(5, 1 << 30, 0), (5, "="));
+    fn ttl_millis() {
         assert_eq!(millis(Duration::from_secs(3600)), 3_600_000);
         assert_eq!(millis(Duration::ZERO), 1);
     }
 
     #[test]
     fn live_messages() {
-        let m = parse_live(b"12:345:d\x01\x02:x".to_vec()).unwrap();
-        assert_eq!(m, LiveMessage { node: 12, sequence: 345, end: false, record: b"\x01\x02:x".to_vec() });
-        let m = parse_live(b"0:1:c".to_vec()).unwrap();
-        assert!(m.end && m.record.is_empty() && m.node == 0);
-        for bad in [&b""[..], b"1:2", b"x:2:d", b"1:2:z", b"1::d"] {
+        let m = parse_live(b"12:345:17-2:d\x01\x02:x".to_vec()).unwrap();
+        let record = b"\x01\x02:x".to_vec();
+        assert_eq!(m, Live::Event { node: 12, sequence: 345, entry_id: EntryId::new(17, 2), end: false, record });
+        let m = parse_live(b"0:1:0-0:c".to_vec()).unwrap();
+        assert_eq!(m, Live::Event { node: 0, sequence: 1, entry_id: EntryId::ZERO, end: true, record: vec![] });
+        let m = parse_live(b"5:0:-:r10,,2000".to_vec()).unwrap();
+        let retention =
+            RetentionOverride { max_count: Some(10), max_bytes: None, max_age: Some(Duration::from_secs(2)) };
+        assert_eq!(m, Live::Retention { node: 5, retention });
+        for bad in [&b""[..], b"1:2", b"x:2:1-0:d", b"1:2:1-0:z", b"1::1-0:d", b"1:2:d", b"1:2:x-1:d", b"1:0:-:r1,2"] {
             assert!(parse_live(bad.to_vec()).is_err(), "{bad:?}");
         }
     }

@@ -2,18 +2,27 @@
 //!
 //! Design (Tiled's semantics, fewer round trips):
 //! - **Publish** is one `EVALSHA` of [`keys::PUBLISH_SCRIPT`] (redis-rs `Script` loads it once
-//!   and falls back to `EVAL` on `NOSCRIPT`): `INCR {p}seq:{node}` assigns the sequence,
-//!   `XADD {p}stream:{node} MAXLEN ~|= n <seq>-0 d <record>` appends the event (the entry ID is
-//!   the sequence, so replay is `XRANGE <start>-0 +`), `PEXPIRE` refreshes the stream (data TTL)
-//!   and the counter (sequence TTL; `1 + data TTL` after a close, as Tiled), and
-//!   `PUBLISH {p}live <node>:<seq>:<kind><record>` announces it. A Lua script is atomic, so an
-//!   event is either fully applied or not at all. The message is validated and encoded
-//!   (msgpack envelope with a placeholder sequence, [`record`]) *before* the round trip.
+//!   and falls back to `EVAL` on `NOSCRIPT`) per batch of events: `INCR {p}seq:{node}` assigns
+//!   each sequence, the entry id (`<ms>-<n>`, like `XADD *` from Redis's `TIME`, or the
+//!   publisher's explicit id) follows the last one kept in `{p}entries:{node}`,
+//!   `XADD {p}stream:{node} MAXLEN ~|= n <seq>-0 d <record> i <id> p <previous id>` appends the
+//!   event (the stream ID is the sequence, so replay is `XRANGE <start>-0 +`), `PEXPIRE`
+//!   refreshes the stream (data TTL), the counter (sequence TTL; `1 + data TTL` after a close,
+//!   as Tiled) and the entries hash (sequence TTL), and
+//!   `PUBLISH {p}live <node>:<seq>:<id>:<kind><record>` announces it. A Lua script is atomic,
+//!   so a batch is either fully applied or not at all (an explicit id at or below the last one
+//!   fails it before any write). The messages are validated and encoded (msgpack envelope with
+//!   a placeholder sequence, [`record`]) *before* the round trip. The entry id travels beside
+//!   the record (stream field, live-message header), so the script never copies a record to
+//!   patch it; every process's mirror gets the same ids.
 //! - **Retention** in Redis: count via `MAXLEN`; bytes approximately, by trimming to
 //!   `max_bytes / size of this event` entries (exact for equal-sized frames, the common case);
 //!   age: the stream key expires `data_ttl` after its last event (Tiled expires each event
 //!   `data_ttl` after it was written; here the local mirror also drops events older than
-//!   `data_ttl` since they were received).
+//!   `data_ttl` since they were received). A node's own limits ([`RedisHub::set_retention`])
+//!   live in its entries hash, so the script applies them whichever process publishes; the
+//!   live channel announces them to every mirror (a mirror also loads them once when it starts
+//!   following a node).
 //! - **One reader per process** ([`reader`]): a single pub/sub connection on `{p}live` receives
 //!   every event once and inserts it, with its Redis-assigned sequence, into the local [`Hub`]
 //!   topic ([`crate::hub::Topic::insert_external`]); all local subscribers then share that ring
@@ -35,6 +44,7 @@
 //!   backoff (50 ms doubling to 2 s); subscribing while disconnected gives a subscription that
 //!   closes with 1012 at once. On recovery the epoch is checked and mirroring resumes.
 
+mod entries;
 mod keys;
 mod reader;
 mod record;
@@ -42,6 +52,7 @@ mod subscription;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,13 +61,14 @@ use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::Notify;
 
+pub use entries::RedisEntrySubscription;
 pub use keys::Keys;
 pub use subscription::RedisSubscription;
 
-use crate::codec::envelope::Draft;
+use crate::codec::envelope::{Draft, Header, ENTRY_DTYPE};
 use crate::codec::Envelope;
 use crate::error::{CoreError, CoreResult};
-use crate::hub::{Hub, HubConfig, Policy};
+use crate::hub::{entry_drafts, EntryId, Hub, HubConfig, IdSpec, Policy};
 
 /// Limits and TTLs of a Redis-backed hub.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +108,8 @@ pub(crate) struct Shared {
     pub stop: Notify,
     pub counters: Counters,
     pub epoch: Mutex<Option<String>>,
+    /// Mirrored nodes whose retention override has been loaded from Redis.
+    pub retention_loaded: Mutex<HashSet<u64>>,
 }
 
 impl Shared {
@@ -116,10 +130,19 @@ pub(crate) fn unavailable(err: &redis::RedisError) -> CoreError {
     CoreError::Unavailable(format!("Redis: {err}"))
 }
 
+/// Maps a publish script error: its refusal of an entry id, or `Unavailable`.
+fn script_error(err: &redis::RedisError) -> CoreError {
+    match (err.code(), err.detail()) {
+        (Some("ENTRYID"), Some(detail)) => CoreError::EntryId(detail.trim().to_owned()),
+        _ => unavailable(err),
+    }
+}
+
 /// A streaming hub backed by Redis (see the module docs).
 pub struct RedisHub {
     shared: Arc<Shared>,
     script: redis::Script,
+    retention: redis::Script,
 }
 
 impl RedisHub {
@@ -144,8 +167,13 @@ impl RedisHub {
             stop: Notify::new(),
             counters: Counters::default(),
             epoch: Mutex::new(None),
+            retention_loaded: Mutex::new(HashSet::new()),
         });
-        Ok(Self { shared, script: redis::Script::new(keys::PUBLISH_SCRIPT) })
+        Ok(Self {
+            shared,
+            script: redis::Script::new(keys::PUBLISH_SCRIPT),
+            retention: redis::Script::new(keys::RETENTION_SCRIPT),
+        })
     }
 
     /// The configuration.
@@ -196,7 +224,36 @@ impl RedisHub {
 
     /// Publishes a record made by [`RedisHub::prepare`]; returns its sequence.
     pub async fn publish_prepared(&self, topic: u64, record: Vec<u8>) -> CoreResult<u64> {
-        self.run_script(topic, keys::DATA, record).await
+        Ok(self.run_script(topic, keys::DATA, vec![(IdSpec::Auto, record)]).await?.0)
+    }
+
+    /// Validates and encodes a batch of raw entries (see [`Hub::publish_entries`]): the
+    /// records to hand to [`RedisHub::publish_prepared_entries`].
+    pub fn prepare_entries(
+        &self,
+        header: &Header,
+        payloads: &[&[u8]],
+        ids: &[IdSpec],
+    ) -> CoreResult<Vec<(IdSpec, Vec<u8>)>> {
+        let drafts = entry_drafts(header, payloads, ids)?;
+        let events = drafts.into_iter().zip(payloads).zip(ids).map(|((draft, payload), spec)| {
+            let header_json = draft.header_json();
+            Ok((*spec, record::encode(&header_json, Some((ENTRY_DTYPE, &[payload.len()])), draft)?))
+        });
+        events.collect()
+    }
+
+    /// Publishes prepared entries in one round trip; returns their ids. If an explicit id is
+    /// not greater than the last one, nothing is published ([`CoreError::EntryId`]).
+    pub async fn publish_prepared_entries(
+        &self,
+        topic: u64,
+        events: Vec<(IdSpec, Vec<u8>)>,
+    ) -> CoreResult<Vec<EntryId>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.run_script(topic, keys::DATA, events).await?.1)
     }
 
     /// [`RedisHub::prepare`] then [`RedisHub::publish_prepared`].
@@ -213,26 +270,47 @@ impl RedisHub {
 
     /// Appends an end-of-stream marker; returns its sequence.
     pub async fn close_stream(&self, topic: u64) -> CoreResult<u64> {
-        self.run_script(topic, keys::END, Vec::new()).await
+        Ok(self.run_script(topic, keys::END, vec![(IdSpec::Auto, Vec::new())]).await?.0)
     }
 
-    async fn run_script(&self, topic: u64, kind: &str, record: Vec<u8>) -> CoreResult<u64> {
+    /// Runs the publish script on a batch; returns the last sequence and the entry ids.
+    async fn run_script(
+        &self,
+        topic: u64,
+        kind: &str,
+        events: Vec<(IdSpec, Vec<u8>)>,
+    ) -> CoreResult<(u64, Vec<EntryId>)> {
         let shared = &self.shared;
         let mut conn = shared.conn()?;
         let c = &shared.config;
-        let (trim, op) = keys::trim_length(c.max_count, c.max_bytes, record.len());
         let mut invocation = self.script.key(shared.keys.sequence(topic));
         invocation
             .key(shared.keys.stream(topic))
+            .key(shared.keys.entries(topic))
             .arg(kind)
-            .arg(record)
-            .arg(trim)
-            .arg(op)
+            .arg(c.max_count)
+            .arg(c.max_bytes)
             .arg(keys::millis(c.data_ttl))
             .arg(keys::millis(c.seq_ttl))
             .arg(shared.keys.live())
             .arg(topic);
-        invocation.invoke_async::<u64>(&mut conn).await.map_err(|e| unavailable(&e))
+        for (spec, record) in events {
+            invocation.arg(spec.wire()).arg(record);
+        }
+        let reply: Vec<redis::Value> = invocation.invoke_async(&mut conn).await.map_err(|e| script_error(&e))?;
+        let mut reply = reply.into_iter();
+        let seq = match reply.next() {
+            Some(redis::Value::Int(seq)) => u64::try_from(seq).unwrap_or_default(),
+            _ => return Err(CoreError::Unavailable("Redis: unexpected reply of the publish script".into())),
+        };
+        let ids = reply
+            .map(|v| match v {
+                redis::Value::BulkString(b) => std::str::from_utf8(&b).ok().and_then(|t| EntryId::parse(t).ok()),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| CoreError::Unavailable("Redis: unexpected entry id from the publish script".into()))?;
+        Ok((seq, ids))
     }
 
     /// Subscribes from the head (`start=None`) or replays from `start` (0 = oldest retained),

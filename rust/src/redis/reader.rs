@@ -9,10 +9,10 @@ use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, PubSub};
 use redis::{RedisResult, Value};
 
-use super::keys::{self, LiveMessage};
+use super::keys::{self, Live};
 use super::{new_epoch_token, record, Shared};
-use crate::error::CoreResult;
-use crate::hub::{Close, External, Message, Topic};
+use crate::error::{CoreError, CoreResult};
+use crate::hub::{Close, EntryId, External, Message, RetentionOverride, Topic};
 
 /// How often the epoch (and so the connection) is checked while idle.
 const EPOCH_CHECK: Duration = Duration::from_secs(1);
@@ -56,6 +56,8 @@ pub(crate) async fn run(shared: Arc<Shared>, mut pubsub: PubSub) {
         }
         shared.connected.store(false, Ordering::Release);
         shared.hub.end_all(&Close::LIVE_LOST);
+        // Retention overrides may change while nobody listens: reload them.
+        shared.retention_loaded.lock().clear();
         match reconnect(&shared).await {
             Some(p) => pubsub = p,
             None => return,
@@ -119,10 +121,22 @@ async fn reconnect(shared: &Shared) -> Option<PubSub> {
 
 /// Mirrors one live event into its local topic, if this process follows that topic.
 async fn handle(shared: &Shared, bytes: Vec<u8>) -> CoreResult<()> {
-    let LiveMessage { node, sequence, end, record } = keys::parse_live(bytes)?;
+    let (node, sequence, entry_id, end, record) = match keys::parse_live(bytes)? {
+        Live::Event { node, sequence, entry_id, end, record } => (node, sequence, entry_id, end, record),
+        Live::Retention { node, retention } => {
+            if let Some(topic) = shared.hub.existing(node) {
+                topic.set_retention(retention, Instant::now())?;
+                shared.retention_loaded.lock().insert(node);
+            }
+            return Ok(());
+        }
+    };
     let Some(topic) = shared.hub.existing(node) else { return Ok(()) };
+    if !shared.retention_loaded.lock().contains(&node) {
+        load_retention(shared, &topic, node).await;
+    }
     let now = Instant::now();
-    let message = Arc::new(to_message(sequence, end, record, now)?);
+    let message = Arc::new(to_message(sequence, Some(entry_id), end, record, now)?);
     let (_, head, fresh) = topic.bounds(now);
     if !fresh && sequence > head + 1 {
         fill(shared, &topic, node, head + 1, sequence - 1).await;
@@ -134,6 +148,22 @@ async fn handle(shared: &Shared, bytes: Vec<u8>) -> CoreResult<()> {
     Ok(())
 }
 
+/// Applies the node's retention override (set by any process) to its mirror, once.
+async fn load_retention(shared: &Shared, topic: &Topic, node: u64) {
+    let Ok(mut conn) = shared.conn() else { return };
+    let query = redis::cmd("HMGET").arg(shared.keys.entries(node)).arg(&["max_count", "max_bytes", "max_age"]).clone();
+    let Ok(values) = query.query_async::<Vec<Option<u64>>>(&mut conn).await else { return };
+    let get = |i: usize| values.get(i).copied().flatten();
+    let retention = RetentionOverride {
+        max_count: get(0).map(|n| n as usize),
+        max_bytes: get(1).map(|n| n as usize),
+        max_age: get(2).map(Duration::from_millis),
+    };
+    if topic.set_retention(retention, Instant::now()).is_ok() {
+        shared.retention_loaded.lock().insert(node);
+    }
+}
+
 /// Inserts `from..=to` from the node's stream; what Redis no longer has rebases the mirror.
 async fn fill(shared: &Shared, topic: &Topic, node: u64, from: u64, to: u64) {
     shared.counters.gap_fills.fetch_add(1, Ordering::Relaxed);
@@ -141,35 +171,68 @@ async fn fill(shared: &Shared, topic: &Topic, node: u64, from: u64, to: u64) {
     let Ok(mut conn) = shared.conn() else { return };
     let Ok(entries) = xrange(&mut conn, &shared.keys.stream(node), Some(from), Some(to), None).await else { return };
     let now = Instant::now();
-    for (i, (seq, end, record)) in entries.into_iter().enumerate() {
-        if i == 0 && seq > from {
+    for (i, entry) in entries.into_iter().enumerate() {
+        if i == 0 && entry.sequence > from {
             // Redis no longer has `from..seq`: the mirror restarts at what it has.
-            topic.rebase(seq);
+            topic.rebase(entry.sequence);
         }
-        if let Ok(message) = to_message(seq, end, record, now) {
-            topic.insert_external(Arc::new(message), now);
+        match entry.into_message(now) {
+            Ok(message) => {
+                topic.insert_external(Arc::new(message), now);
+            }
+            Err(_) => {
+                shared.counters.bad_messages.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }
 
-/// A hub message from a stream entry or live event.
-pub(crate) fn to_message(sequence: u64, end: bool, record: Vec<u8>, now: Instant) -> CoreResult<Message> {
-    if end {
-        Ok(Message::end_of_stream(sequence, now))
-    } else {
-        record::decode(record, sequence, now)
+/// A hub message from a stream entry or live event. A data message needs its entry id (an
+/// entry written by an older ferrotile has none and is refused).
+pub(crate) fn to_message(
+    sequence: u64,
+    entry_id: Option<EntryId>,
+    end: bool,
+    record: Vec<u8>,
+    now: Instant,
+) -> CoreResult<Message> {
+    match (end, entry_id) {
+        (true, after) => Ok(Message::end_of_stream(sequence, after.unwrap_or_default(), now)),
+        (false, Some(id)) => record::decode(record, sequence, id, now),
+        (false, None) => Err(CoreError::envelope("stream entry without an entry id (written by an older ferrotile)")),
     }
 }
 
-/// `XRANGE key <from>-0 <to>-0 [COUNT n]` as `(sequence, end_of_stream, record)` triples;
-/// `None` bounds mean the oldest / newest entry.
+/// One entry of a node's Redis stream.
+#[derive(Debug)]
+pub(crate) struct StreamEntry {
+    /// The event's sequence (the stream ID is `<sequence>-0`).
+    pub sequence: u64,
+    /// Its entry id (a marker: the last data entry's id).
+    pub entry_id: Option<EntryId>,
+    /// The id of the data entry before it (`0-0` if none; a marker: its `entry_id`).
+    pub previous: EntryId,
+    /// An end-of-stream marker.
+    pub end: bool,
+    /// The wire record of a data message.
+    pub record: Vec<u8>,
+}
+
+impl StreamEntry {
+    /// The hub message of this entry.
+    pub(crate) fn into_message(self, now: Instant) -> CoreResult<Message> {
+        to_message(self.sequence, self.entry_id, self.end, self.record, now)
+    }
+}
+
+/// `XRANGE key <from>-0 <to>-0 [COUNT n]`; `None` bounds mean the oldest / newest entry.
 pub(crate) async fn xrange(
     conn: &mut ConnectionManager,
     key: &str,
     from: Option<u64>,
     to: Option<u64>,
     count: Option<usize>,
-) -> RedisResult<Vec<(u64, bool, Vec<u8>)>> {
+) -> RedisResult<Vec<StreamEntry>> {
     let mut cmd = redis::cmd("XRANGE");
     cmd.arg(key);
     cmd.arg(from.map_or_else(|| "-".to_owned(), |s| format!("{s}-0")));
@@ -181,37 +244,42 @@ pub(crate) async fn xrange(
     Ok(parse_entries(value))
 }
 
-/// Parses XRANGE's reply, skipping anything malformed.
-pub(crate) fn parse_entries(value: Value) -> Vec<(u64, bool, Vec<u8>)> {
-    let Value::Array(entries) = value else { return Vec::new() };
-    let mut out = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let Value::Array(mut parts) = entry else { continue };
-        if parts.len() != 2 {
-            continue;
-        }
-        let fields = parts.pop();
-        let id = parts.pop();
-        let seq = match id {
-            Some(Value::BulkString(id)) => {
-                std::str::from_utf8(&id).ok().and_then(|s| s.split('-').next()).and_then(|s| s.parse::<u64>().ok())
-            }
-            Some(Value::SimpleString(id)) => id.split('-').next().and_then(|s| s.parse::<u64>().ok()),
-            _ => None,
-        };
-        let Some(seq) = seq else { continue };
-        let Some(Value::Array(mut fields)) = fields else { continue };
-        if fields.len() != 2 {
-            continue;
-        }
-        let value = fields.pop();
-        let field = fields.pop();
-        let end = matches!(&field, Some(Value::BulkString(f)) if f == keys::END.as_bytes());
-        let record = match value {
-            Some(Value::BulkString(v)) => v,
-            _ => continue,
-        };
-        out.push((seq, end, record));
+fn text(value: &Value) -> Option<&str> {
+    match value {
+        Value::BulkString(bytes) => std::str::from_utf8(bytes).ok(),
+        Value::SimpleString(text) => Some(text),
+        _ => None,
     }
-    out
+}
+
+/// Parses an `XRANGE` / `XREVRANGE` reply, skipping anything malformed.
+pub(crate) fn parse_entries(value: Value) -> Vec<StreamEntry> {
+    let Value::Array(entries) = value else { return Vec::new() };
+    entries.into_iter().filter_map(parse_entry).collect()
+}
+
+fn parse_entry(entry: Value) -> Option<StreamEntry> {
+    let Value::Array(parts) = entry else { return None };
+    let [id, Value::Array(fields)] = <[Value; 2]>::try_from(parts).ok()? else { return None };
+    let sequence = text(&id)?.split('-').next()?.parse::<u64>().ok()?;
+    let mut entry = StreamEntry { sequence, entry_id: None, previous: EntryId::ZERO, end: false, record: Vec::new() };
+    let mut record = None;
+    let mut fields = fields.into_iter();
+    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+        match (text(&name)?, value) {
+            (keys::DATA, Value::BulkString(bytes)) => record = Some(bytes),
+            (keys::END, Value::BulkString(bytes)) => {
+                entry.end = true;
+                record = Some(bytes);
+            }
+            (keys::ID, value) => entry.entry_id = EntryId::parse(text(&value)?).ok(),
+            (keys::PREVIOUS, value) => entry.previous = EntryId::parse(text(&value)?).unwrap_or_default(),
+            _ => {}
+        }
+    }
+    entry.record = record?;
+    if entry.end {
+        entry.previous = entry.entry_id.unwrap_or_default();
+    }
+    Some(entry)
 }

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use crate::codec::array_json::ArrayHint;
 use crate::codec::envelope::{self, Draft, Encoded};
 use crate::error::{CoreError, CoreResult};
-use crate::hub::Message;
+use crate::hub::{EntryId, Message};
 
 const VERSION: u8 = 2;
 
@@ -54,8 +54,9 @@ pub fn encode(header_json: &[u8], hint: Option<(&str, &[usize])>, draft: Draft) 
     Ok(out)
 }
 
-/// Rebuilds the data message `sequence` from a record (taking ownership: no payload copy).
-pub fn decode(mut record: Vec<u8>, sequence: u64, now: Instant) -> CoreResult<Message> {
+/// Rebuilds the data message `sequence` with entry id `entry_id` from a record (taking
+/// ownership: no payload copy).
+pub fn decode(mut record: Vec<u8>, sequence: u64, entry_id: EntryId, now: Instant) -> CoreResult<Message> {
     let mut r = Reader { buf: &record, at: 0 };
     if r.u8()? != VERSION {
         return Err(CoreError::envelope("unknown stream record version"));
@@ -94,7 +95,7 @@ pub fn decode(mut record: Vec<u8>, sequence: u64, now: Instant) -> CoreResult<Me
     envelope::patch_sequence(&mut record[env_at..], seq_at, sequence)?;
     let msgpack = Bytes::from(record).slice(env_at..);
     let encoded = Encoded::from_wire(msgpack, has_payload.then_some(start..end), header, hint, json_payload, sequence);
-    Ok(Message::data(sequence, now, encoded.msgpack, encoded.json))
+    Ok(Message::data(sequence, entry_id, now, encoded.msgpack, encoded.json))
 }
 
 fn u32_of(n: usize) -> CoreResult<u32> {
@@ -152,7 +153,7 @@ mod tests {
         let local_hint = hint.clone();
         let draft = Draft::new(header, payload, hint).unwrap();
         let record = encode(header, local_hint.as_ref().map(|(d, s)| (*d, s.as_slice())), draft).unwrap();
-        decode(record, seq, Instant::now()).unwrap()
+        decode(record, seq, EntryId::new(1, seq), Instant::now()).unwrap()
     }
 
     #[test]
@@ -183,9 +184,9 @@ mod tests {
         let header = br#"{"type":"x"}"#;
         let record = encode(header, None, Draft::new(header, Some(b"ab"), None).unwrap()).unwrap();
         for cut in 0..record.len() {
-            let _ = decode(record[..cut].to_vec(), 1, Instant::now());
+            let _ = decode(record[..cut].to_vec(), 1, EntryId::ZERO, Instant::now());
         }
-        assert!(decode(vec![9], 1, Instant::now()).is_err());
-        assert!(decode(Vec::new(), 1, Instant::now()).is_err());
+        assert!(decode(vec![9], 1, EntryId::ZERO, Instant::now()).is_err());
+        assert!(decode(Vec::new(), 1, EntryId::ZERO, Instant::now()).is_err());
     }
 }

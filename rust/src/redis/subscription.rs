@@ -9,7 +9,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use super::reader::{to_message, xrange};
+use super::reader::xrange;
 use super::Shared;
 use crate::codec::Envelope;
 use crate::error::CoreResult;
@@ -141,7 +141,8 @@ impl RedisSubscription {
         let full = entries.len() == REPLAY_BATCH;
         let now = Instant::now();
         let mut next = from;
-        for (seq, end, record) in entries {
+        for entry in entries {
+            let seq = entry.sequence;
             if seq < next {
                 continue;
             }
@@ -154,11 +155,11 @@ impl RedisSubscription {
                 }
             }
             next = seq + 1;
-            if end {
+            if entry.end {
                 st.end_in_replay = true;
                 continue;
             }
-            match to_message(seq, false, record, now) {
+            match entry.into_message(now) {
                 Ok(message) => {
                     message.envelope(self.envelope);
                     st.buffer.push_back(Arc::new(message));

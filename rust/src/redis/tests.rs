@@ -54,7 +54,7 @@ fn config(url: &str) -> RedisConfig {
 }
 
 fn message(seq: u64) -> Arc<Message> {
-    Arc::new(Message::end_of_stream(seq, Instant::now()))
+    Arc::new(Message::end_of_stream(seq, crate::hub::EntryId::ZERO, Instant::now()))
 }
 
 #[test]
