@@ -14,20 +14,9 @@ import pytest
 
 from ferrotile import _core
 from ferrotile.errors import EntryIdError, EnvelopeError, HubError
+from tests.core.entry_frames import HEADER, Frames, split
 
 T = TypeVar("T")
-
-HEADER = orjson.dumps(
-    {
-        "type": "array-data",
-        "timestamp": "2024-01-01T00:00:00",
-        "mimetype": "application/octet-stream",
-        "offset": None,
-        "block": None,
-    }
-)
-
-Frames = tuple[list[Any], tuple[int, str] | None]
 
 
 def run(make: Callable[[], Awaitable[T]], timeout: float = 5.0) -> T:
@@ -41,16 +30,6 @@ def run(make: Callable[[], Awaitable[T]], timeout: float = 5.0) -> T:
 
 def read(sub: _core.EntrySubscription, block_ms: int | None = 1000) -> Frames:
     return run(lambda: sub.next_read(block_ms))
-
-
-def split(frames: list[Any]) -> list[tuple[str, str, bytes]]:
-    """``[(name, id, payload), ...]`` of a header-mode read."""
-    header, data = frames
-    out, start = [], 0
-    for name, entry_id, end in orjson.loads(header):
-        out.append((name, entry_id, data[start:end]))
-        start = end
-    return out
 
 
 def test_publish_returns_increasing_ids_and_tiled_publish_gets_ids_too() -> None:
@@ -257,3 +236,30 @@ def test_cancelled_waits_never_swallow_entries() -> None:
         return received
 
     assert asyncio.run(main()) == [b"%d" % i for i in range(500)]
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_stream_hub_facade_is_awaitable_for_both_backends(backend: str, request: Any) -> None:
+    from ferrotile.config import Settings
+    from ferrotile.streaming.hub import StreamHub
+
+    cache = request.getfixturevalue("redis_url") if backend == "redis" else "memory"
+
+    async def main() -> None:
+        hub = StreamHub(Settings(catalog_uri="sqlite://", api_key="k", cache=cache))
+        await hub.start()
+        try:
+            sub = hub.subscribe_entries([11], ["s"], ["$"], count=5)
+            header = orjson.loads(HEADER)
+            ids = await hub.publish_entries(11, [b"a", b"b"], [None, None], header=header)
+            await hub.set_retention(11, max_count=1)
+            info = await hub.stream_info(11)
+            assert info is not None and (info["length"], info["last_entry"]) == (1, b"b")
+            frames, close = await sub.next_read(5000)
+            assert close is None and [i for _, i, _ in split(frames)] == ids[-len(split(frames)) :]
+            with pytest.raises(EntryIdError):
+                await hub.publish_entries(11, [b"c"], [ids[-1]], header=header)
+        finally:
+            hub.shutdown()
+
+    asyncio.run(main())

@@ -35,6 +35,9 @@ pub(crate) struct EntryCursor {
     pub interrupts: u64,
     /// Not read from the ring for now (the Redis backend is replaying this topic from Redis).
     pub paused: bool,
+    /// What `cursors` reports until an entry is handed out, if not `id` (a `$` start the Redis
+    /// backend resolved: the stream's last id, while delivery still takes all the ring gets).
+    pub reported: Option<EntryId>,
 }
 
 /// How one read takes entries from a topic.
@@ -121,7 +124,7 @@ impl Topic {
                 (index > 0 || id >= st.max_deleted).then(|| ordinal_before(&st, index))
             }
         };
-        EntryCursor { id, ordinal, interrupts: st.interrupts, paused: false }
+        EntryCursor { id, ordinal, interrupts: st.interrupts, paused: false, reported: None }
     }
 
     /// Whether a read would give an entry or a close.
@@ -179,6 +182,7 @@ impl Topic {
         let newest_index = after_index(&st, newest);
         cursor.id = newest;
         cursor.ordinal = Some(ordinal_before(&st, newest_index));
+        cursor.reported = None;
         read
     }
 
@@ -331,7 +335,7 @@ impl EntrySubscription {
 
     /// Per topic, the last id handed out (or the starting point).
     pub fn cursors(&self) -> Vec<EntryId> {
-        self.state.lock().cursors.iter().map(|c| c.id).collect()
+        self.state.lock().cursors.iter().map(|c| c.reported.unwrap_or(c.id)).collect()
     }
 
     /// Entries skipped by `latest` or the byte cap.
@@ -358,22 +362,20 @@ impl EntrySubscription {
             if let Some(id) = cursor.filter(|id| *id != c.id) {
                 c.id = id;
                 c.ordinal = None;
+                c.reported = None;
             }
         }
     }
 
-    /// For a `$` start made while this process knew nothing of topic `index`: moves the
-    /// untouched cursor up to `last` (the stream's real last id), never past a message the ring
-    /// received since.
+    /// For a `$` start made while this process knew nothing of topic `index`: until an entry
+    /// is handed out, `cursors` reports `last` (the stream's last id, learnt later) instead of
+    /// `0-0`. Delivery is unchanged: it takes every message the ring receives after the
+    /// subscription (some published before `last` was read may still be on their way).
     pub(crate) fn settle_new(&self, index: usize, last: EntryId) {
         let mut st = self.state.lock();
-        let (Some(cursor), Some(topic)) = (st.cursors.get_mut(index), self.topics.get(index)) else { return };
-        if cursor.id != EntryId::ZERO {
-            return;
+        if let Some(cursor) = st.cursors.get_mut(index).filter(|c| c.id == EntryId::ZERO) {
+            cursor.reported = Some(last);
         }
-        let ring = topic.lock_maintained(Instant::now());
-        let first = ring.ring.iter().find(is_data).map(|m| m.entry_id());
-        cursor.id = first.map_or(last, |first| last.min(first.before()));
     }
 
     /// Adds losses counted outside the rings (the Redis backend's replay).

@@ -75,6 +75,7 @@ fn explicit_ids_and_all_or_nothing_batches() {
     // A bad header is refused before any id is used.
     let reserved = parse_header(br#"{"sequence":1}"#).unwrap();
     assert!(hub.publish_entries(1, &reserved, &[b"d"], &[IdSpec::Auto]).is_err());
+    assert_eq!(hub.publish_entries(1, &header(), &[], &[]).unwrap(), []);
     assert_eq!(hub.current_sequence(1), 3);
     assert_eq!(hub.stream_info(1).unwrap().entries_added, 3);
     assert_eq!(hub.publish(1, H, None, None).unwrap(), 4);

@@ -207,6 +207,9 @@ impl Topic {
         wall_ms: u64,
     ) -> CoreResult<Vec<(u64, EntryId)>> {
         debug_assert_eq!(drafts.len(), specs.len());
+        if drafts.is_empty() {
+            return Ok(Vec::new());
+        }
         let published = {
             let mut st = self.state.lock();
             st.maintain(&self.config, now);

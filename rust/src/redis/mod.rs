@@ -350,6 +350,7 @@ impl RedisHub {
     /// Forgets the local mirror of a topic (node deleted; its Redis keys expire, as Tiled's).
     pub fn drop_topic(&self, topic: u64) {
         self.shared.hub.drop_topic(topic);
+        self.shared.retention_loaded.lock().remove(&topic);
     }
 
     /// Closes every local subscriber with 1001, stops the reader, refuses later calls.

@@ -44,6 +44,7 @@ pub(crate) async fn check_epoch(shared: &Shared, conn: &mut ConnectionManager) -
     if changed {
         shared.counters.epoch_changes.fetch_add(1, Ordering::Relaxed);
         shared.hub.end_all(&Close::HISTORY_LOST);
+        shared.retention_loaded.lock().clear();
     }
     Ok(changed)
 }

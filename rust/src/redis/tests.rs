@@ -139,3 +139,44 @@ async fn unreachable_redis_is_unavailable() {
     assert!(matches!(RedisHub::new(config("http://x")), Err(CoreError::Config(_))));
     assert_eq!(redact("redis://:pw@h:1/0"), "redis://***@h:1/0");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entry_ids_are_assigned_in_redis_for_every_process() {
+    use crate::codec::envelope::parse_header;
+    use crate::hub::{EntryId, EntryOptions, IdSpec, Start};
+
+    let server = redis_server();
+    let a = RedisHub::new(config(&server.url)).unwrap();
+    let b = RedisHub::new(config(&server.url)).unwrap();
+    a.connect().await.unwrap();
+    b.connect().await.unwrap();
+    let options = EntryOptions { count: 10, latest: false, max_queue_bytes: usize::MAX };
+    let sub = b.subscribe_entries(&[3], &[Start::New], options).unwrap();
+    let header = parse_header(H).unwrap();
+    let specs = [IdSpec::Explicit(EntryId::new(50, 1)), IdSpec::AutoSeq(50), IdSpec::Auto];
+    let events = a.prepare_entries(&header, &[b"x", b"yy", b"zzz"], &specs).unwrap();
+    let ids = a.publish_prepared_entries(3, events).await.unwrap();
+    assert_eq!(ids[..2], [EntryId::new(50, 1), EntryId::new(50, 2)]);
+    assert!(ids[2] > EntryId::new(50, 2));
+    // Refused by the script: nothing of the batch is written, no sequence is used.
+    let events = b.prepare_entries(&header, &[b"p", b"q"], &[IdSpec::Auto, IdSpec::Explicit(ids[2])]).unwrap();
+    let err = b.publish_prepared_entries(3, events).await.unwrap_err();
+    assert!(matches!(&err, CoreError::EntryId(m) if m.contains("is not greater than the stream's last id")), "{err}");
+    assert_eq!(a.current_sequence(3).await.unwrap(), 3);
+    // A Tiled publish gets the next id; an end-of-stream marker none.
+    assert_eq!(a.close_stream(3).await.unwrap(), 4);
+    assert_eq!(b.publish(3, H, Some(b"t"), None).await.unwrap(), 5);
+    let mut got = Vec::new();
+    while got.len() < 4 {
+        let read = tokio::time::timeout(Duration::from_secs(5), sub.local().next_read()).await.unwrap();
+        got.extend(read.entries.iter().map(|(_, m)| (m.entry_id(), m.payload().unwrap().to_vec())));
+    }
+    assert_eq!(got[..3], [(ids[0], b"x".to_vec()), (ids[1], b"yy".to_vec()), (ids[2], b"zzz".to_vec())]);
+    assert!(got[3].0 > ids[2] && got[3].1 == b"t");
+    let info = a.stream_info(3).await.unwrap().unwrap();
+    assert_eq!((info.length, info.entries_added, info.last_id, info.max_deleted), (5, 4, got[3].0, EntryId::ZERO));
+    assert_eq!(info.first.unwrap().entry_id(), ids[0]);
+    for hub in [a, b] {
+        hub.shutdown();
+    }
+}
