@@ -301,7 +301,10 @@ class RedisHub:
         scanned once, filtered by id), then hands over to the mirror without gap or duplicate;
         with ``latest`` only the newest ``count`` entries are fetched. ``"$"`` on a node this
         process did not follow yet learns the node's last id from Redis in the first read (so
-        :attr:`EntrySubscription.cursors` is right even after a heartbeat). A cursor the mirror
+        :attr:`EntrySubscription.cursors` is right even after a heartbeat); entries published
+        before the subscription that reach this process after it are skipped, except those
+        published in the same millisecond as the subscription (Redis Streamer's own ``"$"`` is
+        the server's clock, with the same edge). A cursor the mirror
         holds is served from it (an entry another process has just published may take a moment
         to reach it). Entries skipped by a replay with ``latest`` are not counted as dropped.
         While Redis is disconnected the subscription closes with ``(1012, ...)`` at once.

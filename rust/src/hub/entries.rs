@@ -9,7 +9,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use super::entry_id::{EntryId, Start};
+use super::entry_id::{EntryId, Start, MAX_PART};
 use super::message::{Close, Message, MessageKind};
 use super::topic::{State, Topic};
 
@@ -367,13 +367,18 @@ impl EntrySubscription {
         }
     }
 
-    /// For a `$` start made while this process knew nothing of topic `index`: until an entry
-    /// is handed out, `cursors` reports `last` (the stream's last id, learnt later) instead of
-    /// `0-0`. Delivery is unchanged: it takes every message the ring receives after the
-    /// subscription (some published before `last` was read may still be on their way).
-    pub(crate) fn settle_new(&self, index: usize, last: EntryId) {
+    /// For a `$` start made while this process knew nothing of topic `index`: `last` is the
+    /// stream's last id, read from the backend after the subscription was registered. Until an
+    /// entry is handed out, `cursors` reports it instead of `0-0`, and entries still on their way
+    /// to this process that were published before the subscription are skipped: those with an
+    /// id up to `last` and older than `subscribed_ms` (the wall clock when it was made; a later
+    /// publish can have an id up to `last` only if it raced the read of `last`).
+    pub(crate) fn settle_new(&self, index: usize, last: EntryId, subscribed_ms: u64) {
         let mut st = self.state.lock();
         if let Some(cursor) = st.cursors.get_mut(index).filter(|c| c.id == EntryId::ZERO) {
+            let before_subscribing = EntryId::new(subscribed_ms.saturating_sub(1), MAX_PART);
+            cursor.id = last.min(before_subscribing);
+            cursor.ordinal = None;
             cursor.reported = Some(last);
         }
     }

@@ -14,6 +14,7 @@ use redis::Value;
 use super::reader::{parse_entries, xrange, StreamEntry};
 use super::{keys, unavailable, RedisHub, Shared};
 use crate::error::{CoreError, CoreResult};
+use crate::hub::entry_id::wall_ms;
 use crate::hub::{
     Close, EntryId, EntryOptions, EntryRead, EntrySubscription, Message, RetentionOverride, Start, StreamInfo,
 };
@@ -57,6 +58,8 @@ pub struct RedisEntrySubscription {
     phases: Mutex<Vec<(EntryId, Phase)>>,
     /// Held while a fetch runs, so concurrent waits do not fetch the same batch twice.
     fetching: tokio::sync::Mutex<()>,
+    /// Wall-clock milliseconds when the subscription was made (bounds a resolved `$` start).
+    subscribed_ms: u64,
 }
 
 impl RedisEntrySubscription {
@@ -72,12 +75,14 @@ impl RedisEntrySubscription {
             local.close_with(Close::LIVE_LOST);
         }
         let now = Instant::now();
+        let subscribed_ms = wall_ms();
         let cursors = local.cursors();
         let mut phases = Vec::with_capacity(topics.len());
         for (i, ((topic, start), cursor)) in topics.iter().zip(starts).zip(cursors).enumerate() {
             let mirror = hub.existing(*topic).ok_or(CoreError::ShutDown)?;
             let phase = match start {
-                Start::New if mirror.last_entry_id() == EntryId::ZERO => Phase::Fetch(Job::Resolve),
+                // Decided on the cursor, not the mirror: an entry may reach the mirror in between.
+                Start::New if cursor == EntryId::ZERO => Phase::Fetch(Job::Resolve),
                 Start::New => Phase::Live,
                 Start::After(id) if mirror.covers(*id, now) => Phase::Live,
                 _ if options.latest => Phase::Fetch(Job::Newest),
@@ -95,6 +100,7 @@ impl RedisEntrySubscription {
             local,
             phases: Mutex::new(phases),
             fetching: tokio::sync::Mutex::new(()),
+            subscribed_ms,
         })
     }
 
@@ -144,7 +150,8 @@ impl RedisEntrySubscription {
                 Job::Resolve => {
                     let query = redis::cmd("HGET").arg(self.shared.keys.entries(node)).arg("last").clone();
                     let last: Option<String> = query.query_async(&mut conn).await.ok().flatten();
-                    self.local.settle_new(index, last.and_then(|l| EntryId::parse(&l).ok()).unwrap_or_default());
+                    let last = last.and_then(|l| EntryId::parse(&l).ok()).unwrap_or_default();
+                    self.local.settle_new(index, last, self.subscribed_ms);
                     Some(Vec::new())
                 }
                 Job::Probe => xrevrange(&mut conn, &stream, PROBE).await,
