@@ -37,6 +37,7 @@ from typing import Any
 
 import httpx
 
+import protocol
 from put_loop import free_port, tree_cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -207,6 +208,14 @@ def measure(
                 )  # fmt: skip
                 result["server_cpu_s"] = cpu_seconds(pids) - cpu0
                 results[f"G11 GET {label}"] = result
+            # G1: stream-only 1 KiB PUTs, flat out, from the lean Rust client (16 connections).
+            cpu0 = cpu_seconds(pids)
+            result = gen.run(
+                "put", "--url", base, "--key", "g1", "--size", "1024", "--create", "--max",
+                "--connections", "16", "--duration", str(args.get_seconds), "--api-key", KEY,
+            )  # fmt: skip
+            result["server_cpu_s"] = cpu_seconds(pids) - cpu0
+            results["G1 PUT"] = result
             # G6: small fan-out; the writer sends exactly `frames`.
             frames = int(args.fanout_seconds * args.rate)
             subs = gen.start(
@@ -248,6 +257,47 @@ def measure(
             gen.kill_all()
 
 
+DRIVER = "ferrotile-loadgen (Rust, tokio)"
+
+
+def to_rows(all_results: dict[str, dict[str, Any]], subscribers: int) -> list[dict[str, Any]]:
+    """The results as protocol rows (G1 PUT, G6, G10, G11)."""
+    out: list[dict[str, Any]] = []
+    for target, results in all_results.items():
+        label = "ferrotile redis 2w" if "redis" in target else target
+        for scenario, r in results.items():
+            if not isinstance(r, dict):
+                continue
+            cpu = r.get("server_cpu_s")
+            code, _, case = scenario.partition(" ")
+            if code in ("G1", "G11"):
+                case = {"G1": "HTTP PUT 1 KiB stream-only, 16 connections"}.get(code, case)
+                out.append(protocol.row(
+                    code, case, label, DRIVER, "req/s", r["req_per_s"], server_cpu_s=cpu,
+                    work=r["ok"], per_cpu_unit="req",
+                    detail=f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, non-2xx {r['non_2xx']}",
+                ))  # fmt: skip
+            elif code == "G6":
+                lost = r["expected"] - r["data_messages"]
+                out.append(protocol.row(
+                    code, f"128 B x {subscribers} subscribers @100 Hz", label, DRIVER,
+                    "msgs/s delivered", r["msgs_per_s"], server_cpu_s=cpu,
+                    work=r["data_messages"], per_cpu_unit="msgs", loss=lost,
+                    dup=r["duplicates"], gaps=r["missing"],
+                    detail=f"writer PUT p99 {r['writer']['p99_ms']} ms",
+                ))  # fmt: skip
+            elif code == "G10":
+                per_socket = (r["rss_held"] - r["rss_before"]) / max(r["connected"], 1)
+                out.append(protocol.row(
+                    code, f"{r['sockets']:,} idle sockets", label, DRIVER, "connects/s",
+                    r["connects_per_s"], server_cpu_s=cpu, work=r["connected"],
+                    per_cpu_unit="connects",
+                    detail=(f"{r['connected']:,} connected; RSS {r['rss_held'] / 2**20:,.0f} MiB"
+                            f" ({per_socket / 1024:.1f} KiB/socket)"),
+                ))  # fmt: skip
+    return out
+
+
 def ratio(ours: float, theirs: float) -> str:
     return f"{ours / theirs:.1f}x" if theirs else "-"
 
@@ -258,13 +308,13 @@ def table(all_results: dict[str, dict[str, Any]]) -> str:
         "|---|---|---|---:|---:|---:|",
     ]
     tiled = all_results.get("tiled", {})
-    for scenario in ["G11 GET root", "G11 GET metadata", "G6 fan-out", "G10 idle"]:
+    for scenario in ["G11 GET root", "G11 GET metadata", "G1 PUT", "G6 fan-out", "G10 idle"]:
         for target, results in all_results.items():
             r = results.get(scenario)
             if r is None:
                 continue
             base = tiled.get(scenario)
-            if scenario.startswith("G11"):
+            if scenario.startswith(("G11", "G1 ")):
                 secs = r["seconds"]
                 cores = r["server_cpu_s"] / secs
                 figure = r["req_per_s"]
@@ -318,7 +368,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--tiled", help="path to a `tiled` executable (Tiled 0.2.20)")
+    protocol.add_arguments(parser)
+    parser.add_argument(
+        "--tiled", help="a `tiled` executable (default: the harness's Tiled 0.2.20)"
+    )
+    parser.add_argument("--no-tiled", action="store_true", help="skip Tiled")
     parser.add_argument("--no-redis", action="store_true", help="skip ferrotile+redis, 2 workers")
     parser.add_argument("--loadgen", default=str(TARGET_DIR / "release/ferrotile-loadgen"))
     parser.add_argument("--subscribers", type=int, default=1000)
@@ -329,6 +383,10 @@ def main() -> None:
     parser.add_argument("--idle-connect-timeout", type=float, default=30.0)
     parser.add_argument("--get-seconds", type=float, default=5.0)
     args = parser.parse_args()
+    if args.quick:
+        args.fanout_seconds, args.idle, args.hold, args.get_seconds = 3.0, 2000, 1.0, 2.0
+    if not args.no_tiled and not args.tiled:
+        args.tiled = str(protocol.tiled_executable())
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     gen = Loadgen(Path(args.loadgen))
@@ -366,6 +424,7 @@ def main() -> None:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (out_dir / f"loadgen-{stamp}.json").write_text(json.dumps(all_results, indent=1))
     print(table(all_results))
+    protocol.write(args.json, to_rows(all_results, args.subscribers))
     for name, results in all_results.items():
         if "error" in results:
             print(f"\n{name}: FAILED: {results['error']}")

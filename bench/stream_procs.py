@@ -21,12 +21,13 @@ from pathlib import Path
 
 import httpx
 
+import protocol
+
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 API_KEY = "secret"
 ROOT = Path(__file__).resolve().parent.parent
 FERROTILE_PYTHON = ROOT / ".venv" / "bin" / "python"
-TILED = Path("/work/.venv-tiled-ref/bin/tiled")
 
 STARTED: list[subprocess.Popen[bytes]] = []
 """Every process started by this module that has not been stopped yet."""
@@ -161,6 +162,7 @@ class Target:
     process: subprocess.Popen[bytes] | None = None
     redis: Redis | None = None
     command: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)  # more `serve catalog` options
 
     @property
     def kind(self) -> str:
@@ -188,10 +190,11 @@ class Target:
         if workers > 1:
             extra += ["--workers", str(workers)]
         common = ["serve", "catalog", "--temp", "--api-key", API_KEY, "--port", str(self.port)]
+        extra += self.extra
         if server == "ferrotile":
             self.command = [str(FERROTILE_PYTHON), "-m", "ferrotile", *common, *extra]
         else:
-            self.command = [str(TILED), *common, *extra]
+            self.command = [str(protocol.tiled_executable()), *common, *extra]
         self.process = _spawn(self.command, self.logdir / f"{self.name}.log")
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -224,6 +227,14 @@ class Target:
 
     def redis_rss(self) -> int:
         return rss_bytes([self.redis.process.pid]) if self.redis and self.redis.process else 0
+
+    def flushall(self) -> None:
+        """FLUSHALL on the target's private Redis (G9: the store loses its history)."""
+        assert self.redis is not None
+        with socket.create_connection(("127.0.0.1", self.redis.port), timeout=5) as sock:
+            sock.sendall(b"FLUSHALL\r\n")
+            if not sock.recv(64).startswith(b"+OK"):
+                raise RuntimeError("FLUSHALL failed")
 
     def close(self) -> None:
         if self.process is not None:
