@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ferrotile import __version__
+from ferrotile.cluster import guard
 from ferrotile.config import (
     DEFAULT_DATA_TTL,
     DEFAULT_RETENTION_BYTES,
@@ -21,6 +22,7 @@ from ferrotile.config import (
     DEFAULT_SEQ_TTL,
     Settings,
 )
+from ferrotile.config_file import env_name, from_file, layered, options
 from ferrotile.errors import FerrotileError
 from ferrotile.register.cli import (
     add_directory_parser,
@@ -54,7 +56,9 @@ def _parser() -> argparse.ArgumentParser:
         help="serve a catalog database (SQLite or PostgreSQL)",
         description=(
             "Serve a catalog. Arrays written by clients are stored as zarr under the first "
-            "writable directory; every write is streamed to WebSocket subscribers."
+            "writable directory; every write is streamed to WebSocket subscribers. Every "
+            "option can also be set by a FERROTILE_<OPTION> environment variable (e.g. "
+            "FERROTILE_API_KEY), below the command line (see `serve config --help`)."
         ),
     )
     catalog.add_argument(
@@ -156,8 +160,44 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="worker processes (default 1); more than 1 needs --cache redis://...",
     )
+    catalog.add_argument(
+        "--access-log",
+        action="store_true",
+        help="write one JSON line per request and WebSocket connection to stderr",
+    )
+    _add_config_parser(targets, catalog)
     add_directory_parser(targets)
     add_register_parser(commands)
+    return parser
+
+
+def _add_config_parser(
+    targets: argparse._SubParsersAction[argparse.ArgumentParser],
+    catalog: argparse.ArgumentParser,
+) -> None:
+    keys = "\n".join(f"  {key:<16} {env_name(key)}" for key in options(catalog))
+    config = targets.add_parser(
+        "config",
+        help="serve a catalog configured by a YAML file (and FERROTILE_* variables)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Serve a catalog as `serve catalog` does, with its options read from a YAML file "
+            "(keys below), from FERROTILE_* environment variables (FERROTILE_<KEY>_FILE: read "
+            "the value from that file) and from options after FILE. Precedence: command-line "
+            "option > environment > file > default. Repeatable options are YAML lists, or "
+            "comma-separated in the environment.\n\nkey              environment variable\n" + keys
+        ),
+    )
+    config.add_argument("file", metavar="FILE", help="YAML file of option keys and values")
+    config.add_argument(
+        "options", nargs=argparse.REMAINDER, metavar="...", help="`serve catalog` options"
+    )
+
+
+def _subparser(parser: argparse.ArgumentParser, *names: str) -> argparse.ArgumentParser:
+    for name in names:
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = commands.choices[name]
     return parser
 
 
@@ -240,6 +280,7 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, bool]:
         host=args.host,
         port=args.port,
         workers=args.workers,
+        access_log=args.access_log,
     )
     return settings, init
 
@@ -254,6 +295,7 @@ def _serve_catalog(
     if settings.redis:
         # Once, here, before any worker starts: one clear line instead of N worker tracebacks.
         ping(parse_redis_url(settings.cache))
+    guard(settings)  # several processes: refuse what would not behave as one server
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     print(
         "\n    Use the following URL to connect to ferrotile:\n\n"
@@ -276,10 +318,17 @@ def _serve_directory(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     try:
-        if args.command == "serve" and args.target == "catalog":
-            _serve_catalog(args)
+        if args.command == "serve" and args.target in ("catalog", "config"):
+            catalog = _subparser(parser, "serve", "catalog")
+            if args.target == "catalog":
+                rest, file_values = argv[argv.index("catalog") + 1 :], {}
+            else:
+                rest, file_values = args.options, from_file(Path(args.file), options(catalog))
+            _serve_catalog(layered(catalog, rest, file_values=file_values))
         elif args.command == "serve" and args.target == "directory":
             _serve_directory(args)
         elif args.command == "register":

@@ -15,6 +15,8 @@ from typing import Any
 import orjson
 
 SETTINGS_ENV = "FERROTILE_SETTINGS"
+#: ``prometheus_client``'s multiprocess directory, shared by the Granian workers of a process.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 #: Tiled's streaming-cache defaults (``data_ttl`` one hour, ``seq_ttl`` thirty days).
 DEFAULT_DATA_TTL = 3600.0
@@ -48,6 +50,8 @@ class Settings:
         Seconds a stream message is retained; idle seconds before a stream's sequence restarts.
     retention_count, retention_bytes
         Per-node cap on retained messages (count, and msgpack bytes; the newest is always kept).
+    access_log
+        Write a JSON line per request and WebSocket connection to stderr.
     table_storage
         SQL database for appendable tables (``sqlite:///FILE`` or ``postgresql://...``);
         ``None`` means ``<first writable directory>/storage.sqlite`` (see :attr:`sql_storage`).
@@ -69,6 +73,7 @@ class Settings:
     response_bytesize_limit: int = 500_000_000
     extra: dict[str, Any] = field(default_factory=dict)
     table_storage: str | None = None
+    access_log: bool = False
 
     @property
     def sql_storage(self) -> str | None:

@@ -9,6 +9,7 @@ from ferrotile.api import (
     awkward,
     metadata,
     metadata_edit,
+    metrics,
     register,
     revisions,
     root,
@@ -26,6 +27,7 @@ def routes() -> list[BaseRoute]:
     return [
         Route("/healthz", root.healthz, methods=["GET"]),
         Route("/api/v1/", root.about, methods=["GET"]),
+        Route("/api/v1/metrics", metrics.get_metrics, methods=["GET"]),
         Route(f"/api/v1/metadata/{P}", metadata.get_metadata, methods=["GET"]),
         Route(f"/api/v1/metadata/{P}", metadata.post_metadata, methods=["POST"]),
         Route(f"/api/v1/metadata/{P}", metadata.delete_metadata, methods=["DELETE"]),
