@@ -20,6 +20,8 @@ from ferrotile.config import (
     DEFAULT_RETENTION_BYTES,
     DEFAULT_RETENTION_COUNT,
     DEFAULT_SEQ_TTL,
+    DEFAULT_STREAMER_MAXLEN,
+    DEFAULT_STREAMER_MESSAGE_BYTES,
     Settings,
 )
 from ferrotile.config_file import env_name, from_file, layered, options
@@ -160,6 +162,41 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="worker processes (default 1); more than 1 needs --cache redis://...",
     )
+    streamer = catalog.add_argument_group("Redis Streamer API (/data/{sid}, /graphql)")
+    streamer.add_argument(
+        "--streamer-no-device-prefixing",
+        action="store_true",
+        help="name streams {prefix}{sid}, not {device}:{prefix}{sid} "
+        "(Redis Streamer's DISABLE_MULTI_DEVICE_PREFIXING=1)",
+    )
+    streamer.add_argument(
+        "--streamer-maxlen",
+        type=int,
+        default=DEFAULT_STREAMER_MAXLEN,
+        metavar="N",
+        help=f"entries kept per stream (REDIS_STREAM_MAXLEN; default {DEFAULT_STREAMER_MAXLEN})",
+    )
+    streamer.add_argument(
+        "--streamer-max-bytes",
+        type=int,
+        default=DEFAULT_RETENTION_BYTES,
+        metavar="B",
+        help=f"bytes kept per stream (default {DEFAULT_RETENTION_BYTES})",
+    )
+    streamer.add_argument(
+        "--streamer-max-age",
+        type=float,
+        default=DEFAULT_DATA_TTL,
+        metavar="S",
+        help=f"seconds an entry is kept (default {DEFAULT_DATA_TTL:.0f})",
+    )
+    streamer.add_argument(
+        "--streamer-max-message-bytes",
+        type=int,
+        default=DEFAULT_STREAMER_MESSAGE_BYTES,
+        metavar="B",
+        help=f"largest push message (default {DEFAULT_STREAMER_MESSAGE_BYTES})",
+    )
     catalog.add_argument(
         "--access-log",
         action="store_true",
@@ -263,6 +300,14 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, bool]:
         raise ServeError("--cache-max-count must be at least 1")
     if args.cache_max_bytes < 1:
         raise ServeError("--cache-max-bytes must be at least 1")
+    for flag, value in (
+        ("--streamer-maxlen", args.streamer_maxlen),
+        ("--streamer-max-bytes", args.streamer_max_bytes),
+        ("--streamer-max-age", args.streamer_max_age),
+        ("--streamer-max-message-bytes", args.streamer_max_message_bytes),
+    ):
+        if value <= 0:
+            raise ServeError(f"{flag} must be positive")
     if not 0 < args.port < 65536:
         raise ServeError(f"--port {args.port} is not a valid port")
     settings = Settings(
@@ -281,6 +326,11 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, bool]:
         port=args.port,
         workers=args.workers,
         access_log=args.access_log,
+        streamer_device_prefixing=not args.streamer_no_device_prefixing,
+        streamer_maxlen=args.streamer_maxlen,
+        streamer_max_bytes=args.streamer_max_bytes,
+        streamer_max_age=args.streamer_max_age,
+        streamer_max_message_bytes=args.streamer_max_message_bytes,
     )
     return settings, init
 
