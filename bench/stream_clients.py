@@ -170,6 +170,7 @@ class SubSpec:
     expect: int | None = None  # stop after this many data frames (catch-up)
     frozen: bool = False  # connect, read the schema, then stop reading until told to resume
     latency: bool = True
+    raw: bool = False  # Redis Streamer pull with header=0: no schema, each frame is a payload
 
 
 async def _subscriber(spec: SubSpec, ready: asyncio.Event, go: asyncio.Event) -> dict[str, Any]:
@@ -193,8 +194,9 @@ async def _subscriber(spec: SubSpec, ready: asyncio.Event, go: asyncio.Event) ->
             spec.url, additional_headers=headers, compression=None, max_size=None,
             max_queue=max_queue, open_timeout=20, ping_interval=None, proxy=None,
         ) as ws:  # fmt: skip
-            with contextlib.suppress(TimeoutError):  # the schema frame
-                await asyncio.wait_for(ws.recv(), timeout=10)
+            if not spec.raw:
+                with contextlib.suppress(TimeoutError):  # the schema frame
+                    await asyncio.wait_for(ws.recv(), timeout=10)
             ready.set()
             if spec.frozen:
                 ws.transport.pause_reading()
@@ -207,7 +209,12 @@ async def _subscriber(spec: SubSpec, ready: asyncio.Event, go: asyncio.Event) ->
                     break
                 data = await asyncio.wait_for(ws.recv(), timeout=remaining)
                 now = time.monotonic_ns()
-                message = msgpack.unpackb(data)
+                if spec.raw:
+                    if not data:  # the idle heartbeat
+                        continue
+                    message = {"type": "array-data", "payload": data}
+                else:
+                    message = msgpack.unpackb(data)
                 if message.get("type") != "array-data":
                     continue
                 payload = np.frombuffer(message["payload"], dtype="<u8")

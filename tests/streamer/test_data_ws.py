@@ -22,8 +22,10 @@ def push_raw(server: RunningServer, sid: str, payloads: list[bytes]) -> None:
 def pull_all(server: RunningServer, sid: str, n: int, query: str = "") -> list[tuple[str, bytes]]:
     """Read ``n`` entries (header mode) from the start of the stream."""
     got: list[tuple[str, bytes]] = []
-    with ws(server, f"/data/{sid}/pull", f"last_entry_id=0&count=100&block=2000{query}") as conn:
+    deadline = time.monotonic() + 20
+    with ws(server, f"/data/{sid}/pull", f"last_entry_id=0&count=100&block=200{query}") as conn:
         while len(got) < n:
+            assert time.monotonic() < deadline, f"only {len(got)} of {n} entries: {got}"
             header, data = conn.recv(timeout=10), conn.recv(timeout=10)
             got += [(entry_id, payload) for _, entry_id, payload in split(header, data)]
     return got
@@ -103,10 +105,20 @@ def test_multi_stream_push_and_pull(rs_server: RunningServer, sid: str) -> None:
 
 
 def test_latest_drops_frames_for_a_slow_reader(rs_server: RunningServer, sid: str) -> None:
+    push_raw(rs_server, sid, [b"first"])
+    # A live reader more than max_queue_bytes behind skips to the newest entry too.
+    with ws(rs_server, f"/data/{sid}/pull", "max_queue_bytes=3&header=0&ack=1") as conn:
+        push_raw(rs_server, sid, [b"a"])
+        assert conn.recv(timeout=10) == b"a"
+        push_raw(rs_server, sid, [b"%d" % i for i in range(30)])
+        time.sleep(0.5)  # every entry has reached the reader's worker
+        conn.send("ack")
+        assert conn.recv(timeout=10) == b"29"
     push_raw(rs_server, sid, [b"%d" % i for i in range(30)])
     with ws(rs_server, f"/data/{sid}/pull", "last_entry_id=0&latest=1&header=0") as conn:
         assert conn.recv(timeout=10) == b"29"  # only the newest: 29 frames dropped
-    assert [p for _, p in pull_all(rs_server, sid, 30)] == [b"%d" % i for i in range(30)]
+    got = [p for _, p in pull_all(rs_server, sid, 62)]
+    assert got == [b"first", b"a", *(b"%d" % i for i in range(30)), *(b"%d" % i for i in range(30))]
 
 
 def test_ack_paces_the_reader(rs_server: RunningServer, sid: str) -> None:
@@ -171,6 +183,9 @@ def test_refusals_at_the_handshake(rs_server: RunningServer, sid: str) -> None:
     push_raw(rs_server, sid, [b"x"])
     with pytest.raises(InvalidStatus) as refused:
         ws(rs_server, f"/data/{sid}/pull", "count=0")
+    assert refused.value.response.status_code == 400
+    with pytest.raises(InvalidStatus) as refused:
+        ws(rs_server, f"/data/{sid}/pull", "max_queue_bytes=0")
     assert refused.value.response.status_code == 400
     with pytest.raises(InvalidStatus) as refused:
         ws(rs_server, f"/data/{sid}+nope{sid}/pull")

@@ -6,6 +6,9 @@ heartbeat ``[]`` + empty binary frame, or just the empty binary frame without he
 forever), ``latest`` (skip to the newest entries: frame dropping), ``max_fps``, ``ack`` (wait
 for any text frame after each send), ``count`` (entries per stream per read), ``header``,
 ``device_id``, ``prefix``, ``keep_device_id_in_stream_id``; ``a+b`` reads several streams.
+Beyond Redis Streamer, ``max_queue_bytes`` sets how far (in bytes) a reader may fall behind the
+newest entry before a read skips to the newest (default 64 MiB; the skipped entries are lost to
+it, as entries trimmed by Redis Streamer's MAXLEN are).
 
 Unlike Redis Streamer, no socket costs a Redis connection or a copy of each entry: the hub's
 entry subscription hands over frames that every subscriber shares (one entry per read is sent as
@@ -48,6 +51,7 @@ async def pull(ws: WebSocket) -> None:
         ack = flag(query, "ack", False)
         with_header = flag(query, "header", True)
         latest = flag(query, "latest", False)
+        cap = integer(query, "max_queue_bytes", None, 1)
         if not with_header and len(wanted) > 1 and (count or 1) > 1:
             raise StreamerInputError("header=false with several streams and count>1 is ambiguous")
         labels = header_names(query, wanted)
@@ -61,8 +65,9 @@ async def pull(ws: WebSocket) -> None:
     assert state.hub is not None and count is not None
     try:  # subscribed before accepting: nothing pushed during the handshake is missed
         subscription = state.hub.subscribe_entries(
-            [n.id for n in nodes], labels, after, count=count, latest=latest, header=with_header
-        )
+            [n.id for n in nodes], labels, after, count=count, latest=latest,
+            header=with_header, max_queue_bytes=cap,
+        )  # fmt: skip
     except StreamUnavailable:
         await ws.accept()
         await ws.close(CLOSE_UNAVAILABLE, "streaming cache unavailable; reconnect shortly")
