@@ -64,3 +64,10 @@ def split(header: str, data: bytes) -> list[tuple[str, str, bytes]]:
         out.append((name, entry_id, data[start:end]))
         start = end
     return out
+
+
+@pytest.fixture
+def root(server: RunningServer) -> Iterator[httpx.Client]:
+    """An authenticated client at the server's root (``/data``, ``/graphql``)."""
+    with httpx.Client(base_url=server.url, headers=AUTH, timeout=10) as client:
+        yield client

@@ -115,17 +115,22 @@ async def _remove_storage(state: AppState, sources: Sequence[DataSource]) -> Non
                 await asyncio.to_thread(shutil.rmtree, directory, True)
 
 
+async def children(state: AppState, node: Node) -> list[Node]:
+    """Every child of a catalog container (read page by page)."""
+    found: list[Node] = []
+    while page := await state.catalog.list_children(node, offset=len(found), limit=500):
+        found.extend(page)
+    return found
+
+
 async def _subtree(state: AppState, node: Node) -> list[Node]:
     found, pending = [node], [node]
     while pending:
         current = pending.pop()
-        if current.structure_family != "container":
-            continue
-        offset = 0
-        while page := await state.catalog.list_children(current, offset=offset, limit=500):
+        if current.structure_family == "container":
+            page = await children(state, current)
             found.extend(page)
             pending.extend(page)
-            offset += len(page)
     return found
 
 
@@ -150,10 +155,25 @@ async def delete_metadata(request: Request) -> Response:
             "delete the underlying data files. If you want to delete them, pass "
             "external_only=False.",
         )
+    await delete_node(state, node, recursive=recursive)
+    return json_response(None)
+
+
+async def delete_node(state: AppState, node: Node, *, recursive: bool) -> list[Node]:
+    """Delete ``node`` (with its subtree if ``recursive``) and everything it implies: the
+    writable data, the hub topics (subscribers end with 1001) and every worker's cached copies.
+    Returns the deleted nodes.
+
+    Raises
+    ------
+    ApiError
+        409 if the node has children and not ``recursive`` (one may have been added since a
+        caller's check); 503 if the streaming cache is down (then nothing was deleted).
+    """
     ensure_streamable(state)
     try:
         deleted = await state.catalog.delete_node(node, recursive=recursive)
-    except NotEmpty:  # a child was added since the check above
+    except NotEmpty:  # a child was added since the caller's check
         raise ApiError(409, NOT_EMPTY) from None
     for gone in deleted:
         state.arrays.forget(gone.id)
@@ -161,4 +181,4 @@ async def delete_metadata(request: Request) -> Response:
             state.hub.drop_topic(gone.id)
         await _remove_storage(state, gone.data_sources)
     await changed(state, node, subtree=True, dropped=[g.id for g in deleted], stored=True)
-    return json_response(None)
+    return deleted

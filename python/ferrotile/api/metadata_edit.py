@@ -143,20 +143,23 @@ async def put_metadata(request: Request) -> Response:
     return await _store(state, node, metadata, specs, tags_changed, drop_revision)
 
 
-async def _store(
+async def store_metadata(
     state: AppState,
     node: Node,
     metadata: dict[str, Any],
-    specs: list[dict[str, Any]],
-    tags_changed: bool,
-    drop_revision: bool,
-) -> Response:
-    """Store the edit, announce it on the parent's stream and answer as Tiled does."""
+    specs: list[dict[str, Any]] | None = None,
+    *,
+    drop_revision: bool = False,
+) -> Node:
+    """Replace ``node``'s metadata (and specs; None keeps them), tell the other workers and
+    announce it on the parent's stream (``container-child-metadata-updated``); return the node
+    as now stored. Refused with 503 before storing anything while the streaming cache is down.
+    """
     ensure_streamable(state)
     updated, number = await state.catalog.replace_metadata(
         node,
         metadata=metadata,
-        specs=specs,
+        specs=node.specs if specs is None else specs,
         access_tags=list(node.access_tags),  # no access policy: tags cannot change
         drop_revision=drop_revision,
     )
@@ -166,6 +169,19 @@ async def _store(
         if parent is not None:
             header = messages.child_metadata_updated(updated, number)
             await publish(state, parent.id, header, stored=True)
+    return updated
+
+
+async def _store(
+    state: AppState,
+    node: Node,
+    metadata: dict[str, Any],
+    specs: list[dict[str, Any]],
+    tags_changed: bool,
+    drop_revision: bool,
+) -> Response:
+    """Store the edit, announce it on the parent's stream and answer as Tiled does."""
+    updated = await store_metadata(state, node, metadata, specs, drop_revision=drop_revision)
     body: dict[str, Any] = {"id": updated.key}
     if tags_changed:
         tags = sorted(updated.access_tags)

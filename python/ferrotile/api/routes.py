@@ -17,6 +17,7 @@ from ferrotile.api import (
     stream,
     tables,
 )
+from ferrotile.api.graphql.app import GraphQLEndpoint
 from ferrotile.api.streamer import pull as streamer_pull
 from ferrotile.api.streamer import push as streamer_push
 from ferrotile.api.streamer import rest as streamer_rest
@@ -27,6 +28,7 @@ HOOK = f"/api/v1/_test/interrupt-streams/{P}"
 
 
 def routes() -> list[BaseRoute]:
+    graphql = GraphQLEndpoint()
     return [
         Route("/healthz", root.healthz, methods=["GET"]),
         Route("/api/v1/", root.about, methods=["GET"]),
@@ -64,6 +66,8 @@ def routes() -> list[BaseRoute]:
         Route("/data/{sid}", streamer_rest.post_data, methods=["POST"]),
         WebSocketRoute("/data/{sid}/push", streamer_push.push),
         WebSocketRoute("/data/{sid}/pull", streamer_pull.pull),
+        Route("/graphql", graphql),  # GET (GraphiQL, queries), POST
+        WebSocketRoute("/graphql", graphql),  # subscriptions
         *(
             [Route(HOOK, stream.interrupt_streams, methods=["POST"])]
             if stream.test_hooks_enabled()
