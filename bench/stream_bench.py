@@ -20,6 +20,8 @@ the full ones). Scenarios (see /work/shared/design/performance.md):
 - G5 256 KiB to 32 subscribers: flat out, and at 100 Hz
 - G7 catch-up: N x 1 KiB written, then one subscriber with start=0
 - G8 G5 flat out plus one frozen subscriber (max_queue_bytes=16 MiB), resumed at the end
+- G3 "kHz detector": 1 MiB frames at 1 kHz to 4 subscribers (the writer's achieved rate shows)
+- G13 persisted appends (PATCH ... extend=true into a zarr array), 256 KiB and 8 MiB, 1 subscriber
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ import asyncio
 import datetime
 import json
 import resource
-import signal
 import sys
 import tempfile
 import threading
@@ -41,6 +42,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import protocol
+import stream_report
 from stream_clients import Subscribers, SubSpec, create_array, write_frames
 from stream_procs import TARGETS, Target, stop_all
 from stream_report import markdown
@@ -50,11 +53,11 @@ FROZEN_QUEUE = 16 * MiB
 
 SIZES = {
     "full": {"g2_s": 8.0, "g4_s": 10.0, "g5_s": 8.0, "g5_rate_s": 5.0, "g7_n": 10_000,
-             "g8_s": 30.0, "subs": 32},
-    "quick": {"g2_s": 2.5, "g4_s": 3.0, "g5_s": 3.0, "g5_rate_s": 3.0, "g7_n": 2_000,
-              "g8_s": 6.0, "subs": 32},
+             "g8_s": 30.0, "subs": 32, "g3_s": 60.0, "g13_s": 8.0},
+    "quick": {"g2_s": 1.5, "g4_s": 1.5, "g5_s": 2.0, "g5_rate_s": 1.5, "g7_n": 1_000,
+              "g8_s": 3.0, "subs": 32, "g3_s": 2.0, "g13_s": 1.5},
 }  # fmt: skip
-TILED_G7_N = 500  # Tiled writes ~50 frames/s: 10,000 would take minutes
+TILED_G7_N = {"full": 500, "quick": 200}  # Tiled writes ~50 frames/s: 10,000 takes minutes
 
 
 def pct(values: np.ndarray, q: float) -> float | None:
@@ -79,9 +82,10 @@ def client_cpu() -> float:
 def run_stream(
     target: Target, key: str, nbytes: int, *, subs: int, seconds: float, rate: float | None,
     frozen: bool = False, count: int = 10_000_000, sample_rss: bool = False,
+    extend: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Create node ``key``; connect subscribers; write; collect loss/latency/CPU figures."""
-    create_array(target.http, key, nbytes)
+    create_array(target.http, key, nbytes, rows=1 if extend else None)
     url = f"{target.ws}/api/v1/stream/single/{key}?envelope_format=msgpack"
     grace = seconds + 30
     healthy = Subscribers(SubSpec(url, 0, grace), subs, processes=1 if subs == 1 else 2)
@@ -104,7 +108,9 @@ def run_stream(
         if sample_rss:
             threading.Thread(target=sampler, daemon=True).start()
         cpu0, t0, client0 = target.cpu(), time.monotonic_ns(), client_cpu()
-        writer = asyncio.run(write_frames(target.port, key, nbytes, count, seconds, rate))
+        writer = asyncio.run(
+            write_frames(target.port, key, nbytes, count, seconds, rate, extend=extend)
+        )
         results = healthy.results(timeout=grace + 15)
         t_end = max((s["last_ns"] or t0) for s in results)
         cpu = target.cpu() - cpu0
@@ -178,7 +184,7 @@ def run_catchup(target: Target, key: str, n: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def run_target(name: str, mode: str, logdir: Path) -> dict[str, Any]:
+def run_target(name: str, mode: str, logdir: Path, only: set[str]) -> dict[str, Any]:
     sizes = SIZES["quick" if name.startswith("tiled") else mode]
     target = Target(name, logdir)
     out: dict[str, Any] = {"sizes": "quick" if sizes is SIZES["quick"] else "full",
@@ -201,10 +207,19 @@ def run_target(name: str, mode: str, logdir: Path) -> dict[str, Any]:
                                                    seconds=sizes["g5_rate_s"] * 3, rate=100.0,
                                                    count=int(sizes["g5_rate_s"] * 100)),
         "G7 catch-up 1KiB": lambda: run_catchup(
-            target, "g7", TILED_G7_N if name.startswith("tiled") else sizes["g7_n"]),
+            target, "g7", TILED_G7_N[mode] if name.startswith("tiled") else sizes["g7_n"]),
         "G8 frozen": lambda: run_stream(target, "g8", 256 * KiB, subs=subs, seconds=sizes["g8_s"],
                                         rate=None, frozen=True, sample_rss=True),
+        "G3 1MiB@1kHz x4": lambda: run_stream(target, "g3", MiB, subs=4,
+                                              seconds=sizes["g3_s"] * 1.2, rate=1000.0,
+                                              count=int(sizes["g3_s"] * 1000)),
+        "G13 extend 256KiB": lambda: run_stream(target, "g13a", 256 * KiB, subs=1,
+                                                seconds=sizes["g13_s"], rate=None, extend=True),
+        "G13 extend 8MiB": lambda: run_stream(target, "g13b", 8 * MiB, subs=1,
+                                              seconds=sizes["g13_s"], rate=None, extend=True),
     }  # fmt: skip
+    if only:
+        scenarios = {k: v for k, v in scenarios.items() if k.split()[0] in only}
     try:
         target.start()
         out["command"] = " ".join(target.command)
@@ -224,20 +239,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="small sizes (~3-4 minutes)")
+    protocol.add_arguments(parser)
+    parser.add_argument("--only", default="", help="comma-separated scenario codes, e.g. G2,G5")
     parser.add_argument(
         "--targets", default="ferrotile-memory,ferrotile-redis,ferrotile-redis-2w,tiled",
         help=f"comma-separated, from: {', '.join(TARGETS)}",
     )  # fmt: skip
-    parser.add_argument("--out", help="write the results as JSON to this file")
+    parser.add_argument("--out", help="write the raw results as JSON to this file")
     args = parser.parse_args()
     names = [n.strip() for n in args.targets.split(",") if n.strip()]
     unknown = [n for n in names if n not in TARGETS]
     if unknown:
         parser.error(f"unknown targets: {unknown}")
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with `&`
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    protocol.interrupt_on_signals()
     mode = "quick" if args.quick else "full"
+    only = {code.strip() for code in args.only.split(",") if code.strip()}
     results: dict[str, Any] = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "mode": mode, "argv": sys.argv[1:], "targets": {},
@@ -247,7 +263,7 @@ def main() -> None:
     try:
         for name in names:
             print(f"{name} ...", file=sys.stderr)
-            results["targets"][name] = run_target(name, mode, logdir)
+            results["targets"][name] = run_target(name, mode, logdir, only)
     finally:
         stop_all()
     results["total_s"] = time.monotonic() - started
@@ -255,6 +271,7 @@ def main() -> None:
     print(f"\n(total {results['total_s']:.0f} s; server logs in {logdir})", file=sys.stderr)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1, default=str))
+    protocol.write(args.json, stream_report.rows(results))
 
 
 if __name__ == "__main__":

@@ -32,16 +32,18 @@ from stream_procs import API_KEY
 CTX = mp.get_context("fork")
 
 
-def create_array(http_url: str, key: str, nbytes: int) -> None:
-    """Create a writable 1-D uint64 array node ``key`` of ``nbytes`` bytes (one chunk)."""
+def create_array(http_url: str, key: str, nbytes: int, *, rows: int | None = None) -> None:
+    """Create a writable 1-D uint64 array node ``key`` of ``nbytes`` bytes (one chunk); with
+    ``rows``, a 2-D ``(rows, nbytes // 8)`` array chunked by row (for persisted appends)."""
     n = nbytes // 8
+    shape, chunks = ([n], [[n]]) if rows is None else ([rows, n], [[1] * rows, [n]])
     body = {
         "id": key, "structure_family": "array", "metadata": {}, "specs": [],
         "data_sources": [{
             "structure_family": "array",
             "structure": {
                 "data_type": {"endianness": "little", "kind": "u", "itemsize": 8, "dt_units": None},
-                "chunks": [[n]], "shape": [n], "dims": None, "resizable": False,
+                "chunks": chunks, "shape": shape, "dims": None, "resizable": False,
             },
             "id": None, "mimetype": None, "parameters": {}, "properties": {}, "assets": [],
             "management": "writable",
@@ -56,10 +58,13 @@ def create_array(http_url: str, key: str, nbytes: int) -> None:
 
 
 class RawPut:
-    """One keep-alive HTTP/1.1 connection sending PUT /array/full/KEY?persist=false."""
+    """One keep-alive HTTP/1.1 connection sending PUT /array/full/KEY?persist=false, or with
+    ``extend``, the persisted append ``x.patch(frame, offset=(i,), extend=True)`` sends:
+    PATCH /array/full/KEY?offset=i&shape=1,n&extend=true."""
 
-    def __init__(self, port: int, key: str) -> None:
-        self.port, self.key = port, key
+    def __init__(self, port: int, key: str, *, extend: bool = False) -> None:
+        self.port, self.key, self.extend = port, key, extend
+        self.appended = 0
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
@@ -73,8 +78,15 @@ class RawPut:
 
     async def put(self, body: memoryview) -> int:
         assert self.reader is not None and self.writer is not None
+        if self.extend:
+            n = len(body) // 8
+            query = f"offset={self.appended}&shape=1,{n}&extend=true"
+            line = f"PATCH /api/v1/array/full/{self.key}?{query}"
+            self.appended += 1
+        else:
+            line = f"PUT /api/v1/array/full/{self.key}?persist=false"
         head = (
-            f"PUT /api/v1/array/full/{self.key}?persist=false HTTP/1.1\r\n"
+            f"{line} HTTP/1.1\r\n"
             f"Host: 127.0.0.1:{self.port}\r\nAuthorization: Apikey {API_KEY}\r\n"
             f"Content-Type: application/octet-stream\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode()
@@ -110,14 +122,21 @@ class WriterResult:
 
 
 async def write_frames(
-    port: int, key: str, nbytes: int, count: int, seconds: float, rate: float | None
+    port: int,
+    key: str,
+    nbytes: int,
+    count: int,
+    seconds: float,
+    rate: float | None,
+    *,
+    extend: bool = False,
 ) -> WriterResult:
     """Send up to ``count`` frames for at most ``seconds`` (then one last frame, flagged), at
     ``rate`` frames/s (None: flat out, one request in flight)."""
     frame = np.random.default_rng(0).integers(0, 2**63, nbytes // 8, dtype="<u8")
     body = memoryview(frame).cast("B")
     result = WriterResult()
-    async with RawPut(port, key) as client:
+    async with RawPut(port, key, extend=extend) as client:
         t0 = time.monotonic()
         deadline = t0 + seconds
         for i in range(count):

@@ -21,12 +21,13 @@ from pathlib import Path
 
 import httpx
 
+import protocol
+
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 API_KEY = "secret"
 ROOT = Path(__file__).resolve().parent.parent
 FERROTILE_PYTHON = ROOT / ".venv" / "bin" / "python"
-TILED = Path("/work/.venv-tiled-ref/bin/tiled")
 
 STARTED: list[subprocess.Popen[bytes]] = []
 """Every process started by this module that has not been stopped yet."""
@@ -137,6 +138,12 @@ class Redis:
                 time.sleep(0.05)
         raise RuntimeError("redis-server did not answer PING")
 
+    def restart(self) -> None:
+        """Stop it (nothing is persisted) and start a new one on the same port."""
+        if self.process is not None:
+            stop(self.process, timeout=3)
+        self.start()
+
     def close(self) -> None:
         if self.process is not None:
             stop(self.process, timeout=3)
@@ -161,6 +168,7 @@ class Target:
     process: subprocess.Popen[bytes] | None = None
     redis: Redis | None = None
     command: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)  # more `serve` options (e.g. retention)
 
     @property
     def kind(self) -> str:
@@ -187,11 +195,12 @@ class Target:
             extra = ["--cache", f"redis://127.0.0.1:{self.redis.port}/0"]
         if workers > 1:
             extra += ["--workers", str(workers)]
+        extra += self.extra
         common = ["serve", "catalog", "--temp", "--api-key", API_KEY, "--port", str(self.port)]
         if server == "ferrotile":
             self.command = [str(FERROTILE_PYTHON), "-m", "ferrotile", *common, *extra]
         else:
-            self.command = [str(TILED), *common, *extra]
+            self.command = [str(protocol.tiled_executable()), *common, *extra]
         self.process = _spawn(self.command, self.logdir / f"{self.name}.log")
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:

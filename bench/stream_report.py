@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import protocol
+
 
 def _f(value: Any, digits: int = 0) -> str:
     if value is None:
@@ -21,7 +23,9 @@ def _primary(scenario: str, row: dict[str, Any]) -> tuple[float | None, bool]:
     """(figure, higher_is_better) compared with Tiled."""
     if scenario.startswith(("G2", "G5 256KiB x32 flat")):
         return row.get("delivered_fps"), True
-    if scenario.startswith(("G4", "G5 256KiB x32 @")):
+    if scenario.startswith("G13"):
+        return row.get("writer_fps"), True
+    if scenario.startswith(("G3", "G4", "G5 256KiB x32 @")):
         return row.get("p99_ms"), False
     if scenario.startswith("G7"):
         return row.get("msgs_per_s"), True
@@ -33,7 +37,7 @@ def _primary(scenario: str, row: dict[str, Any]) -> tuple[float | None, bool]:
 def _result(scenario: str, row: dict[str, Any], target: dict[str, Any]) -> tuple[str, str]:
     """(result text, CPU-normalized text)."""
     rows = target["rows"]
-    if scenario.startswith("G2"):
+    if scenario.startswith(("G2", "G13")):
         text = (
             f"{_f(row['delivered_fps'])} frames/s, {_f(row['delivered_MBps'])} MB/s "
             f"(writer {_f(row['writer_fps'])}/s; p99 {_ms(row['p99_ms'])} ms)"
@@ -53,7 +57,7 @@ def _result(scenario: str, row: dict[str, Any], target: dict[str, Any]) -> tuple
             f"writer {_f(row['writer_fps'])}/s{share}; p99 {_ms(row['p99_ms'])} ms"
         )
         return text, f"{_f(row['delivered_MB_per_cpu_s'])} MB/CPU-s"
-    if scenario.startswith("G5"):
+    if scenario.startswith(("G5", "G3")):
         expected = row["writer_frames"] * row["subscribers"]
         share = 100 * row["delivered_frames"] / expected if expected else 0
         text = (
@@ -142,3 +146,52 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {scenario} | {label} | {text} | {loss} | {cpu} | {normalized} | {ratio} |"
             )
     return "\n".join(lines)
+
+
+WRITER_AND_SUBS = "py raw-HTTP writer + websockets subs"
+
+
+def _stream_row(
+    scenario: str, name: str, row: dict[str, Any], text: str, notes: str
+) -> dict[str, Any]:
+    """The protocol row of one stream_bench result (see protocol.py)."""
+    code, _, case = scenario.partition(" ")
+    latency_first = code in ("G3", "G4") or scenario.startswith("G5 256KiB x32 @")
+    elapsed = row.get("elapsed_s") or row.get("seconds")
+    if code == "G7":
+        metric, value, work, unit = "msg/s", row.get("msgs_per_s"), row.get("received"), "msg"
+    elif latency_first:
+        metric, value, unit = "p99 ms", row.get("p99_ms"), "frames"
+        work = row.get("delivered_frames")
+    elif code in ("G8", "G13"):
+        metric, value = "writer frames/s", row.get("writer_fps")
+        work, unit = (row.get("delivered_MBps") or 0) * (elapsed or 0), "MB"
+    else:
+        metric, value = "delivered frames/s", row.get("delivered_fps")
+        work, unit = (row.get("delivered_MBps") or 0) * (elapsed or 0), "MB"
+    if unit == "frames" and (row.get("nbytes") or 0) >= 256 * 1024:
+        work, unit = (row.get("delivered_MBps") or 0) * (elapsed or 0), "MB"
+    return protocol.row(
+        code, case, name,
+        "websockets subscriber (start=0)" if code == "G7" else WRITER_AND_SUBS,
+        metric, value, higher_is_better=not latency_first,
+        server_cpu_s=row.get("server_cpu_s"), work=work, per_cpu_unit=unit,
+        loss=row.get("lost"), dup=row.get("dups"),
+        gaps=(row.get("id_gaps") or 0) + (row.get("seq_gaps") or 0), detail=text, notes=notes,
+    )  # fmt: skip
+
+
+def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every stream_bench result as protocol rows."""
+    out: list[dict[str, Any]] = []
+    for name, target in results["targets"].items():
+        for scenario, row in target["rows"].items():
+            code, _, case = scenario.partition(" ")
+            if "error" in row and len(row) == 1:
+                out.append(protocol.row(code, case, name, "-", "error", None,
+                                        notes=row["error"]))  # fmt: skip
+                continue
+            text, _ = _result(scenario, row, target)
+            notes = "quick sizes" if target["sizes"] != results["mode"] else ""
+            out.append(_stream_row(scenario, name, row, text, notes))
+    return out
