@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import socket
 import sys
 import tempfile
 import time
@@ -156,13 +155,6 @@ class Writer:
         return written
 
 
-def redis_command(port: int, *words: str) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(f"*{len(words)}\r\n".encode()
-                     + b"".join(f"${len(w)}\r\n{w}\r\n".encode() for w in words))  # fmt: skip
-        return sock.recv(256)
-
-
 def stream_url(target: Target, key: str, start: int | None) -> str:
     url = f"{target.ws}/api/v1/stream/single/{key}?envelope_format=msgpack"
     if target.kind == "ferrotile":
@@ -222,7 +214,7 @@ async def case_redis_loss(target: Target, key: str, subs: int, restart: bool) ->
     if restart:
         target.redis.restart()
     else:
-        redis_command(target.redis.port, "FLUSHALL")
+        target.flushall()
     await asyncio.sleep(0.3)
     written = await writer.write(10)
     await asyncio.sleep(1.5)

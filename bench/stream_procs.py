@@ -197,6 +197,7 @@ class Target:
             extra += ["--workers", str(workers)]
         extra += self.extra
         common = ["serve", "catalog", "--temp", "--api-key", API_KEY, "--port", str(self.port)]
+        extra += self.extra
         if server == "ferrotile":
             self.command = [str(FERROTILE_PYTHON), "-m", "ferrotile", *common, *extra]
         else:
@@ -233,6 +234,14 @@ class Target:
 
     def redis_rss(self) -> int:
         return rss_bytes([self.redis.process.pid]) if self.redis and self.redis.process else 0
+
+    def flushall(self) -> None:
+        """FLUSHALL on the target's private Redis (G9: the store loses its history)."""
+        assert self.redis is not None
+        with socket.create_connection(("127.0.0.1", self.redis.port), timeout=5) as sock:
+            sock.sendall(b"FLUSHALL\r\n")
+            if not sock.recv(64).startswith(b"+OK"):
+                raise RuntimeError("FLUSHALL failed")
 
     def close(self) -> None:
         if self.process is not None:

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
+from ferrotile.api.access import AccessMiddleware
 from ferrotile.api.auth import ApiKeyCookieMiddleware
 from ferrotile.api.compression import CompressionMiddleware
 from ferrotile.api.errors import EXCEPTION_HANDLERS
+from ferrotile.api.metrics import metrics, multiprocess_mode, refresh_forever
+from ferrotile.api.outage import catalog_error_handler
 from ferrotile.api.routes import routes
 from ferrotile.catalog.catalog import Catalog
 from ferrotile.config import Settings
+from ferrotile.errors import CatalogError
 from ferrotile.state import AppState
 
 
@@ -35,15 +40,21 @@ def build_app(settings: Settings) -> Starlette:
         state = AppState(settings=settings, catalog=catalog, hub=hub)
         app.state.ferrotile = state
         if hub is not None:
+            hub.observer = metrics().observe_publish
             try:
                 await hub.start(state.invalidate)
             except BaseException:
                 hub.shutdown()
                 await catalog.close()
                 raise
+        refresher = None
+        if multiprocess_mode():
+            refresher = asyncio.create_task(refresh_forever(hub), name="ferrotile-metrics")
         try:
             yield
         finally:
+            if refresher is not None:
+                refresher.cancel()
             if hub is not None:
                 hub.shutdown()
             await catalog.close()
@@ -51,10 +62,11 @@ def build_app(settings: Settings) -> Starlette:
     return Starlette(
         routes=routes(),
         middleware=[
+            Middleware(AccessMiddleware, access_log=settings.access_log),
             Middleware(CompressionMiddleware),
             Middleware(ApiKeyCookieMiddleware, api_key=settings.api_key),
         ],
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers={**EXCEPTION_HANDLERS, CatalogError: catalog_error_handler},
         lifespan=lifespan,
     )
 

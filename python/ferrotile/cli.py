@@ -14,13 +14,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ferrotile import __version__
+from ferrotile.cluster import guard
 from ferrotile.config import (
     DEFAULT_DATA_TTL,
     DEFAULT_RETENTION_BYTES,
     DEFAULT_RETENTION_COUNT,
     DEFAULT_SEQ_TTL,
+    DEFAULT_STREAMER_MAXLEN,
+    DEFAULT_STREAMER_MESSAGE_BYTES,
     Settings,
 )
+from ferrotile.config_file import env_name, from_file, layered, options
 from ferrotile.errors import FerrotileError
 from ferrotile.register.cli import (
     add_directory_parser,
@@ -54,7 +58,9 @@ def _parser() -> argparse.ArgumentParser:
         help="serve a catalog database (SQLite or PostgreSQL)",
         description=(
             "Serve a catalog. Arrays written by clients are stored as zarr under the first "
-            "writable directory; every write is streamed to WebSocket subscribers."
+            "writable directory; every write is streamed to WebSocket subscribers. Every "
+            "option can also be set by a FERROTILE_<OPTION> environment variable (e.g. "
+            "FERROTILE_API_KEY), below the command line (see `serve config --help`)."
         ),
     )
     catalog.add_argument(
@@ -156,8 +162,79 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="worker processes (default 1); more than 1 needs --cache redis://...",
     )
+    streamer = catalog.add_argument_group("Redis Streamer API (/data/{sid}, /graphql)")
+    streamer.add_argument(
+        "--streamer-no-device-prefixing",
+        action="store_true",
+        help="name streams {prefix}{sid}, not {device}:{prefix}{sid} "
+        "(Redis Streamer's DISABLE_MULTI_DEVICE_PREFIXING=1)",
+    )
+    streamer.add_argument(
+        "--streamer-maxlen",
+        type=int,
+        default=DEFAULT_STREAMER_MAXLEN,
+        metavar="N",
+        help=f"entries kept per stream (REDIS_STREAM_MAXLEN; default {DEFAULT_STREAMER_MAXLEN})",
+    )
+    streamer.add_argument(
+        "--streamer-max-bytes",
+        type=int,
+        default=DEFAULT_RETENTION_BYTES,
+        metavar="B",
+        help=f"bytes kept per stream (default {DEFAULT_RETENTION_BYTES})",
+    )
+    streamer.add_argument(
+        "--streamer-max-age",
+        type=float,
+        default=DEFAULT_DATA_TTL,
+        metavar="S",
+        help=f"seconds an entry is kept (default {DEFAULT_DATA_TTL:.0f})",
+    )
+    streamer.add_argument(
+        "--streamer-max-message-bytes",
+        type=int,
+        default=DEFAULT_STREAMER_MESSAGE_BYTES,
+        metavar="B",
+        help=f"largest push message (default {DEFAULT_STREAMER_MESSAGE_BYTES})",
+    )
+    catalog.add_argument(
+        "--access-log",
+        action="store_true",
+        help="write one JSON line per request and WebSocket connection to stderr",
+    )
+    _add_config_parser(targets, catalog)
     add_directory_parser(targets)
     add_register_parser(commands)
+    return parser
+
+
+def _add_config_parser(
+    targets: argparse._SubParsersAction[argparse.ArgumentParser],
+    catalog: argparse.ArgumentParser,
+) -> None:
+    keys = "\n".join(f"  {key:<16} {env_name(key)}" for key in options(catalog))
+    config = targets.add_parser(
+        "config",
+        help="serve a catalog configured by a YAML file (and FERROTILE_* variables)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Serve a catalog as `serve catalog` does, with its options read from a YAML file "
+            "(keys below), from FERROTILE_* environment variables (FERROTILE_<KEY>_FILE: read "
+            "the value from that file) and from options after FILE. Precedence: command-line "
+            "option > environment > file > default. Repeatable options are YAML lists, or "
+            "comma-separated in the environment.\n\nkey              environment variable\n" + keys
+        ),
+    )
+    config.add_argument("file", metavar="FILE", help="YAML file of option keys and values")
+    config.add_argument(
+        "options", nargs=argparse.REMAINDER, metavar="...", help="`serve catalog` options"
+    )
+
+
+def _subparser(parser: argparse.ArgumentParser, *names: str) -> argparse.ArgumentParser:
+    for name in names:
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = commands.choices[name]
     return parser
 
 
@@ -223,6 +300,14 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, bool]:
         raise ServeError("--cache-max-count must be at least 1")
     if args.cache_max_bytes < 1:
         raise ServeError("--cache-max-bytes must be at least 1")
+    for flag, value in (
+        ("--streamer-maxlen", args.streamer_maxlen),
+        ("--streamer-max-bytes", args.streamer_max_bytes),
+        ("--streamer-max-age", args.streamer_max_age),
+        ("--streamer-max-message-bytes", args.streamer_max_message_bytes),
+    ):
+        if value <= 0:
+            raise ServeError(f"{flag} must be positive")
     if not 0 < args.port < 65536:
         raise ServeError(f"--port {args.port} is not a valid port")
     settings = Settings(
@@ -240,6 +325,12 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, bool]:
         host=args.host,
         port=args.port,
         workers=args.workers,
+        access_log=args.access_log,
+        streamer_device_prefixing=not args.streamer_no_device_prefixing,
+        streamer_maxlen=args.streamer_maxlen,
+        streamer_max_bytes=args.streamer_max_bytes,
+        streamer_max_age=args.streamer_max_age,
+        streamer_max_message_bytes=args.streamer_max_message_bytes,
     )
     return settings, init
 
@@ -254,6 +345,7 @@ def _serve_catalog(
     if settings.redis:
         # Once, here, before any worker starts: one clear line instead of N worker tracebacks.
         ping(parse_redis_url(settings.cache))
+    guard(settings)  # several processes: refuse what would not behave as one server
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     print(
         "\n    Use the following URL to connect to ferrotile:\n\n"
@@ -276,10 +368,17 @@ def _serve_directory(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     try:
-        if args.command == "serve" and args.target == "catalog":
-            _serve_catalog(args)
+        if args.command == "serve" and args.target in ("catalog", "config"):
+            catalog = _subparser(parser, "serve", "catalog")
+            if args.target == "catalog":
+                rest, file_values = argv[argv.index("catalog") + 1 :], {}
+            else:
+                rest, file_values = args.options, from_file(Path(args.file), options(catalog))
+            _serve_catalog(layered(catalog, rest, file_values=file_values))
         elif args.command == "serve" and args.target == "directory":
             _serve_directory(args)
         elif args.command == "register":

@@ -15,6 +15,8 @@ from typing import Any
 import orjson
 
 SETTINGS_ENV = "FERROTILE_SETTINGS"
+#: ``prometheus_client``'s multiprocess directory, shared by the Granian workers of a process.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 #: Tiled's streaming-cache defaults (``data_ttl`` one hour, ``seq_ttl`` thirty days).
 DEFAULT_DATA_TTL = 3600.0
@@ -22,6 +24,10 @@ DEFAULT_SEQ_TTL = 30 * 24 * 3600.0
 #: Per-node retention caps of the stream replay buffer (count and msgpack bytes).
 DEFAULT_RETENTION_COUNT = 10_000
 DEFAULT_RETENTION_BYTES = 256 * 1024 * 1024
+#: Redis Streamer API: entries kept per stream (its ``REDIS_STREAM_MAXLEN``) and the biggest
+#: WebSocket message or REST body a push may send.
+DEFAULT_STREAMER_MAXLEN = 1000
+DEFAULT_STREAMER_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,15 @@ class Settings:
         Seconds a stream message is retained; idle seconds before a stream's sequence restarts.
     retention_count, retention_bytes
         Per-node cap on retained messages (count, and msgpack bytes; the newest is always kept).
+    access_log
+        Write a JSON line per request and WebSocket connection to stderr.
+    streamer_device_prefixing
+        Redis Streamer API: streams are named ``{device}:{prefix}{sid}`` (its default); False is
+        its ``DISABLE_MULTI_DEVICE_PREFIXING=1`` (``{prefix}{sid}``, no devices).
+    streamer_maxlen, streamer_max_bytes, streamer_max_age
+        Redis Streamer API: per-stream retention (entries, bytes, seconds).
+    streamer_max_message_bytes
+        Redis Streamer API: largest push message (WebSocket frame or REST body).
     table_storage
         SQL database for appendable tables (``sqlite:///FILE`` or ``postgresql://...``);
         ``None`` means ``<first writable directory>/storage.sqlite`` (see :attr:`sql_storage`).
@@ -69,6 +84,12 @@ class Settings:
     response_bytesize_limit: int = 500_000_000
     extra: dict[str, Any] = field(default_factory=dict)
     table_storage: str | None = None
+    access_log: bool = False
+    streamer_device_prefixing: bool = True
+    streamer_maxlen: int = DEFAULT_STREAMER_MAXLEN
+    streamer_max_bytes: int = DEFAULT_RETENTION_BYTES
+    streamer_max_age: float = DEFAULT_DATA_TTL
+    streamer_max_message_bytes: int = DEFAULT_STREAMER_MESSAGE_BYTES
 
     @property
     def sql_storage(self) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import errno
 import os
@@ -18,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ferrotile.catalog.catalog import Catalog
-from ferrotile.config import SETTINGS_ENV, Settings
+from ferrotile.config import MULTIPROC_ENV, SETTINGS_ENV, Settings
 from ferrotile.errors import FerrotileError
 
 
@@ -81,6 +82,8 @@ def run_workers(settings: Settings) -> None:
     from granian.constants import Interfaces
 
     os.environ[SETTINGS_ENV] = settings.to_json().decode()
+    if settings.workers > 1:
+        _prepare_multiprocess_metrics()
     Granian(
         "ferrotile.app:app_from_env",
         factory=True,
@@ -91,6 +94,21 @@ def run_workers(settings: Settings) -> None:
         websockets=True,
         log_access=False,
     ).serve()
+
+
+def _prepare_multiprocess_metrics() -> None:
+    """Point ``prometheus_client`` at a directory the workers share (before they import it),
+    so that ``/api/v1/metrics`` sums every worker (see :mod:`ferrotile.api.metrics`).
+    Importing ``prometheus_client`` here would fix its mode in the forked workers too early."""
+    directory = os.environ.get(MULTIPROC_ENV)
+    if directory:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        for stale in Path(directory).glob("*.db"):  # a previous run's values
+            stale.unlink(missing_ok=True)
+    else:
+        directory = tempfile.mkdtemp(prefix="ferrotile-metrics-")
+        atexit.register(shutil.rmtree, directory, True)
+        os.environ[MULTIPROC_ENV] = directory
 
 
 class SimpleServer:

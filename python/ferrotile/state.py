@@ -71,6 +71,8 @@ class AppState:
     hub: StreamHub | None
     arrays: ArrayHandles = field(default_factory=ArrayHandles)
     files: FileTrees = field(default_factory=FileTrees)
+    #: Redis Streamer streams whose retention this process has set on the hub.
+    streamer_retention_set: set[int] = field(default_factory=set)
 
     async def node(self, path: str, *, fresh: bool = False, in_files: bool = False) -> Node:
         """Resolve a URL path to a node or answer 404 (empty segments are ignored).

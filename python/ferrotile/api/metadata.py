@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ferrotile.api.auth import Access
-from ferrotile.api.bodies import parse_create
+from ferrotile.api.bodies import CreateRequest, parse_create
 from ferrotile.api.common import (
     base_url,
     changed,
@@ -61,6 +61,23 @@ async def post_metadata(request: Request) -> Response:
     if await state.catalog.lookup((*parent.path, create.key)) is not None:
         raise ApiError(409, f"An entry named {create.key!r} already exists")
 
+    node = await create_child(state, parent, create)
+    body: dict[str, Any] = {
+        "id": node.key,
+        "links": links(node, base_url(request)),
+        "data_sources": [ds.to_json() for ds in node.data_sources],
+        "access_tags": sorted(node.access_tags),
+        "access_blob": {"tags": sorted(node.access_tags)},
+    }
+    return json_response(body)
+
+
+async def create_child(state: AppState, parent: Node, create: CreateRequest) -> Node:
+    """Store a validated creation request under ``parent`` and announce it on its stream.
+
+    Raises :class:`~ferrotile.errors.KeyConflict` if the key was taken meanwhile; nothing is
+    left behind then (nor on any other failure).
+    """
     ensure_streamable(state)
     sources: list[DataSource] = []
     if create.source is not None:
@@ -79,16 +96,8 @@ async def post_metadata(request: Request) -> Response:
         # Nothing half-written: the storage made for a node that was not recorded goes away.
         await _remove_storage(state, sources)
         raise
-
     await publish(state, parent.id, messages.child_created(node), stored=True)
-    body: dict[str, Any] = {
-        "id": node.key,
-        "links": links(node, base_url(request)),
-        "data_sources": [ds.to_json() for ds in node.data_sources],
-        "access_tags": sorted(node.access_tags),
-        "access_blob": {"tags": sorted(node.access_tags)},
-    }
-    return json_response(body)
+    return node
 
 
 async def _remove_storage(state: AppState, sources: Sequence[DataSource]) -> None:

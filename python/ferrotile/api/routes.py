@@ -9,6 +9,7 @@ from ferrotile.api import (
     awkward,
     metadata,
     metadata_edit,
+    metrics,
     register,
     revisions,
     root,
@@ -16,6 +17,9 @@ from ferrotile.api import (
     stream,
     tables,
 )
+from ferrotile.api.streamer import pull as streamer_pull
+from ferrotile.api.streamer import push as streamer_push
+from ferrotile.api.streamer import rest as streamer_rest
 
 P = "{path:path}"
 #: Test-only route (``FERROTILE_TEST_HOOKS=1``): close a node's subscribers with 1012.
@@ -26,6 +30,7 @@ def routes() -> list[BaseRoute]:
     return [
         Route("/healthz", root.healthz, methods=["GET"]),
         Route("/api/v1/", root.about, methods=["GET"]),
+        Route("/api/v1/metrics", metrics.get_metrics, methods=["GET"]),
         Route(f"/api/v1/metadata/{P}", metadata.get_metadata, methods=["GET"]),
         Route(f"/api/v1/metadata/{P}", metadata.post_metadata, methods=["POST"]),
         Route(f"/api/v1/metadata/{P}", metadata.delete_metadata, methods=["DELETE"]),
@@ -54,6 +59,11 @@ def routes() -> list[BaseRoute]:
         Route(f"/api/v1/table/partition/{P}", tables.patch_partition, methods=["PATCH"]),
         Route(f"/api/v1/stream/close/{P}", stream.close_stream, methods=["DELETE"]),
         WebSocketRoute(f"/api/v1/stream/single/{P}", stream.subscribe),
+        # The Redis Streamer API (same hub; see api/streamer).
+        Route("/data/{sid}", streamer_rest.get_data, methods=["GET"]),
+        Route("/data/{sid}", streamer_rest.post_data, methods=["POST"]),
+        WebSocketRoute("/data/{sid}/push", streamer_push.push),
+        WebSocketRoute("/data/{sid}/pull", streamer_pull.pull),
         *(
             [Route(HOOK, stream.interrupt_streams, methods=["POST"])]
             if stream.test_hooks_enabled()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import inspect
 import logging
 import os
@@ -58,6 +59,20 @@ log = logging.getLogger("ferrotile.streaming")
 
 #: ``(node_id, path, subtree)``: evict one node (and its subtree if ``subtree``); ``None``: all.
 Invalidator = Callable[[tuple[int, tuple[str, ...], bool] | None], None]
+#: Told once per successful publish call: ``(topic, messages, seconds the call took)`` (with
+#: Redis, the seconds are the round trip of the pipelined write). Set by the metrics.
+PublishObserver = Callable[[int, int, float], None]
+#: The subscriptions opened by the current WebSocket connection, when something (the metrics
+#: middleware) wants to read their counters (``dropped``, ``backlog_bytes``) while it lasts.
+connection_subscriptions: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
+    "connection_subscriptions", default=None
+)
+
+
+def _track(subscription: Any) -> None:
+    tracked = connection_subscriptions.get()
+    if tracked is not None:
+        tracked.append(subscription)
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -97,6 +112,7 @@ class StreamHub:
         self._control_epoch = 0
         self._control_event = asyncio.Event()
         self._origin = f"{os.getpid()}-{id(self)}"
+        self.observer: PublishObserver | None = None
 
     async def start(self, invalidate: Invalidator | None = None) -> None:
         """Connect (Redis) and, with a shared cache, start listening for invalidations."""
@@ -161,6 +177,7 @@ class StreamHub:
         StreamUnavailable
             The shared cache cannot be reached; nothing was published.
         """
+        started = time.perf_counter()
         seq: int = await self._call(
             self._hub.publish,
             topic,
@@ -169,6 +186,8 @@ class StreamHub:
             array_json,
             payload_json=payload_json,
         )
+        if self.observer is not None:
+            self.observer(topic, 1, time.perf_counter() - started)
         return seq
 
     async def publish_entries(
@@ -191,9 +210,12 @@ class StreamHub:
         StreamUnavailable
             The shared cache cannot be reached; nothing was published.
         """
+        started = time.perf_counter()
         ids: list[str] = await self._call(
             self._hub.publish_entries, topic, payloads, entry_ids, header=orjson.dumps(header)
         )
+        if self.observer is not None:
+            self.observer(topic, len(ids), time.perf_counter() - started)
         return ids
 
     def subscribe_entries(
@@ -209,7 +231,7 @@ class StreamHub:
     ) -> _core.EntrySubscription:
         """Subscribe by entry id (Redis Streamer's pull); see
         :meth:`ferrotile._core.Hub.subscribe_entries`."""
-        return self._hub.subscribe_entries(
+        subscription = self._hub.subscribe_entries(
             topics,
             names,
             after,
@@ -218,6 +240,8 @@ class StreamHub:
             header=header,
             max_queue_bytes=max_queue_bytes,
         )
+        _track(subscription)
+        return subscription
 
     async def stream_info(self, topic: int) -> dict[str, Any] | None:
         """The topic's stream description (Redis ``XINFO STREAM`` style), None if it never had
@@ -260,7 +284,7 @@ class StreamHub:
         max_queue_bytes: int | None = None,
         on_overflow: str = "close",
     ) -> _core.Subscription:
-        return self._hub.subscribe(
+        subscription = self._hub.subscribe(
             topic,
             start,
             envelope,
@@ -268,6 +292,8 @@ class StreamHub:
             max_queue_bytes=max_queue_bytes,
             on_overflow=on_overflow,
         )
+        _track(subscription)
+        return subscription
 
     def interrupt(self, topic: int | None = None) -> None:
         """Close current subscribers (of ``topic``, or all) with 1012 "Live subscription lost"."""

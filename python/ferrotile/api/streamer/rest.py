@@ -1,0 +1,103 @@
+"""``GET /data/{sid}`` and ``POST /data/{sid}``: Redis Streamer's REST data routes.
+
+GET reads once: up to ``count`` entries per stream after ``last_entry_id`` (default ``$``:
+the next entry, waiting up to ``block`` ms, default 500; ``0``/``-``: from the oldest kept;
+``<ms>-<n>``: after that id or time) or, with ``latest``, the newest. The body is the entries'
+bytes concatenated; ``x-offsets`` is ``[[sid, entry_id, end_offset], ...]`` and
+``x-last-entry-id`` the cursor to pass next time (the starting one if nothing came). ``a+b``
+reads several streams (``x-last-entry-id`` then has one cursor per stream, ``c1+c2``).
+
+POST takes ``multipart/form-data`` parts named ``entries`` (one entry each) and answers the JSON
+list of their ids. With ``sid`` ``*`` each part's filename names its stream.
+"""
+
+from __future__ import annotations
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ferrotile.api.auth import Access
+from ferrotile.api.common import json_response, unavailable
+from ferrotile.api.errors import ApiError
+from ferrotile.api.streamer.common import authorized, bad_input, existing, header_names, names
+from ferrotile.errors import EntryIdError, StreamUnavailable
+from ferrotile.streamer import streams
+from ferrotile.streamer.params import StreamerInputError, cursors, flag, integer
+
+DEFAULT_BLOCK_MS = 500
+#: A GET never holds its request longer than this (``block=0`` means "wait this long").
+MAX_BLOCK_MS = 60_000
+
+
+async def get_data(request: Request) -> Response:
+    state = authorized(request, Access.READ)
+    query = request.query_params
+    try:
+        wanted = names(state, request)
+        after = cursors(query.get("last_entry_id", "$"), len(wanted))
+        count = integer(query, "count", 1, 1) or 1
+        block = integer(query, "block", DEFAULT_BLOCK_MS, 0)
+        latest = flag(query, "latest", False)
+        labels = header_names(query, wanted)
+    except StreamerInputError as exc:
+        raise bad_input(exc) from None
+    nodes = await existing(state, wanted)
+    assert state.hub is not None
+    try:
+        subscription = state.hub.subscribe_entries(
+            [n.id for n in nodes], labels, after, count=count, latest=latest
+        )
+    except StreamUnavailable as exc:
+        raise unavailable(str(exc)) from None
+    try:
+        frames, close = await subscription.next_read(min(block or MAX_BLOCK_MS, MAX_BLOCK_MS))
+        cursor = "+".join(subscription.cursors)
+    finally:
+        subscription.cancel()
+    if close is not None and not frames:
+        raise unavailable(f"the stream ended: {close[1]}")
+    offsets, body = frames if len(frames) == 2 else ("[]", b"")
+    return Response(
+        body if isinstance(body, bytes) else body.encode(),
+        media_type="application/octet-stream",
+        headers={"x-offsets": str(offsets), "x-last-entry-id": cursor},
+    )
+
+
+async def post_data(request: Request) -> Response:
+    state = authorized(request, Access.WRITE)
+    limit = state.settings.streamer_max_message_bytes
+    declared = int(request.headers.get("content-length") or 0)
+    if declared > limit:
+        raise ApiError(413, f"The body of {declared} bytes is over the {limit}-byte limit")
+    sid = request.path_params["sid"]
+    async with request.form(max_files=10_000, max_fields=0) as form:
+        parts = [p for p in form.getlist("entries") if isinstance(p, UploadFile)]
+        if not parts:
+            raise ApiError(422, "Send the entries as multipart/form-data parts named 'entries'")
+        by_stream: dict[str, list[bytes]] = {}
+        for part in parts:
+            target = part.filename if sid == "*" else sid
+            if not target:
+                raise ApiError(422, "With stream id '*' every part needs a filename (its stream)")
+            by_stream.setdefault(target, []).append(await part.read())
+    header = streams.entry_header()
+    hub = state.hub
+    assert hub is not None
+    ids: list[str] = []
+    try:
+        for target, payloads in by_stream.items():
+            name = streams.stream_name(
+                state, target, request.query_params.get("device_id"),
+                request.query_params.get("prefix", ""),
+            )  # fmt: skip
+            node = await streams.ensure(state, name)
+            ids += await hub.publish_entries(node.id, payloads, header=header)
+    except StreamerInputError as exc:
+        raise bad_input(exc) from None
+    except EntryIdError as exc:
+        raise ApiError(422, str(exc)) from None
+    except StreamUnavailable as exc:
+        raise unavailable(str(exc)) from None
+    return json_response(ids)
