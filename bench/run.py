@@ -61,6 +61,7 @@ class Script:
     full_args: list[str] = field(default_factory=list)
     takes_only: bool = False  # passes --only through (else rows are filtered afterwards)
     optional: bool = False  # written by another helper; skipped with a note if absent
+    self_repeats: bool = False  # takes its own medians of several runs: run it once
     limit_quick: float = 150.0  # seconds before the script is stopped
     limit_full: float = 3600.0
 
@@ -77,8 +78,9 @@ SCRIPTS = [
     Script("put_loop.py", {"G1"}, ["--targets", QUICK_STREAM_TARGETS],
            ["--targets", "ferrotile-memory,ferrotile-redis-2w,tiled"], limit_quick=60),
     Script("gap_bench.py", {"G9"}, [], [], takes_only=True, limit_quick=90),
-    Script("streamer_bench.py", {"G1"}, optional=True, limit_quick=90),
-    Script("haproxy_bench.py", set(), optional=True, limit_quick=90),
+    Script("streamer_bench.py", {"G1", "G2", "G5"}, optional=True, limit_quick=90),
+    Script("haproxy_bench.py", {"D1", "D2", "D3"}, optional=True, self_repeats=True,
+           limit_quick=60),
 ]  # fmt: skip
 
 
@@ -315,7 +317,7 @@ def main() -> None:
                 print(f"== {note}", file=sys.stderr)
                 status.append({"script": script.name, "skipped": True, "note": note})
                 continue
-            for run in range(1, repeat + 1):
+            for run in range(1, (1 if script.self_repeats else repeat) + 1):
                 result = run_script(script, args, run, logdir)
                 per_script.setdefault(script.name, []).append(result["rows"])
                 status.append({"script": script.name, "run": run, "seconds": result["seconds"],
@@ -344,8 +346,14 @@ def main() -> None:
     if args.readme:
         run_report.write_readme(BENCH / "README.md", header + "\n\n" + table)
         print("\n(written into bench/README.md)", file=sys.stderr)
-    print(f"\nwall time {environment['wall_s']:.0f} s; rows in {args.json}; logs in {logdir}",
-          file=sys.stderr)  # fmt: skip
+    print(
+        f"\nwall time {environment['wall_s']:.0f} s; rows in {args.json}; logs in {logdir}",
+        file=sys.stderr,
+    )
+    if any(s.get("interrupted") for s in status):
+        sys.exit(130)
+    if any(s.get("error") for s in status):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

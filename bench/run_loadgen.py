@@ -300,10 +300,10 @@ def to_rows(all_results: dict[str, dict[str, Any]], subscribers: int) -> list[di
                     detail=f"{r['connected']:,} of {r['sockets']:,} connected",
                 ))  # fmt: skip
                 out.append(protocol.row(
-                    code, f"{r['sockets']:,} idle sockets", label, DRIVER, "server RSS MiB",
-                    r["rss_held"] / 2**20, higher_is_better=False,
-                    detail=(f"{per_socket / 1024:.1f} KiB per connected socket "
-                            f"({r['connected']:,} connected)"),
+                    code, f"{r['sockets']:,} idle sockets", label, DRIVER,
+                    "server RSS KiB per socket", per_socket / 1024, higher_is_better=False,
+                    detail=(f"server RSS {r['rss_held'] / 2**20:,.0f} MiB held with "
+                            f"{r['connected']:,} connected"),
                 ))  # fmt: skip
     return out
 

@@ -32,6 +32,9 @@ TITLES = {
     "G11": "HTTP control plane",
     "G12": "efficiency (derived from the rows above)",
     "G13": "persisted appends (PATCH extend=true into zarr)",
+    "D1": "deployment: HTTP GET through HAProxy (haproxy_bench.py)",
+    "D2": "deployment: stream-only PUT through HAProxy",
+    "D3": "deployment: fan-out through HAProxy",
 }
 TARGET_ORDER = ["ferrotile mem 1w", "ferrotile redis 1w", "ferrotile redis 2w", protocol.TILED]
 
@@ -40,8 +43,9 @@ def target_order(target: str) -> tuple[int, str]:
     return (TARGET_ORDER.index(target) if target in TARGET_ORDER else len(TARGET_ORDER), target)
 
 
-def _scenario_order(code: str) -> tuple[int, str]:
-    return (int(code[1:]) if code[1:].isdigit() else 99, code)
+def _scenario_order(code: str) -> tuple[bool, int, str]:
+    """G1..G13 first, then other series (D1.. of haproxy_bench), by number."""
+    return (not code.startswith("G"), int(code[1:]) if code[1:].isdigit() else 99, code)
 
 
 def _num(value: Any) -> str:

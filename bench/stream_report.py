@@ -25,7 +25,9 @@ def _primary(scenario: str, row: dict[str, Any]) -> tuple[float | None, bool]:
         return row.get("delivered_fps"), True
     if scenario.startswith("G13"):
         return row.get("writer_fps"), True
-    if scenario.startswith(("G3", "G4", "G5 256KiB x32 @")):
+    if scenario.startswith("G3"):
+        return row.get("writer_fps"), True
+    if scenario.startswith(("G4", "G5 256KiB x32 @")):
         return row.get("p99_ms"), False
     if scenario.startswith("G7"):
         return row.get("msgs_per_s"), True
@@ -156,9 +158,20 @@ def _stream_row(
 ) -> dict[str, Any]:
     """The protocol row of one stream_bench result (see protocol.py)."""
     code, _, case = scenario.partition(" ")
-    latency_first = code in ("G3", "G4") or scenario.startswith("G5 256KiB x32 @")
+    latency_first = code == "G4" or scenario.startswith("G5 256KiB x32 @")
     elapsed = row.get("elapsed_s") or row.get("seconds")
-    if code == "G7":
+    codes = [c[0] for c in row.get("closed") or []]
+    if codes:
+        closed = "closed " + ", ".join(f"{codes.count(c)} x {c}" for c in sorted(set(codes)))
+        notes = f"{notes}; {closed}" if notes else closed
+    rate = row.get("rate_hz")
+    if rate and (row.get("writer_fps") or 0) < 0.9 * rate:
+        short = f"writer reached only {row['writer_fps']:,.0f} of {rate:,.0f} frames/s"
+        notes = f"{notes}; {short}" if notes else short
+    if code == "G3":  # p99 means little when the writers reach different rates: rate first
+        metric, value = "frames/s written (paced at 1 kHz)", row.get("writer_fps")
+        work, unit = (row.get("delivered_MBps") or 0) * (elapsed or 0), "MB"
+    elif code == "G7":
         metric, value, work, unit = "msg/s", row.get("msgs_per_s"), row.get("received"), "msg"
     elif latency_first:
         metric, value, unit = "p99 ms", row.get("p99_ms"), "frames"
