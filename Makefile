@@ -12,7 +12,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/ferrotile/target
 export NO_PROXY := 127.0.0.1,localhost,$(NO_PROXY)
 export no_proxy := 127.0.0.1,localhost,$(no_proxy)
 
-.PHONY: help serve test lint build venv rust-test pytest system-deps bench clean
+.PHONY: help serve test lint build venv rust-test pytest system-deps bench bench-quick bench-micro clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -27,7 +27,7 @@ venv: $(VENV)/bin/maturin
 # Dependencies are (re)installed when pyproject.toml changes; the extension is rebuilt in place
 # on every build (incremental, so quick when nothing changed).
 $(VENV)/.installed: pyproject.toml | $(VENV)/bin/maturin
-	$(VENV)/bin/maturin develop --release --extras test
+	$(VENV)/bin/maturin develop --release --extras test,bench
 	touch $@
 
 build: $(VENV)/.installed ## build the Rust extension (release) and install ferrotile + test deps into .venv
@@ -64,6 +64,18 @@ pytest: build system-deps ## pytest: unit, native-core and compatibility tests a
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test: lint rust-test pytest ## every check: lint, cargo test, pytest
+
+# Benchmarks (bench/README.md): each run starts its own servers and Redis on loopback ports and
+# stops them; Tiled 0.2.20 is installed into ~/.cache/ferrotile/tiled-0.2.20 on first use.
+bench: build system-deps ## full benchmark run (all targets, median of 3) into bench/README.md
+	$(PY) bench/run.py --readme $(ARGS)
+
+bench-quick: build system-deps ## quick benchmark (~3 min): ferrotile 1 worker vs Tiled, one run
+	$(PY) bench/run.py --quick $(ARGS)
+
+bench-micro: build ## micro-benchmarks: Python-visible costs (pytest-benchmark), the hub (criterion)
+	$(PY) -m pytest bench/micro -p no:cacheprovider -q --benchmark-columns=min,median,mean,ops,rounds
+	cargo bench -p ferrotile-core --bench hub_fanout -- --warm-up-time 1 --measurement-time 2
 
 clean: ## remove the virtualenv and build products (not the shared cargo cache)
 	rm -rf $(VENV) python/ferrotile/*.so .pytest_cache .mypy_cache .ruff_cache

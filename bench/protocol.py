@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ TARGET_LABELS = {
     "ferrotile-redis": "ferrotile redis 1w",
     "ferrotile-redis-2w": "ferrotile redis 2w",
     "tiled": TILED,
+    "tiled-redis": TILED,  # G9: Tiled with --cache redis://...
 }
 
 
@@ -63,6 +65,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``--quick`` and ``--json``, the two options every bench script takes."""
     parser.add_argument("--quick", action="store_true", help="small sizes (well under a minute)")
     parser.add_argument("--json", metavar="OUT", help="write the result rows to this JSON file")
+
+
+def interrupt_on_signals() -> None:
+    """SIGINT and SIGTERM raise KeyboardInterrupt (also when started in the background, where
+    SIGINT is ignored by default), so every ``finally`` stops what the script started."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def write(path: str | None, rows: list[dict[str, Any]]) -> None:

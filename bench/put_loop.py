@@ -1,185 +1,150 @@
-"""Server CPU per stream-only 1 KiB PUT: a simple loop against ferrotile and, side by side, Tiled.
+"""G1 through the Python clients users run: stream-only 1 KiB writes, one after another.
 
 Usage (from the repository root, after ``make build``)::
 
-    .venv/bin/python bench/put_loop.py --requests 2000
-    .venv/bin/python bench/put_loop.py --requests 2000 --tiled /path/to/tiled-venv/bin/tiled
+    .venv/bin/python bench/put_loop.py [--quick] [--json OUT] \
+        [--targets ferrotile-memory,ferrotile-redis-2w,tiled] [--seconds 5]
 
-Each target is started on a free loopback port with ``--temp`` and a memory streaming cache,
-one array of 128 float64 (1 KiB) is created, then the loop sends ``PUT /array/full?persist=false``
-(what ``x.write(frame, persist=False)`` sends) over one keep-alive connection. Server CPU is
-utime+stime of the server's whole process tree, read from /proc before and after the loop.
-Every process started is stopped, also on error or Ctrl-C.
+Two clients, each on one connection, sequential (what a simple acquisition script does):
+
+- ``httpx``: ``PUT /api/v1/array/full/x?persist=false`` with a 1 KiB body (128 float64) from
+  ``httpx.Client`` (keep-alive), i.e. what ``x.write(frame, persist=False)`` sends, minus the
+  client's own work;
+- the stock tiled 0.2.20 client: ``x.write(frame, persist=False)`` on an array created with
+  ``write_array``.
+
+Each target is started on a free loopback port (``serve catalog --temp --api-key secret``; see
+stream_procs.py) and stopped afterwards, also on error or Ctrl-C. Server CPU is utime+stime of
+the server's process tree plus its Redis, from /proc, over the timed loop; the row's
+per-CPU-second figure is PUTs per server-CPU-second (the inverse of server CPU per PUT).
+Every loop is bounded in count and time.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
-import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 
-TICK = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+
+import protocol
+from stream_clients import create_array
+from stream_procs import API_KEY, TARGETS, Target, stop_all
+
+FRAME = np.random.default_rng(0).standard_normal(128)  # 1 KiB of float64
+CASE = "1 KiB write, stream-only, sequential"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def timed_loop(
+    target: Target, write: Callable[[], object], seconds: float, limit: int
+) -> dict[str, float]:
+    """Warm up, then call ``write`` until ``seconds`` pass or ``limit`` calls are done."""
+    for _ in range(min(50, limit)):
+        write()
+    cpu0, t0 = target.cpu(), time.monotonic()
+    deadline = t0 + seconds
+    done = 0
+    while done < limit and time.monotonic() < deadline:
+        write()
+        done += 1
+    elapsed = time.monotonic() - t0
+    return {"writes": done, "seconds": elapsed, "server_cpu_s": target.cpu() - cpu0}
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """utime+stime of ``pid`` and all its descendants (threads included)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-    total, pending = 0.0, [pid]
-    while pending:
-        current = pending.pop()
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / TICK
-        pending.extend(children.get(current, []))
-    return total
+def httpx_loop(target: Target, seconds: float, limit: int) -> dict[str, float]:
+    headers = {"Authorization": f"Apikey {API_KEY}"}
+    create_array(target.http, "g1h", FRAME.nbytes)
+    body = FRAME.tobytes()
+    with httpx.Client(base_url=f"{target.http}/api/v1", headers=headers) as http:
+
+        def write() -> None:
+            http.put(
+                "/array/full/g1h", content=body, params={"persist": "false"},
+                headers={"Content-Type": "application/octet-stream"},
+            ).raise_for_status()  # fmt: skip
+
+        return timed_loop(target, write, seconds, limit)
 
 
-def start(command: list[str], port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"{command[0]} did not start")
+def stock_loop(target: Target, seconds: float, limit: int) -> dict[str, float]:
+    from tiled.client import from_uri
 
-
-def measure(name: str, command: list[str], port: int, requests: int) -> dict[str, float]:
-    process = start(command, port)
+    client = from_uri(target.http, api_key=API_KEY)
     try:
-        headers = {"Authorization": "Apikey secret"}
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", headers=headers) as http:
-            frame = np.random.default_rng(0).standard_normal(128)
-            body = {
-                "id": "x",
-                "structure_family": "array",
-                "metadata": {},
-                "specs": [],
-                "data_sources": [
-                    {
-                        "structure_family": "array",
-                        "structure": {
-                            "data_type": {
-                                "endianness": "little",
-                                "kind": "f",
-                                "itemsize": 8,
-                                "dt_units": None,
-                            },
-                            "chunks": [[128]],
-                            "shape": [128],
-                            "dims": None,
-                            "resizable": False,
-                        },
-                        "id": None,
-                        "mimetype": None,
-                        "parameters": {},
-                        "properties": {},
-                        "assets": [],
-                        "management": "writable",
-                    }
-                ],
-            }
-            http.post("/metadata/", json=body).raise_for_status()
-            put_headers = {"Content-Type": "application/octet-stream"}
-            for _ in range(50):  # warm-up
-                http.put(
-                    "/array/full/x",
-                    content=frame.tobytes(),
-                    params={"persist": "false"},
-                    headers=put_headers,
-                )
-            cpu0, t0 = tree_cpu_seconds(process.pid), time.perf_counter()
-            for _ in range(requests):
-                response = http.put(
-                    "/array/full/x",
-                    content=frame.tobytes(),
-                    params={"persist": "false"},
-                    headers=put_headers,
-                )
-                response.raise_for_status()
-            elapsed = time.perf_counter() - t0
-            cpu = tree_cpu_seconds(process.pid) - cpu0
-        return {"cpu_us_per_put": cpu / requests * 1e6, "puts_per_s": requests / elapsed}
+        array = client.write_array(np.zeros_like(FRAME), key="g1s")
+        return timed_loop(target, lambda: array.write(FRAME, persist=False), seconds, limit)
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        print(f"stopped {name}", file=sys.stderr)
+        client.context.close()
+
+
+CLIENTS = {
+    "httpx.Client (1 connection)": httpx_loop,
+    "stock tiled 0.2.20 client": stock_loop,
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument(
-        "--tiled", help="path to a `tiled` executable (Tiled 0.2.20) to measure side by side"
-    )
+    protocol.add_arguments(parser)
+    parser.add_argument("--targets", default="ferrotile-memory,ferrotile-redis-2w,tiled",
+                        help=f"comma-separated, from: {', '.join(TARGETS)}")  # fmt: skip
+    parser.add_argument("--seconds", type=float, help="per client and target (default 5)")
     args = parser.parse_args()
-    results = {}
-    port = free_port()
-    ferrotile = [
-        sys.executable,
-        "-m",
-        "ferrotile",
-        "serve",
-        "catalog",
-        "--temp",
-        "--api-key",
-        "secret",
-        "--port",
-        str(port),
-    ]
-    results["ferrotile"] = measure("ferrotile", ferrotile, port, args.requests)
-    if args.tiled:
-        port = free_port()
-        tiled = [
-            args.tiled,
-            "serve",
-            "catalog",
-            "--temp",
-            "--api-key",
-            "secret",
-            "--port",
-            str(port),
-        ]
-        results["tiled"] = measure("tiled", tiled, port, min(args.requests, 500))
-    print("| target | server CPU per PUT (us) | PUT/s (one client, sequential) |")
-    print("|---|---:|---:|")
-    for name, result in results.items():
-        print(f"| {name} | {result['cpu_us_per_put']:.0f} | {result['puts_per_s']:.0f} |")
-    if "tiled" in results:
-        ratio = results["tiled"]["cpu_us_per_put"] / results["ferrotile"]["cpu_us_per_put"]
-        print(f"\nTiled uses {ratio:.1f}x the server CPU per PUT of ferrotile in this run.")
+    protocol.interrupt_on_signals()
+    seconds = args.seconds or (1.5 if args.quick else 5.0)
+    limit = 2_000 if args.quick else 20_000
+    logdir = Path(tempfile.mkdtemp(prefix="put-loop-"))
+    rows: list[dict[str, Any]] = []
+    try:
+        for name in [n.strip() for n in args.targets.split(",") if n.strip()]:
+            target = Target(name, logdir)
+            try:
+                target.start()
+                for driver, loop in CLIENTS.items():
+                    try:
+                        result = loop(target, seconds, limit)
+                    except Exception as error:
+                        rows.append(
+                            protocol.row(
+                                "G1",
+                                CASE,
+                                name,
+                                driver,
+                                "error",
+                                None,
+                                notes=f"{type(error).__name__}: {error}",
+                            )
+                        )
+                        continue
+                    rate = result["writes"] / result["seconds"]
+                    per_put = result["server_cpu_s"] / max(result["writes"], 1) * 1e6
+                    rows.append(protocol.row(
+                        "G1", CASE, name, driver, "writes/s", rate,
+                        server_cpu_s=result["server_cpu_s"], work=result["writes"],
+                        per_cpu_unit="writes",
+                        detail=f"{result['writes']:,} writes; server CPU {per_put:,.0f} us/write",
+                    ))  # fmt: skip
+                    print(f"  {name} {driver}: {rate:,.0f} writes/s", file=sys.stderr)
+            finally:
+                target.close()
+    finally:
+        stop_all()
+    protocol.write(args.json, rows)
+    for row in rows:
+        print(f"{row['target']:20s} {row['driver']:30s} {row['value'] or 0:10,.0f} "
+              f"{row['metric']} {row['detail'] or row['notes']}")  # fmt: skip
 
 
 if __name__ == "__main__":

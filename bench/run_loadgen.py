@@ -31,14 +31,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 import protocol
-from put_loop import free_port, tree_cpu_seconds
+import stream_procs
+from stream_procs import free_port, tree_pids
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_DIR = Path(
@@ -47,36 +48,18 @@ TARGET_DIR = Path(
 KEY = "secret"
 
 
-def tree_pids(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    out, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        out.append(current)
-        pending.extend(children.get(current, []))
-    return out
+def _trees(pids: list[int]) -> list[int]:
+    return [pid for root in pids for pid in tree_pids(root)]
 
 
 def rss_bytes(pids: list[int]) -> int:
-    total = 0
-    for root in pids:
-        for pid in tree_pids(root):
-            with suppress(OSError):
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-    return total
+    """RSS of these processes and all their descendants."""
+    return stream_procs.rss_bytes(_trees(pids))
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    return sum(tree_cpu_seconds(pid) for pid in pids)
+    """utime+stime of these processes and all their descendants."""
+    return stream_procs.cpu_seconds(_trees(pids))
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -200,7 +183,8 @@ def measure(
                 "--rate", "1", "--duration", "0", "--api-key", KEY,
             )  # fmt: skip
             # G11: control-plane GETs.
-            for label, path in [("root", "/api/v1/"), ("metadata", "/api/v1/metadata/x")]:
+            g11 = [("root", "/api/v1/"), ("metadata", "/api/v1/metadata/x")]
+            for label, path in g11 if wanted(args, "G11") else []:
                 cpu0 = cpu_seconds(pids)
                 result = gen.run(
                     "get", "--url", base, "--path", path, "--connections", "64",
@@ -209,52 +193,71 @@ def measure(
                 result["server_cpu_s"] = cpu_seconds(pids) - cpu0
                 results[f"G11 GET {label}"] = result
             # G1: stream-only 1 KiB PUTs, flat out, from the lean Rust client (16 connections).
-            cpu0 = cpu_seconds(pids)
-            result = gen.run(
-                "put", "--url", base, "--key", "g1", "--size", "1024", "--create", "--max",
-                "--connections", "16", "--duration", str(args.get_seconds), "--api-key", KEY,
-            )  # fmt: skip
-            result["server_cpu_s"] = cpu_seconds(pids) - cpu0
-            results["G1 PUT"] = result
-            # G6: small fan-out; the writer sends exactly `frames`.
-            frames = int(args.fanout_seconds * args.rate)
-            subs = gen.start(
-                "subscribers", "--url", ws, "--count", str(args.subscribers), "--api-key", KEY,
-                "--duration", str(args.fanout_seconds + 8), "--expect", str(frames),
-                "--threads", "1",
-            )  # fmt: skip
-            ready = gen.wait_ready(subs, 90)
-            cpu0 = cpu_seconds(pids)
-            writer = gen.run(
-                "put", "--url", base, "--key", "x", "--size", "128", "--rate", str(args.rate),
-                "--duration", str(args.fanout_seconds + 5), "--requests", str(frames),
-                "--api-key", KEY,
-            )  # fmt: skip
-            delivered = gen.finish(subs, 60)
-            delivered["server_cpu_s"] = cpu_seconds(pids) - cpu0
-            delivered["ready"] = ready
-            delivered["writer"] = writer
-            delivered["expected"] = writer["ok"] * delivered["connected"]
-            results["G6 fan-out"] = delivered
-            # G10: idle sockets held open.
-            rss0 = rss_bytes(pids)
-            cpu0 = cpu_seconds(pids)
-            idle = gen.start(
-                "idle", "--url", ws, "--count", str(args.idle), "--api-key", KEY,
-                "--hold", str(args.hold), "--connect-timeout", str(args.idle_connect_timeout),
-                "--threads", "1",
-            )  # fmt: skip
-            idle_ready = gen.wait_ready(idle, args.idle_connect_timeout + 30)
-            connect_cpu = cpu_seconds(pids) - cpu0
-            time.sleep(min(1.0, args.hold / 2))
-            rss_held = rss_bytes(pids)
-            held = gen.finish(idle, 60 + args.hold)
-            held.update(
-                rss_before=rss0, rss_held=rss_held, server_cpu_s=connect_cpu, ready=idle_ready
-            )
-            results["G10 idle"] = held
+            if wanted(args, "G1"):
+                cpu0 = cpu_seconds(pids)
+                result = gen.run(
+                    "put", "--url", base, "--key", "g1", "--size", "1024", "--create", "--max",
+                    "--connections", "16", "--duration", str(args.get_seconds),
+                    "--api-key", KEY,
+                )  # fmt: skip
+                result["server_cpu_s"] = cpu_seconds(pids) - cpu0
+                results["G1 PUT"] = result
+            if wanted(args, "G6"):
+                measure_fanout(base, ws, pids, gen, args, results)
+            if wanted(args, "G10"):
+                measure_idle(ws, pids, gen, args, results)
         finally:
             gen.kill_all()
+
+
+def wanted(args: argparse.Namespace, code: str) -> bool:
+    return not args.only or code in args.only
+
+
+def measure_fanout(
+    base: str, ws: str, pids: list[int], gen: Loadgen, args: argparse.Namespace,
+    results: dict[str, Any],
+) -> None:  # fmt: skip
+    # G6: small fan-out; the writer sends exactly `frames`.
+    frames = int(args.fanout_seconds * args.rate)
+    subs = gen.start(
+        "subscribers", "--url", ws, "--count", str(args.subscribers), "--api-key", KEY,
+        "--duration", str(args.fanout_seconds + 8), "--expect", str(frames),
+        "--threads", "1",
+    )  # fmt: skip
+    ready = gen.wait_ready(subs, 90)
+    cpu0 = cpu_seconds(pids)
+    writer = gen.run(
+        "put", "--url", base, "--key", "x", "--size", "128", "--rate", str(args.rate),
+        "--duration", str(args.fanout_seconds + 5), "--requests", str(frames),
+        "--api-key", KEY,
+    )  # fmt: skip
+    delivered = gen.finish(subs, 60)
+    delivered["server_cpu_s"] = cpu_seconds(pids) - cpu0
+    delivered["ready"] = ready
+    delivered["writer"] = writer
+    delivered["expected"] = writer["ok"] * delivered["connected"]
+    results["G6 fan-out"] = delivered
+
+
+def measure_idle(
+    ws: str, pids: list[int], gen: Loadgen, args: argparse.Namespace, results: dict[str, Any]
+) -> None:
+    # G10: idle sockets held open.
+    rss0 = rss_bytes(pids)
+    cpu0 = cpu_seconds(pids)
+    idle = gen.start(
+        "idle", "--url", ws, "--count", str(args.idle), "--api-key", KEY,
+        "--hold", str(args.hold), "--connect-timeout", str(args.idle_connect_timeout),
+        "--threads", "1",
+    )  # fmt: skip
+    idle_ready = gen.wait_ready(idle, args.idle_connect_timeout + 30)
+    connect_cpu = cpu_seconds(pids) - cpu0
+    time.sleep(min(1.0, args.hold / 2))
+    rss_held = rss_bytes(pids)
+    held = gen.finish(idle, 60 + args.hold)
+    held.update(rss_before=rss0, rss_held=rss_held, server_cpu_s=connect_cpu, ready=idle_ready)
+    results["G10 idle"] = held
 
 
 DRIVER = "ferrotile-loadgen (Rust, tokio)"
@@ -264,7 +267,9 @@ def to_rows(all_results: dict[str, dict[str, Any]], subscribers: int) -> list[di
     """The results as protocol rows (G1 PUT, G6, G10, G11)."""
     out: list[dict[str, Any]] = []
     for target, results in all_results.items():
-        label = "ferrotile redis 2w" if "redis" in target else target
+        label = {"ferrotile": "ferrotile-memory", "tiled": "tiled"}.get(
+            target, "ferrotile-redis-2w"
+        )
         for scenario, r in results.items():
             if not isinstance(r, dict):
                 continue
@@ -292,8 +297,13 @@ def to_rows(all_results: dict[str, dict[str, Any]], subscribers: int) -> list[di
                     code, f"{r['sockets']:,} idle sockets", label, DRIVER, "connects/s",
                     r["connects_per_s"], server_cpu_s=cpu, work=r["connected"],
                     per_cpu_unit="connects",
-                    detail=(f"{r['connected']:,} connected; RSS {r['rss_held'] / 2**20:,.0f} MiB"
-                            f" ({per_socket / 1024:.1f} KiB/socket)"),
+                    detail=f"{r['connected']:,} of {r['sockets']:,} connected",
+                ))  # fmt: skip
+                out.append(protocol.row(
+                    code, f"{r['sockets']:,} idle sockets", label, DRIVER,
+                    "server RSS KiB per socket", per_socket / 1024, higher_is_better=False,
+                    detail=(f"server RSS {r['rss_held'] / 2**20:,.0f} MiB held with "
+                            f"{r['connected']:,} connected"),
                 ))  # fmt: skip
     return out
 
@@ -373,6 +383,7 @@ def main() -> None:
         "--tiled", help="a `tiled` executable (default: the harness's Tiled 0.2.20)"
     )
     parser.add_argument("--no-tiled", action="store_true", help="skip Tiled")
+    parser.add_argument("--only", default="", help="scenario codes among G1,G6,G10,G11")
     parser.add_argument("--no-redis", action="store_true", help="skip ferrotile+redis, 2 workers")
     parser.add_argument("--loadgen", default=str(TARGET_DIR / "release/ferrotile-loadgen"))
     parser.add_argument("--subscribers", type=int, default=1000)
@@ -383,8 +394,11 @@ def main() -> None:
     parser.add_argument("--idle-connect-timeout", type=float, default=30.0)
     parser.add_argument("--get-seconds", type=float, default=5.0)
     args = parser.parse_args()
-    if args.quick:
-        args.fanout_seconds, args.idle, args.hold, args.get_seconds = 3.0, 2000, 1.0, 2.0
+    args.only = {code.strip() for code in args.only.split(",") if code.strip()}
+    protocol.interrupt_on_signals()
+    if args.quick:  # Tiled connects ~60 sockets/s: keep its connect phases short
+        args.fanout_seconds, args.subscribers, args.get_seconds = 2.0, 300, 1.5
+        args.idle, args.hold, args.idle_connect_timeout = 1000, 1.0, 10.0
     if not args.no_tiled and not args.tiled:
         args.tiled = str(protocol.tiled_executable())
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -418,6 +432,7 @@ def main() -> None:
         except Exception as error:  # report the others even if one target fails
             print(f"{name}: {error}", file=sys.stderr)
             all_results.setdefault(name, {})["error"] = str(error)
+        protocol.write(args.json, to_rows(all_results, args.subscribers))  # what is done so far
     print(f"total {time.monotonic() - t0:.0f} s, open-files limit {hard}", file=sys.stderr)
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(exist_ok=True)

@@ -31,7 +31,6 @@ import asyncio
 import datetime
 import json
 import resource
-import signal
 import sys
 import tempfile
 import threading
@@ -55,10 +54,10 @@ FROZEN_QUEUE = 16 * MiB
 SIZES = {
     "full": {"g2_s": 8.0, "g4_s": 10.0, "g5_s": 8.0, "g5_rate_s": 5.0, "g7_n": 10_000,
              "g8_s": 30.0, "subs": 32, "g3_s": 60.0, "g13_s": 8.0},
-    "quick": {"g2_s": 2.5, "g4_s": 3.0, "g5_s": 3.0, "g5_rate_s": 3.0, "g7_n": 2_000,
-              "g8_s": 6.0, "subs": 32, "g3_s": 4.0, "g13_s": 2.5},
+    "quick": {"g2_s": 1.5, "g4_s": 1.5, "g5_s": 2.0, "g5_rate_s": 1.5, "g7_n": 1_000,
+              "g8_s": 3.0, "subs": 32, "g3_s": 2.0, "g13_s": 1.5},
 }  # fmt: skip
-TILED_G7_N = 500  # Tiled writes ~50 frames/s: 10,000 would take minutes
+TILED_G7_N = {"full": 500, "quick": 200}  # Tiled writes ~50 frames/s: 10,000 takes minutes
 
 
 def pct(values: np.ndarray, q: float) -> float | None:
@@ -208,11 +207,11 @@ def run_target(name: str, mode: str, logdir: Path, only: set[str]) -> dict[str, 
                                                    seconds=sizes["g5_rate_s"] * 3, rate=100.0,
                                                    count=int(sizes["g5_rate_s"] * 100)),
         "G7 catch-up 1KiB": lambda: run_catchup(
-            target, "g7", TILED_G7_N if name.startswith("tiled") else sizes["g7_n"]),
+            target, "g7", TILED_G7_N[mode] if name.startswith("tiled") else sizes["g7_n"]),
         "G8 frozen": lambda: run_stream(target, "g8", 256 * KiB, subs=subs, seconds=sizes["g8_s"],
                                         rate=None, frozen=True, sample_rss=True),
         "G3 1MiB@1kHz x4": lambda: run_stream(target, "g3", MiB, subs=4,
-                                              seconds=sizes["g3_s"] * 2, rate=1000.0,
+                                              seconds=sizes["g3_s"] * 1.2, rate=1000.0,
                                               count=int(sizes["g3_s"] * 1000)),
         "G13 extend 256KiB": lambda: run_stream(target, "g13a", 256 * KiB, subs=1,
                                                 seconds=sizes["g13_s"], rate=None, extend=True),
@@ -252,8 +251,7 @@ def main() -> None:
     unknown = [n for n in names if n not in TARGETS]
     if unknown:
         parser.error(f"unknown targets: {unknown}")
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with `&`
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    protocol.interrupt_on_signals()
     mode = "quick" if args.quick else "full"
     only = {code.strip() for code in args.only.split(",") if code.strip()}
     results: dict[str, Any] = {

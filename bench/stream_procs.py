@@ -138,6 +138,12 @@ class Redis:
                 time.sleep(0.05)
         raise RuntimeError("redis-server did not answer PING")
 
+    def restart(self) -> None:
+        """Stop it (nothing is persisted) and start a new one on the same port."""
+        if self.process is not None:
+            stop(self.process, timeout=3)
+        self.start()
+
     def close(self) -> None:
         if self.process is not None:
             stop(self.process, timeout=3)
@@ -162,7 +168,7 @@ class Target:
     process: subprocess.Popen[bytes] | None = None
     redis: Redis | None = None
     command: list[str] = field(default_factory=list)
-    extra: list[str] = field(default_factory=list)  # more `serve catalog` options
+    extra: list[str] = field(default_factory=list)  # more `serve` options (e.g. retention)
 
     @property
     def kind(self) -> str:
@@ -189,6 +195,7 @@ class Target:
             extra = ["--cache", f"redis://127.0.0.1:{self.redis.port}/0"]
         if workers > 1:
             extra += ["--workers", str(workers)]
+        extra += self.extra
         common = ["serve", "catalog", "--temp", "--api-key", API_KEY, "--port", str(self.port)]
         extra += self.extra
         if server == "ferrotile":

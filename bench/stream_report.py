@@ -25,7 +25,9 @@ def _primary(scenario: str, row: dict[str, Any]) -> tuple[float | None, bool]:
         return row.get("delivered_fps"), True
     if scenario.startswith("G13"):
         return row.get("writer_fps"), True
-    if scenario.startswith(("G3", "G4", "G5 256KiB x32 @")):
+    if scenario.startswith("G3"):
+        return row.get("writer_fps"), True
+    if scenario.startswith(("G4", "G5 256KiB x32 @")):
         return row.get("p99_ms"), False
     if scenario.startswith("G7"):
         return row.get("msgs_per_s"), True
@@ -148,12 +150,28 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _stream_row(scenario: str, name: str, row: dict[str, Any], text: str) -> dict[str, Any]:
+WRITER_AND_SUBS = "py raw-HTTP writer + websockets subs"
+
+
+def _stream_row(
+    scenario: str, name: str, row: dict[str, Any], text: str, notes: str
+) -> dict[str, Any]:
     """The protocol row of one stream_bench result (see protocol.py)."""
     code, _, case = scenario.partition(" ")
-    latency_first = code in ("G3", "G4") or scenario.startswith("G5 256KiB x32 @")
+    latency_first = code == "G4" or scenario.startswith("G5 256KiB x32 @")
     elapsed = row.get("elapsed_s") or row.get("seconds")
-    if code == "G7":
+    codes = [c[0] for c in row.get("closed") or []]
+    if codes:
+        closed = "closed " + ", ".join(f"{codes.count(c)} x {c}" for c in sorted(set(codes)))
+        notes = f"{notes}; {closed}" if notes else closed
+    rate = row.get("rate_hz")
+    if rate and (row.get("writer_fps") or 0) < 0.9 * rate:
+        short = f"writer reached only {row['writer_fps']:,.0f} of {rate:,.0f} frames/s"
+        notes = f"{notes}; {short}" if notes else short
+    if code == "G3":  # p99 means little when the writers reach different rates: rate first
+        metric, value = "frames/s written (paced at 1 kHz)", row.get("writer_fps")
+        work, unit = (row.get("delivered_MBps") or 0) * (elapsed or 0), "MB"
+    elif code == "G7":
         metric, value, work, unit = "msg/s", row.get("msgs_per_s"), row.get("received"), "msg"
     elif latency_first:
         metric, value, unit = "p99 ms", row.get("p99_ms"), "frames"
@@ -167,11 +185,12 @@ def _stream_row(scenario: str, name: str, row: dict[str, Any], text: str) -> dic
     if unit == "frames" and (row.get("nbytes") or 0) >= 256 * 1024:
         work, unit = (row.get("delivered_MBps") or 0) * (elapsed or 0), "MB"
     return protocol.row(
-        code, case, name, "python asyncio raw-HTTP writer + websockets subscribers (2 procs)",
+        code, case, name,
+        "websockets subscriber (start=0)" if code == "G7" else WRITER_AND_SUBS,
         metric, value, higher_is_better=not latency_first,
         server_cpu_s=row.get("server_cpu_s"), work=work, per_cpu_unit=unit,
         loss=row.get("lost"), dup=row.get("dups"),
-        gaps=(row.get("id_gaps") or 0) + (row.get("seq_gaps") or 0), detail=text,
+        gaps=(row.get("id_gaps") or 0) + (row.get("seq_gaps") or 0), detail=text, notes=notes,
     )  # fmt: skip
 
 
@@ -186,5 +205,6 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                                         notes=row["error"]))  # fmt: skip
                 continue
             text, _ = _result(scenario, row, target)
-            out.append(_stream_row(scenario, name, row, text))
+            notes = "quick sizes" if target["sizes"] != results["mode"] else ""
+            out.append(_stream_row(scenario, name, row, text, notes))
     return out
