@@ -143,7 +143,10 @@ def loopback_haproxy_cfg(deploy_cfg: str, port: int, stats_port: int, nodes: lis
             continue
         if skip and stripped and not line.startswith(" "):
             skip = False
-        if skip or stripped.startswith(("server-template", "log ")):
+        if stripped.startswith("server-template"):  # every backend gets the loopback servers
+            lines += [f"    server {n.name} 127.0.0.1:{n.port}" for n in nodes]
+            continue
+        if skip or stripped.startswith("log "):
             continue
         if stripped == "bind :8000":
             line = f"    bind 127.0.0.1:{port}"
@@ -154,7 +157,6 @@ def loopback_haproxy_cfg(deploy_cfg: str, port: int, stats_port: int, nodes: lis
         elif stripped.startswith("default-server"):
             line = line.replace("inter 1s", "inter 200ms")
         lines.append(line)
-    lines += [f"    server {n.name} 127.0.0.1:{n.port}" for n in nodes]
     return "\n".join(lines) + "\n"
 
 

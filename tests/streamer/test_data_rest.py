@@ -154,3 +154,22 @@ def test_server_options(options_server: RunningServer, sid: str) -> None:
     big = httpx.post(f"{options_server.url}/data/{sid}", headers=AUTH,
                      files=[("entries", ("x", b"y" * 2000))])  # fmt: skip
     assert big.status_code == 413
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: the cap counts what arrives
+        boundary = b"--b\r\nContent-Disposition: form-data; name=entries; filename=x\r\n\r\n"
+        yield boundary
+        for _ in range(5):
+            yield b"z" * 500
+        yield b"\r\n--b--\r\n"
+
+    response = httpx.post(
+        f"{options_server.url}/data/{sid}",
+        headers={**AUTH, "Content-Type": "multipart/form-data; boundary=b"},
+        content=chunked(),
+    )
+    assert response.status_code == 413
+    # A part for a stream name that cannot be one: nothing of the request is written.
+    files = [("entries", ("ok" + sid, b"1")), ("entries", ("..", b"2"))]
+    response = httpx.post(f"{options_server.url}/data/*", headers=AUTH, files=files)
+    assert response.status_code == 400
+    assert httpx.get(f"{options_server.url}/data/ok{sid}", headers=AUTH).status_code == 404

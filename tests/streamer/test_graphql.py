@@ -19,7 +19,6 @@ from websockets.sync.client import ClientConnection, connect
 
 from tests.api.conftest import array_body
 from tests.conftest import RunningServer, needs_redis_hub, start_server, stop_server
-from tests.integration.conftest import redis_workers  # noqa: F401  (fixture)
 from tests.streamer.conftest import AUTH
 
 PROTOCOL = "graphql-transport-ws"
@@ -466,11 +465,25 @@ def test_flush_deletes_streams_only(own_server: RunningServer) -> None:
 # -- several workers through Redis ------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def graphql_workers(
+    tmp_path_factory: pytest.TempPathFactory, redis_url: str
+) -> Iterator[RunningServer]:
+    """Two workers on Redis, in their own Redis database (node ids of different catalogs must
+    not share stream keys; the server refuses a Redis another catalog uses)."""
+    running = start_server(
+        Path(tmp_path_factory.mktemp("graphql-workers")),
+        "--cache", f"{redis_url}/6", "--workers", "2",
+    )  # fmt: skip
+    yield running
+    stop_server(running)
+
+
 @needs_redis_hub
-def test_devices_shared_by_workers(redis_workers: RunningServer, key: str) -> None:  # noqa: F811
+def test_devices_shared_by_workers(graphql_workers: RunningServer, key: str) -> None:
     def fresh() -> httpx.Client:  # a new connection per request: any worker may answer
         return httpx.Client(
-            base_url=redis_workers.url,
+            base_url=graphql_workers.url,
             headers={**AUTH, "Connection": "close"},
             limits=httpx.Limits(max_keepalive_connections=0),
             timeout=10,

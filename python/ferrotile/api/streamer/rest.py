@@ -16,6 +16,7 @@ from __future__ import annotations
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Message
 
 from ferrotile.api.auth import Access
 from ferrotile.api.common import json_response, unavailable
@@ -68,11 +69,9 @@ async def get_data(request: Request) -> Response:
 async def post_data(request: Request) -> Response:
     state = authorized(request, Access.WRITE)
     limit = state.settings.streamer_max_message_bytes
-    declared = int(request.headers.get("content-length") or 0)
-    if declared > limit:
-        raise ApiError(413, f"The body of {declared} bytes is over the {limit}-byte limit")
     sid = request.path_params["sid"]
-    async with request.form(max_files=10_000, max_fields=0) as form:
+    query = request.query_params
+    async with _capped(request, limit).form(max_files=10_000, max_fields=0) as form:
         parts = [p for p in form.getlist("entries") if isinstance(p, UploadFile)]
         if not parts:
             raise ApiError(422, "Send the entries as multipart/form-data parts named 'entries'")
@@ -82,17 +81,18 @@ async def post_data(request: Request) -> Response:
             if not target:
                 raise ApiError(422, "With stream id '*' every part needs a filename (its stream)")
             by_stream.setdefault(target, []).append(await part.read())
-    header = streams.entry_header()
     hub = state.hub
     assert hub is not None
-    ids: list[str] = []
     try:
-        for target, payloads in by_stream.items():
-            name = streams.stream_name(
-                state, target, request.query_params.get("device_id"),
-                request.query_params.get("prefix", ""),
-            )  # fmt: skip
-            node = await streams.ensure(state, name)
+        # Every stream is checked and resolved before the first entry is published.
+        names = [
+            streams.stream_name(state, target, query.get("device_id"), query.get("prefix", ""))
+            for target in by_stream
+        ]
+        nodes = [await streams.ensure(state, name) for name in names]
+        header = streams.entry_header()
+        ids: list[str] = []
+        for node, payloads in zip(nodes, by_stream.values(), strict=True):
             ids += await hub.publish_entries(node.id, payloads, header=header)
     except StreamerInputError as exc:
         raise bad_input(exc) from None
@@ -101,3 +101,21 @@ async def post_data(request: Request) -> Response:
     except StreamUnavailable as exc:
         raise unavailable(str(exc)) from None
     return json_response(ids)
+
+
+def _capped(request: Request, limit: int) -> Request:
+    """``request`` whose body may not exceed ``limit`` bytes, declared or not (chunked): 413."""
+    declared = int(request.headers.get("content-length") or 0)
+    if declared > limit:
+        raise ApiError(413, f"The body of {declared} bytes is over the {limit}-byte limit")
+    received = 0
+
+    async def receive() -> Message:
+        nonlocal received
+        message = await request.receive()
+        received += len(message.get("body", b""))
+        if received > limit:
+            raise ApiError(413, f"The body is over the {limit}-byte limit")
+        return message
+
+    return Request(request.scope, receive)
