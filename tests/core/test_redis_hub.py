@@ -249,3 +249,30 @@ async def test_replay_past_retention_counts_and_notifies_when_asked(redis_url: s
     finally:
         writer.shutdown()
         reader.shutdown()
+
+
+@run
+async def test_resuming_beyond_a_flushed_stream_is_an_epoch_notice_when_asked() -> None:
+    server = rd.start()
+    try:
+        a, b = await connected(server.url), await connected(server.url)
+        for i in range(5):
+            await a.publish(4, H, bytes([i]))
+        subprocess.run(
+            ["redis-cli", "-p", str(server.port), "FLUSHALL"], check=True, capture_output=True
+        )
+        await asyncio.sleep(0.3)  # the readers reconnect after the flush
+        await a.publish(4, H, b"new")  # the sequence restarted: this is 1
+        # A client that saw 1..5 resumes from 6 (what the stock client does after a 1012).
+        told = b.subscribe(4, start=6, notify_gaps=True)
+        silent = b.subscribe(4, start=6)
+        notice = (await drain(told, 1))[0]
+        assert notice["type"] == "stream-epoch"
+        assert (notice["last_sequence"], notice["current_sequence"]) == (5, 1)
+        await a.publish(4, H, b"later")
+        assert [m["sequence"] for m in await drain(told, 1)] == [2]
+        assert [m["sequence"] for m in await drain(silent, 1)] == [2]  # Tiled's behaviour
+        a.shutdown()
+        b.shutdown()
+    finally:
+        server.close()

@@ -30,6 +30,12 @@ pub use policy::{GapReason, Overflow, Policy, DEFAULT_MAX_QUEUE_BYTES};
 pub fn gap_notice(from: u64, to: u64, reason: GapReason) -> std::sync::Arc<Message> {
     policy::Notice::Gap { from, to, reason }.message()
 }
+/// A `stream-epoch` notice frame for one subscriber (not retained, sequence 0): it resumed
+/// after `last_sequence`, but the stream's sequence is now `current` (restarted or flushed).
+pub fn epoch_notice(last_sequence: u64, current: u64) -> std::sync::Arc<Message> {
+    let reason = "start is beyond the current sequence: the stream restarted or its history was lost";
+    policy::Notice::Epoch { last_sequence, current, reason }.message()
+}
 pub use entries::{EntryOptions, EntryRead, EntrySubscription, StreamInfo};
 pub use entry_id::{EntryId, IdSpec, Start};
 pub use subscriber::{Batch, Subscription};

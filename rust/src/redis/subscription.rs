@@ -13,7 +13,7 @@ use super::reader::xrange;
 use super::Shared;
 use crate::codec::Envelope;
 use crate::error::CoreResult;
-use crate::hub::{gap_notice, Batch, Close, GapReason, Message, Policy, Subscription};
+use crate::hub::{epoch_notice, gap_notice, Batch, Close, GapReason, Message, Policy, Subscription};
 
 /// Entries fetched per `XRANGE` during replay.
 const REPLAY_BATCH: usize = 512;
@@ -122,11 +122,18 @@ impl RedisSubscription {
 
     /// One `XRANGE` batch of the replay, from `from`.
     async fn fetch(&self, from: u64) {
+        let mut head = None;
         let result = match self.shared.conn() {
             Ok(mut conn) => {
                 let key = self.shared.keys.stream(self.topic);
                 let lower = (from > 0).then_some(from);
-                xrange(&mut conn, &key, lower, None, Some(REPLAY_BATCH)).await.ok()
+                let entries = xrange(&mut conn, &key, lower, None, Some(REPLAY_BATCH)).await.ok();
+                if self.notify_gaps && from > 1 && entries.as_ref().is_some_and(Vec::is_empty) {
+                    // Nothing from `from` on: the stream may have restarted below it.
+                    let query = redis::cmd("GET").arg(self.shared.keys.sequence(self.topic)).clone();
+                    head = query.query_async::<Option<u64>>(&mut conn).await.ok().map(Option::unwrap_or_default);
+                }
+                entries
             }
             Err(_) => None,
         };
@@ -138,6 +145,10 @@ impl RedisSubscription {
             st.close = Some(Close::LIVE_LOST);
             return;
         };
+        if let Some(head) = head.filter(|head| head + 1 < from && st.last == 0) {
+            // Resuming beyond the head: the history this client saw is gone (restart, flush).
+            st.buffer.push_back(epoch_notice(from - 1, head));
+        }
         let full = entries.len() == REPLAY_BATCH;
         let now = Instant::now();
         let mut next = from;
