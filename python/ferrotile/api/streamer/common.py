@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from starlette.requests import HTTPConnection
+from starlette.websockets import WebSocket
 
 from ferrotile.api.auth import Access, authorize, credentials
 from ferrotile.api.common import state_of
-from ferrotile.api.errors import ApiError
+from ferrotile.api.errors import ApiError, error_response
 from ferrotile.catalog.models import Node
 from ferrotile.state import AppState
 from ferrotile.streamer import streams
@@ -61,3 +62,9 @@ def header_names(query: Mapping[str, str], wanted: Sequence[StreamName]) -> list
 
 def bad_input(exc: StreamerInputError) -> ApiError:
     return ApiError(400, str(exc))
+
+
+async def refuse(ws: WebSocket, exc: StreamerInputError | ApiError) -> None:
+    """Refuse a WebSocket handshake with an HTTP status and ``{"detail": ...}``."""
+    error = bad_input(exc) if isinstance(exc, StreamerInputError) else exc
+    await ws.send_denial_response(error_response(error.status, error.detail))

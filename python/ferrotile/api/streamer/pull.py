@@ -25,13 +25,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ferrotile import _core
 from ferrotile.api.auth import Access
-from ferrotile.api.errors import ApiError, error_response
+from ferrotile.api.errors import ApiError
 from ferrotile.api.streamer.common import (
     CLOSE_UNAVAILABLE,
     authorized,
     existing,
     header_names,
     names,
+    refuse,
 )
 from ferrotile.errors import StreamUnavailable
 from ferrotile.streamer.params import StreamerInputError, cursors, flag, integer, number
@@ -56,11 +57,8 @@ async def pull(ws: WebSocket) -> None:
             raise StreamerInputError("header=false with several streams and count>1 is ambiguous")
         labels = header_names(query, wanted)
         nodes = await existing(state, wanted)
-    except StreamerInputError as exc:
-        await ws.send_denial_response(error_response(400, str(exc)))
-        return
-    except ApiError as exc:
-        await ws.send_denial_response(error_response(exc.status, exc.detail))
+    except (StreamerInputError, ApiError) as exc:
+        await refuse(ws, exc)
         return
     assert state.hub is not None and count is not None
     try:  # subscribed before accepting: nothing pushed during the handshake is missed

@@ -21,13 +21,14 @@ import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ferrotile.api.auth import Access
-from ferrotile.api.errors import ApiError, error_response
+from ferrotile.api.errors import ApiError
 from ferrotile.api.streamer.common import (
     CLOSE_BAD_INPUT,
     CLOSE_TOO_BIG,
     CLOSE_UNAVAILABLE,
     authorized,
     names,
+    refuse,
 )
 from ferrotile.catalog.models import Node
 from ferrotile.errors import EntryIdError, EnvelopeError, StreamUnavailable
@@ -53,11 +54,8 @@ async def push(ws: WebSocket) -> None:
         ack = flag(ws.query_params, "ack", False)
         if not with_header and len(url_names) != 1:
             raise StreamerInputError("header=false pushes to exactly one stream")
-    except StreamerInputError as exc:
-        await ws.send_denial_response(error_response(400, str(exc)))
-        return
-    except ApiError as exc:
-        await ws.send_denial_response(error_response(exc.status, exc.detail))
+    except (StreamerInputError, ApiError) as exc:
+        await refuse(ws, exc)
         return
     await ws.accept()
     batches = _Batches(state, ws, url_names)
