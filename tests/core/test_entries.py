@@ -243,7 +243,8 @@ def test_stream_hub_facade_is_awaitable_for_both_backends(backend: str, request:
     from ferrotile.config import Settings
     from ferrotile.streaming.hub import StreamHub
 
-    cache = request.getfixturevalue("redis_url") if backend == "redis" else "memory"
+    # Its own Redis database: topic 11 here must not be node 11 of a test server on database 0.
+    cache = f"{request.getfixturevalue('redis_url')}/8" if backend == "redis" else "memory"
 
     async def main() -> None:
         hub = StreamHub(Settings(catalog_uri="sqlite://", api_key="k", cache=cache))
