@@ -19,7 +19,7 @@ from typing import Any, Self, final
 
 from typing_extensions import Buffer
 
-__all__ = ["EntrySubscription", "Hub", "RedisHub", "Subscription", "encode_message"]
+__all__ = ["Edge", "EntrySubscription", "Hub", "RedisHub", "Subscription", "encode_message"]
 
 @final
 class Hub:
@@ -463,3 +463,37 @@ class EntrySubscription:
 
 def encode_message(header: bytes, envelope: str = "msgpack") -> bytes | str:
     """Encode a one-off message (e.g. the schema frame) without sequence or payload."""
+
+@final
+class Edge:
+    """The public HTTP/WebSocket server of one process (the data plane's sockets).
+
+    It binds ``host:port`` at once (``port=0``: any free port, see :attr:`port`) and serves on
+    the native runtime; requests it does not serve itself are forwarded to the Python app that
+    Granian serves on the Unix socket ``upstream``. ``reuse_port`` shares the port with the other
+    processes of the same server (``SO_REUSEPORT``).
+
+    Raises :class:`~ferrotile.errors.ServeError` if the address cannot be bound.
+    """
+
+    def __new__(
+        cls,
+        *,
+        host: str,
+        port: int,
+        upstream: str,
+        api_key: str,
+        public: bool = False,
+        reuse_port: bool = False,
+        access_log: bool = False,
+        max_body_bytes: int = 4_294_967_296,
+        max_message_bytes: int = 67_108_864,
+        header_timeout: float = 30.0,
+        body_timeout: float = 60.0,
+    ) -> Self: ...
+    @property
+    def port(self) -> int:
+        """The port it listens on."""
+
+    def stop(self) -> None:
+        """Stop accepting connections; open ones finish their current request."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from ferrotile import _core
 from ferrotile.api.errors import ApiError
 from ferrotile.catalog.catalog import Catalog
 from ferrotile.catalog.models import Node
@@ -73,6 +74,8 @@ class AppState:
     files: FileTrees = field(default_factory=FileTrees)
     #: Redis Streamer streams whose retention this process has set on the hub.
     streamer_retention_set: set[int] = field(default_factory=set)
+    #: The process's public server (the Rust edge), once it listens.
+    edge: _core.Edge | None = None
 
     async def node(self, path: str, *, fresh: bool = False, in_files: bool = False) -> Node:
         """Resolve a URL path to a node or answer 404 (empty segments are ignored).

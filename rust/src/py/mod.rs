@@ -2,6 +2,7 @@
 
 pub mod codec;
 mod deliver;
+pub mod edge;
 pub mod entries;
 pub mod errors;
 pub mod hub;
