@@ -263,6 +263,15 @@ def test_integer_parameters_out_of_range(
     assert next(iter(params)) in response.json()["detail"]
 
 
+def test_table_partition_parameter(server: RunningServer, http: httpx.Client, key: str) -> None:
+    from tiled.client import from_uri
+
+    from_uri(server.url, api_key=server.api_key).write_table({"x": [1, 2]}, key=key)
+    for raw, status in [("1_0", 422), (" 0x1", 422), (str(2**70), 422), ("1", 400), ("0", 200)]:
+        response = http.get(f"/table/partition/{key}", params={"partition": raw})
+        assert response.status_code == status, (raw, response.text)
+
+
 # --- 7. NUL characters -----------------------------------------------------------------------
 
 
