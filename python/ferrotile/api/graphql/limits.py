@@ -43,8 +43,9 @@ from strawberry.extensions import (
 from strawberry.types import ExecutionContext
 
 from ferrotile.api.errors import ApiError
-from ferrotile.errors import FerrotileError, StreamUnavailable
+from ferrotile.errors import EntryIdError, InvalidKey, KeyConflict, NotEmpty, StreamUnavailable
 from ferrotile.streamer.params import StreamerInputError
+from ferrotile.validation import InputRejected
 
 MAX_TOKENS = 2_000
 MAX_ALIASES = 100
@@ -53,10 +54,17 @@ MAX_FRAGMENT_SPREADS = 50
 
 log = logging.getLogger("ferrotile.graphql")
 
-_CLIENT_ERRORS = (StreamerInputError, FerrotileError, GraphQLError)
-"""Exceptions a resolver raises because of what the request asked (ferrotile's own errors are
-input or state refusals: invalid keys, limits, entry ids). :class:`StreamUnavailable` is not
-the client's doing: it is logged as a warning."""
+_CLIENT_ERRORS = (
+    StreamerInputError,
+    InvalidKey,
+    InputRejected,
+    EntryIdError,
+    KeyConflict,
+    NotEmpty,
+    GraphQLError,  # strawberry's permission refusals
+)
+"""Exceptions a resolver raises because of what the request asked. A lost streaming cache
+(:class:`StreamUnavailable`, 503) is not the client's doing: a warning without traceback."""
 
 
 def _spreads(node: Node) -> list[str]:
@@ -144,12 +152,13 @@ EXTENSIONS: list[Callable[[], SchemaExtension]] = [
 
 def _is_client_error(error: GraphQLError) -> bool:
     original = error.original_error
-    if original is None or error.path is None:
-        # Syntax, validation, limits and variable coercion: the document or its variables.
+    if original is None:  # syntax, validation, limits: the document itself
         return True
+    if error.path is None and isinstance(original, ValueError | TypeError):
+        return True  # a variable's value that its type's parser refused
     if isinstance(original, ApiError):
         return original.status < 500
-    return isinstance(original, _CLIENT_ERRORS) and not isinstance(original, StreamUnavailable)
+    return isinstance(original, _CLIENT_ERRORS)
 
 
 class LimitedSchema(Schema):
