@@ -78,7 +78,8 @@ class AppState:
     edge: _core.Edge | None = None
 
     async def node(self, path: str, *, fresh: bool = False, in_files: bool = False) -> Node:
-        """Resolve a URL path to a node or answer 404 (empty segments are ignored).
+        """Resolve a URL path to a node or answer 404 (empty segments are ignored; a `.`/`..`
+        segment or a control character is a 422).
 
         ``fresh`` reads the catalog instead of this worker's cache, for writes that change the
         node's structure: with several workers another one may have changed it a moment ago.
@@ -89,8 +90,8 @@ class AppState:
         """
         try:
             parts = split_path(path)
-        except InvalidKey as exc:
-            raise ApiError(404, f"No such entry: {path!r} ({exc})") from None
+        except InvalidKey as exc:  # `..`, control characters: no node can have such a path
+            raise ApiError(422, f"Invalid path {path!r}: {exc}") from None
         node = await self.catalog.lookup(parts, fresh=fresh)
         if node is None:
             node = await self._inside_file(parts)

@@ -10,6 +10,7 @@ after storing, the 503's detail says the write was stored (see ``docs/api.md``).
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,13 @@ from ferrotile.api.common import (
 )
 from ferrotile.api.creation import FamilyWriter, ParsedSource, directory_source, register
 from ferrotile.api.errors import ApiError
-from ferrotile.api.formats import ARRAY_SERIALIZERS, OCTET, array_response, negotiate
+from ferrotile.api.formats import (
+    ARRAY_SERIALIZERS,
+    OCTET,
+    array_response,
+    check_response_size,
+    negotiate,
+)
 from ferrotile.catalog.models import DataSource, Node
 from ferrotile.errors import PatchOutOfBounds
 from ferrotile.state import AppState
@@ -43,6 +50,7 @@ from ferrotile.storage.slicing import (
 from ferrotile.storage.structure import ArrayStructure
 from ferrotile.storage.zarr_array import ZarrArray, array_from_body
 from ferrotile.streaming import messages
+from ferrotile.validation import InputRejected, check_array_extension
 
 ZARR = "application/x-zarr"
 EXTEND_NO_PERSIST = (
@@ -207,11 +215,27 @@ async def patch_full(request: Request) -> Response:
         # worker too: its cache invalidation may still be on its way, so read the catalog then).
         node = await state.node(path, fresh=state.shared_catalog)
         structure = _structure(node)
+        grown = node_shape = structure.shape
+        if extend:  # bounded before the body is even read (422, nothing written)
+            try:
+                limit = state.settings.max_array_bytes
+                grown = check_array_extension(structure, offset, shape, limit)
+            except InputRejected:
+                raise
+            except ValueError as exc:
+                raise ApiError(422, str(exc)) from None
         body, data = await _body_array(request, structure, shape)
         if not persist:
             _check_bounds(structure, offset, shape)
         ensure_streamable(state)
         if persist:
+            if grown != structure.shape:
+                # The catalog first: while it is unavailable (503) nothing is written at all;
+                # the zarr array then follows the catalog's shape (ZarrArray.patch resizes).
+                ds_id = node.data_sources[0].id
+                assert ds_id is not None
+                structure = structure.with_shape(grown)
+                node = await state.catalog.update_structure(node, ds_id, structure.to_json())
             array = state.arrays.get(node)
             try:
                 new = await asyncio.to_thread(array.patch, data, offset, extend, structure)
@@ -219,17 +243,18 @@ async def patch_full(request: Request) -> Response:
                 raise ApiError(409, str(exc)) from None
             except ValueError as exc:
                 raise ApiError(422, str(exc)) from None
-            if new.shape != structure.shape:
-                ds_id = node.data_sources[0].id
-                assert ds_id is not None
-                node = await state.catalog.update_structure(node, ds_id, new.to_json())
-                await changed(state, node, stored=True)
+            if grown != node_shape:
+                await changed(state, node, stored=True)  # other workers drop the old shape
             structure = new
         await _publish(state, node, body, structure, shape, stored=persist, offset=offset)
     return json_response(structure.to_json())
 
 
-def _selection(request: Request, shape: tuple[int, ...]) -> tuple[Any, ...]:
+def _selection(
+    request: Request, state: AppState, structure: ArrayStructure, shape: tuple[int, ...]
+) -> tuple[Any, ...]:
+    """The ``slice`` of an array (or block) of ``shape``; refused (400) before anything is read
+    when the result would exceed ``response_bytesize_limit``, as computed from the shape."""
     try:
         selection = parse_slice(request.query_params.get("slice"), shape)
         result_shape = normalize_selection(selection, shape).shape
@@ -241,6 +266,8 @@ def _selection(request: Request, shape: tuple[int, ...]) -> tuple[Any, ...]:
             check_expected_shape(parse_int_tuple(expected, "expected_shape"), result_shape)
         except ValueError as exc:
             raise ApiError(422, str(exc)) from None
+    nbytes = math.prod(result_shape) * structure.dtype.itemsize
+    check_response_size(nbytes, state.settings.response_bytesize_limit)
     return selection
 
 
@@ -251,7 +278,7 @@ async def get_full(request: Request) -> Response:
         return await sparse.get_full(request, state, node)
     structure = _structure(node)
     negotiate(request, "array", ARRAY_SERIALIZERS)  # 406 before any read
-    selection = _selection(request, structure.shape)
+    selection = _selection(request, state, structure, structure.shape)
     if registered.is_external(node):  # files registered in place: read through their adapter
         data = await registered.read_registered_array(state, node, structure, selection)
         return array_response(request, data, state.settings.response_bytesize_limit)
@@ -267,7 +294,7 @@ async def get_block(request: Request) -> Response:
     structure = _structure(node)
     block, shape = _block(request, structure)
     negotiate(request, "array", ARRAY_SERIALIZERS)  # 406 before any read
-    selection = _selection(request, shape)
+    selection = _selection(request, state, structure, shape)
     if registered.is_external(node):  # files registered in place: read through their adapter
         data = await registered.read_registered_array(state, node, structure, selection, block)
         return array_response(request, data, state.settings.response_bytesize_limit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from ferrotile.api import (
@@ -22,7 +23,21 @@ from ferrotile.api.streamer import pull as streamer_pull
 from ferrotile.api.streamer import push as streamer_push
 from ferrotile.api.streamer import rest as streamer_rest
 
-P = "{path:path}"
+
+class NodePathConvertor(PathConvertor):
+    """Every character of the node path, newlines included.
+
+    Starlette's ``path`` convertor is ``.*``, which stops at a newline, and the route pattern's
+    ``$`` then matches just before a trailing one: ``/metadata/T/a%0A`` resolved ``T/a`` and
+    ``/metadata/%0A`` the root. Taking every character hands the path as sent to
+    :func:`~ferrotile.catalog.paths.split_path`, which refuses control characters (422).
+    """
+
+    regex = r"[\s\S]*"
+
+
+register_url_convertor("nodepath", NodePathConvertor())
+P = "{path:nodepath}"
 #: Test-only route (``FERROTILE_TEST_HOOKS=1``): close a node's subscribers with 1012.
 HOOK = f"/api/v1/_test/interrupt-streams/{P}"
 
