@@ -46,7 +46,7 @@ async def get_data(request: Request) -> Response:
     nodes = await existing(state, wanted)
     assert state.hub is not None
     try:
-        subscription = state.hub.subscribe_entries(
+        subscription = await state.hub.subscribe_entries(
             [n.id for n in nodes], labels, after, count=count, latest=latest
         )
     except StreamUnavailable as exc:
