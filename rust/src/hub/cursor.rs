@@ -47,9 +47,17 @@ impl Cursor {
 
     /// Places a registered cursor for `start` (`None`: live; `0`: the oldest retained; `n`:
     /// from `n`), where `head` is the stream's head (the ring's, or for a mirror the
-    /// backend's). With `remote` (a backend can replay), returns the sequence to fetch from
-    /// the backend first (0: its oldest) when the ring does not hold `start`.
+    /// backend's, read after the cursor registered). With `remote` (a backend can replay),
+    /// returns the sequence to fetch from the backend first (0: its oldest) when the ring does
+    /// not hold `start`.
+    ///
+    /// A live cursor skips everything at or below `head`: a mirror may receive such a message
+    /// (published by another process, and acknowledged, before this subscription was made)
+    /// after the cursor registered, and it must not be delivered as live.
     pub(crate) fn start(&mut self, ring: &Ring, start: Option<u64>, head: u64, remote: bool) -> Option<u64> {
+        if start.is_none_or(|n| n > head) {
+            self.next = self.next.max(head + 1);
+        }
         match start {
             Some(n) if n <= head => {
                 self.replay_end = head;

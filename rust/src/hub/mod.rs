@@ -273,6 +273,18 @@ impl Hub {
         self.topics.is_shut_down()
     }
 
+    /// This process's topics (the Redis mirrors, for the backend's tests).
+    #[cfg(test)]
+    pub(crate) fn topics(&self) -> &Topics {
+        &self.topics
+    }
+
+    /// What subscriptions read back from the backend (for the backend's tests).
+    #[cfg(test)]
+    pub(crate) fn replay(&self) -> Option<Arc<dyn Replay>> {
+        self.backend.replay()
+    }
+
     /// This process's figures, after expiring old messages, with the backend's counters.
     pub fn stats(&self) -> Stats {
         let counts = self.topics.counts();

@@ -319,3 +319,27 @@ async fn many_publishes_race_with_waiters() {
         assert_eq!(reader.await.unwrap(), (1..=1000).collect::<Vec<u64>>());
     }
 }
+
+#[test]
+fn a_mirror_cursor_skips_what_the_remote_head_covers_even_if_it_arrives_later() {
+    let topic = topic(&HubConfig::default());
+    let now = Instant::now();
+    let marker = |seq| Arc::new(Message::end_of_stream(seq, EntryId::ZERO, now));
+    let data = |seq| {
+        let encoded = draft().finish(seq);
+        Arc::new(Message::data(seq, EntryId::new(seq, 0), now, encoded.msgpack, encoded.json))
+    };
+    // Registered on an empty mirror; the remote stream's head was 5 by then.
+    let live = Subscription::register(Arc::clone(&topic), 1, Envelope::Msgpack, Policy::default(), None, now);
+    live.start(None, Some(5), now);
+    // Sequence 5 reaches the mirror late (joining the remote stream mid-way), then 6.
+    topic.insert_external(data(5), now);
+    assert!(live.try_next(10).frames.is_empty());
+    topic.insert_external(data(6), now);
+    assert_eq!(seqs(&live.try_next(10)), [6]);
+    // A later restart of the remote stream is followed from 1.
+    topic.insert_external(data(1), now);
+    assert_eq!(seqs(&live.try_next(10)), [1]);
+    topic.insert_external(marker(2), now);
+    assert_eq!(live.try_next(10).close, Some(Close::PRODUCER_ENDED));
+}
