@@ -24,9 +24,9 @@ mod _core {
     #[pymodule_export]
     use crate::py::entries::PyEntrySubscription;
     #[pymodule_export]
-    use crate::py::hub::{PyHub, PySubscription};
+    use crate::py::hub::PyHub;
     #[pymodule_export]
-    use crate::py::redis::PyRedisHub;
+    use crate::py::subscription::PySubscription;
 
     #[pymodule_init]
     fn init(module: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {

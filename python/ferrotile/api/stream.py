@@ -237,7 +237,7 @@ async def subscribe(ws: WebSocket) -> None:
     assert state.hub is not None
     # Subscribe before accepting, so that no write landing during the handshake is missed.
     try:
-        subscription = state.hub.subscribe(
+        subscription = await state.hub.subscribe(
             node.id,
             options.start,
             options.envelope,

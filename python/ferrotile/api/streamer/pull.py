@@ -62,7 +62,7 @@ async def pull(ws: WebSocket) -> None:
         return
     assert state.hub is not None and count is not None
     try:  # subscribed before accepting: nothing pushed during the handshake is missed
-        subscription = state.hub.subscribe_entries(
+        subscription = await state.hub.subscribe_entries(
             [n.id for n in nodes], labels, after, count=count, latest=latest,
             header=with_header, max_queue_bytes=cap,
         )  # fmt: skip

@@ -45,7 +45,7 @@ async def get_data(request: Request) -> Response:
     nodes = await existing(state, wanted)
     assert state.hub is not None
     try:
-        subscription = state.hub.subscribe_entries(
+        subscription = await state.hub.subscribe_entries(
             [n.id for n in nodes],
             labels,
             options.after,
