@@ -1,6 +1,8 @@
 //! The pyo3 binding layer: thin wrappers that convert arguments, release the GIL and map errors.
 
 pub mod codec;
+pub mod buffer;
+pub mod control;
 mod deliver;
 pub mod edge;
 pub mod entries;
