@@ -91,8 +91,7 @@ pub fn py_tuple(values: &[u64]) -> String {
 /// Serves one write.
 pub async fn serve(shared: Arc<Shared>, request: Request<Incoming>, route: Route, path: String) -> Served {
     let query = Query::parse(request.uri().query());
-    let credentials = auth::credentials(request.headers(), &query, &shared.config.api_key);
-    if let Err(denied) = auth::authorize(credentials, Access::Write, shared.config.public) {
+    if let Err(denied) = auth::check(request.headers(), &query, &shared.config.api_key, Access::Write, shared.config.public) {
         return answer(denied.status, denied.detail);
     }
     let node = match shared.nodes.resolve(&path).await {

@@ -41,6 +41,12 @@ pub struct Denied {
 }
 
 const INVALID: Denied = Denied { status: StatusCode::UNAUTHORIZED, detail: "Invalid API key" };
+/// Tiled 0.2.20's answer (400, this detail, trailing space included) to an `Authorization`
+/// header whose scheme is neither `Apikey` nor `Bearer`.
+const BAD_SCHEME: Denied = Denied {
+    status: StatusCode::BAD_REQUEST,
+    detail: "Authorization header must include the authorization type followed by a space and then the secret, as in 'Bearer SECRET' or 'Apikey SECRET'. ",
+};
 const NOT_ENOUGH: Denied = Denied {
     status: StatusCode::UNAUTHORIZED,
     detail: "Not enough permissions. Provide an API key (header 'Authorization: Apikey <key>' or query parameter ?api_key=<key>).",
@@ -51,37 +57,47 @@ pub fn key_matches(candidate: &[u8], api_key: &str) -> bool {
     bool::from(candidate.ct_eq(api_key.as_bytes()))
 }
 
-/// Classifies an `Authorization` header: `Apikey KEY` is checked; any other scheme (Bearer
-/// tokens included: there are none in single-user mode) is invalid.
-pub fn from_header(headers: &HeaderMap, api_key: &str) -> Credentials {
-    let Some(value) = headers.get(AUTHORIZATION) else { return Credentials::None };
+/// Classifies an `Authorization` header as Tiled 0.2.20 does: an unknown scheme is a 400 (not
+/// a credential at all), `Apikey` without a key counts as nothing, `Bearer` tokens do not exist
+/// in single-user mode (so they never match).
+pub fn from_header(headers: &HeaderMap, api_key: &str) -> Result<Credentials, Denied> {
+    let Some(value) = headers.get(AUTHORIZATION) else { return Ok(Credentials::None) };
     let value = value.as_bytes();
-    if value.iter().all(u8::is_ascii_whitespace) {
-        return Credentials::None;
+    if value.is_empty() {
+        return Ok(Credentials::None);
     }
     let (scheme, key) = match value.iter().position(|b| *b == b' ') {
         Some(space) => (&value[..space], value[space + 1..].trim_ascii()),
         None => (value, &b""[..]),
     };
-    if scheme.eq_ignore_ascii_case(b"apikey") && key_matches(key, api_key) {
-        Credentials::Valid
-    } else {
-        Credentials::Invalid
+    let apikey = scheme.eq_ignore_ascii_case(b"apikey");
+    if !apikey && !scheme.eq_ignore_ascii_case(b"bearer") {
+        return Err(BAD_SCHEME);
     }
+    Ok(match (apikey, key) {
+        (true, b"") => Credentials::None,
+        (true, key) if key_matches(key, api_key) => Credentials::Valid,
+        _ => Credentials::Invalid,
+    })
 }
 
 /// Classifies an HTTP request's credentials: the header, then `?api_key=`, then the cookie.
-pub fn credentials(headers: &HeaderMap, query: &Query, api_key: &str) -> Credentials {
-    let found = from_header(headers, api_key);
+pub fn credentials(headers: &HeaderMap, query: &Query, api_key: &str) -> Result<Credentials, Denied> {
+    let found = from_header(headers, api_key)?;
     if found != Credentials::None {
-        return found;
+        return Ok(found);
     }
     let candidate = query.get("api_key").map(str::as_bytes).or_else(|| cookie(headers, COOKIE_NAME));
-    match candidate {
+    Ok(match candidate {
         Some(candidate) if key_matches(candidate, api_key) => Credentials::Valid,
         Some(_) => Credentials::Invalid,
         None => Credentials::None,
-    }
+    })
+}
+
+/// The credentials of an HTTP request, checked for `access`.
+pub fn check(headers: &HeaderMap, query: &Query, api_key: &str, access: Access, public: bool) -> Result<(), Denied> {
+    authorize(credentials(headers, query, api_key)?, access, public)
 }
 
 /// Refuses unless `credentials` grant `access`.
@@ -120,11 +136,13 @@ mod tests {
     #[test]
     fn header_query_cookie() {
         let none = Query::default();
+        let credentials = |h: &HeaderMap, q: &Query, k: &str| super::credentials(h, q, k).unwrap();
         assert_eq!(credentials(&headers(&[("authorization", "Apikey s3")]), &none, "s3"), Credentials::Valid);
         assert_eq!(credentials(&headers(&[("authorization", "apikey  s3 ")]), &none, "s3"), Credentials::Valid);
         assert_eq!(credentials(&headers(&[("authorization", "Apikey s4")]), &none, "s3"), Credentials::Invalid);
         assert_eq!(credentials(&headers(&[("authorization", "Bearer s3")]), &none, "s3"), Credentials::Invalid);
-        assert_eq!(credentials(&headers(&[("authorization", "Basic s3")]), &none, "s3"), Credentials::Invalid);
+        assert_eq!(super::credentials(&headers(&[("authorization", "Basic s3")]), &none, "s3"), Err(BAD_SCHEME));
+        assert_eq!(credentials(&headers(&[("authorization", "Apikey")]), &none, "s3"), Credentials::None);
         assert_eq!(credentials(&headers(&[]), &none, "s3"), Credentials::None);
         let query = Query::parse(Some("api_key=s3"));
         assert_eq!(credentials(&headers(&[]), &query, "s3"), Credentials::Valid);

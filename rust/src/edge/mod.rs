@@ -16,6 +16,7 @@ mod control;
 mod dispatch;
 mod forward;
 mod listener;
+mod log;
 mod nodes;
 mod push;
 mod query;

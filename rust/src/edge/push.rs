@@ -55,8 +55,7 @@ struct Directive {
 /// Answers the handshake; the session runs on its own task once upgraded.
 pub async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>, path: String) -> Response<Body> {
     let query = Query::parse(request.uri().query());
-    let credentials = auth::credentials(request.headers(), &query, &shared.config.api_key);
-    if let Err(denied) = auth::authorize(credentials, Access::Write, shared.config.public) {
+    if let Err(denied) = auth::check(request.headers(), &query, &shared.config.api_key, Access::Write, shared.config.public) {
         return respond::error(denied.status, denied.detail);
     }
     let node = match shared.nodes.resolve(&path).await {

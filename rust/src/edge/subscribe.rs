@@ -84,7 +84,10 @@ pub async fn handle(
     path: String,
     peer: std::net::SocketAddr,
 ) -> Response<Body> {
-    let credentials = auth::from_header(request.headers(), &shared.config.api_key);
+    let credentials = match auth::from_header(request.headers(), &shared.config.api_key) {
+        Ok(credentials) => credentials,
+        Err(denied) => return respond::error(denied.status, denied.detail),
+    };
     if credentials == Credentials::Invalid {
         return respond::error(StatusCode::UNAUTHORIZED, "Invalid API key");
     }
@@ -171,7 +174,7 @@ async fn run(
         Some(schema) => socket.send(frame(schema, text)).await.is_ok(),
         None => false,
     };
-    let outcome = if schema_sent { pump(socket, &subscription, options.policy, text).await } else { Outcome::Gone };
+    let outcome = if schema_sent { pump(socket, &subscription, node.info.id, options.policy, text).await } else { Outcome::Gone };
     subscription.cancel();
     if let Outcome::Closed(socket, code, reason) = outcome {
         session::close(socket, code, &reason).await;
@@ -189,7 +192,7 @@ enum Outcome {
 
 /// Sends frames until the subscription ends or the peer goes away. Incoming messages are read
 /// only to notice the peer's close (Tiled clients send nothing after auth).
-async fn pump(socket: Socket, subscription: &Subscription, policy: Policy, text: bool) -> Outcome {
+async fn pump(socket: Socket, subscription: &Subscription, topic: u64, policy: Policy, text: bool) -> Outcome {
     let envelope = subscription.envelope();
     let (mut sink, mut stream) = socket.split();
     let peer_gone = async {
@@ -207,6 +210,17 @@ async fn pump(socket: Socket, subscription: &Subscription, policy: Policy, text:
                 sink.feed(frame(message.envelope(envelope).clone(), text)).await.map_err(|_| ())?;
             }
             if !flush_watched(&mut sink, subscription, policy).await {
+                if subscription.backlog_bytes() > policy.max_queue_bytes {
+                    super::log::warn(&format!(
+                        "dropping frozen subscriber of node {}: nothing read for {} s with {} bytes queued > \
+                         max_queue_bytes={} (last sequence handed out: {})",
+                        topic,
+                        FROZEN_TIMEOUT.as_secs(),
+                        subscription.backlog_bytes(),
+                        policy.max_queue_bytes,
+                        subscription.last_sequence()
+                    ));
+                }
                 return Err(());
             }
             if let Some(close) = batch.close {

@@ -53,8 +53,8 @@ impl StreamSession {
         sid: &str,
         access: Access,
     ) -> Result<Self, Response<Body>> {
-        let credentials = auth::credentials(request.headers(), query, &shared.config.api_key);
-        auth::authorize(credentials, access, shared.config.public).map_err(|d| respond::error(d.status, d.detail))?;
+        auth::check(request.headers(), query, &shared.config.api_key, access, shared.config.public)
+            .map_err(|d| respond::error(d.status, d.detail))?;
         let Some(hub) = shared.hub.clone() else {
             return Err(respond::error(
                 StatusCode::NOT_FOUND,
