@@ -49,7 +49,7 @@ def build_app(settings: Settings) -> Starlette:
                 raise
         refresher = None
         if multiprocess_mode():
-            refresher = asyncio.create_task(refresh_forever(hub), name="ferrotile-metrics")
+            refresher = asyncio.create_task(refresh_forever(state), name="ferrotile-metrics")
         try:
             yield
         finally:

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ferrotile import _core
+from ferrotile.api.control import EdgeControl
+from ferrotile.api.metrics import LATENCY_BUCKETS
 from ferrotile.app import build_app
 from ferrotile.config import Settings
 from ferrotile.errors import ServeError
@@ -66,16 +68,29 @@ async def _wait_until_answering(socket_path: Path, serving: asyncio.Task[None]) 
         await asyncio.sleep(0.02)
 
 
-def _start_edge(settings: Settings, socket_path: Path) -> _core.Edge:
-    return _core.Edge(
+def _start_edge(settings: Settings, socket_path: Path, state: AppState) -> _core.Edge:
+    edge = _core.Edge(
         host=settings.host,
         port=settings.port,
         upstream=str(socket_path),
         api_key=settings.api_key,
+        control=EdgeControl(state),
+        hub=state.hub.native if state.hub is not None else None,
         public=settings.public,
         reuse_port=settings.workers > 1,
         access_log=settings.access_log,
+        latency_buckets=list(LATENCY_BUCKETS),
     )
+
+    def forget(path: tuple[str, ...] | None, subtree: bool) -> None:
+        if path is None:
+            edge.invalidate_all()
+        else:
+            edge.invalidate(list(path), subtree)
+
+    state.catalog.watch(forget)
+    state.edge = edge
+    return edge
 
 
 async def serve(
@@ -109,9 +124,7 @@ async def serve(
     edge: _core.Edge | None = None
     try:
         await _wait_until_answering(socket_path, serving)
-        edge = _start_edge(settings, socket_path)
-        state: AppState = app.state.ferrotile
-        state.edge = edge
+        edge = _start_edge(settings, socket_path, app.state.ferrotile)
         if on_ready is not None:
             on_ready(edge.port)
         stopping = asyncio.create_task(stop.wait())

@@ -18,6 +18,8 @@ use pyo3::prelude::*;
 #[pymodule]
 mod _core {
     #[pymodule_export]
+    use crate::py::buffer::PyBody;
+    #[pymodule_export]
     use crate::py::codec::encode_message;
     #[pymodule_export]
     use crate::py::edge::PyEdge;

@@ -19,8 +19,6 @@ from ferrotile.api import (
     tables,
 )
 from ferrotile.api.graphql.app import GraphQLEndpoint
-from ferrotile.api.streamer import pull as streamer_pull
-from ferrotile.api.streamer import push as streamer_push
 from ferrotile.api.streamer import rest as streamer_rest
 
 
@@ -75,12 +73,9 @@ def routes() -> list[BaseRoute]:
         Route(f"/api/v1/table/partition/{P}", tables.put_partition, methods=["PUT"]),
         Route(f"/api/v1/table/partition/{P}", tables.patch_partition, methods=["PATCH"]),
         Route(f"/api/v1/stream/close/{P}", stream.close_stream, methods=["DELETE"]),
-        WebSocketRoute(f"/api/v1/stream/single/{P}", stream.subscribe),
         # The Redis Streamer API (same hub; see api/streamer).
         Route("/data/{sid}", streamer_rest.get_data, methods=["GET"]),
         Route("/data/{sid}", streamer_rest.post_data, methods=["POST"]),
-        WebSocketRoute("/data/{sid}/push", streamer_push.push),
-        WebSocketRoute("/data/{sid}/pull", streamer_pull.pull),
         Route("/graphql", graphql),  # GET (GraphiQL, queries), POST
         WebSocketRoute("/graphql", graphql),  # subscriptions
         *(

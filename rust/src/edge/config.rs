@@ -26,6 +26,8 @@ pub struct EdgeConfig {
     pub body_timeout: Duration,
     /// Largest WebSocket message a client may send (close 1009 beyond it).
     pub max_message_bytes: usize,
+    /// Largest binary message of a Redis Streamer push (`--streamer-max-message-bytes`).
+    pub streamer_max_message_bytes: usize,
     /// Write one JSON line per request and WebSocket connection to stderr.
     pub access_log: bool,
 }
@@ -43,6 +45,7 @@ impl Default for EdgeConfig {
             header_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(60),
             max_message_bytes: 64 * 1024 * 1024,
+            streamer_max_message_bytes: 64 * 1024 * 1024,
             access_log: false,
         }
     }

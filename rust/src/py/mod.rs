@@ -2,7 +2,9 @@
 //! One class per engine type: `Hub`, `Subscription`, `EntrySubscription`.
 
 pub mod args;
+pub mod buffer;
 pub mod codec;
+pub mod control;
 mod deliver;
 pub mod edge;
 pub mod entries;
