@@ -16,8 +16,10 @@ from pathlib import Path
 from ferrotile import __version__
 from ferrotile.cluster import guard
 from ferrotile.config import (
+    DEFAULT_CLIENT_TIMEOUT,
     DEFAULT_DATA_TTL,
     DEFAULT_MAX_ARRAY_BYTES,
+    DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_RETENTION_BYTES,
     DEFAULT_RETENTION_COUNT,
     DEFAULT_SEQ_TTL,
@@ -161,6 +163,26 @@ def _parser() -> argparse.ArgumentParser:
         help=(
             "largest size an array may grow to by PATCH ...?extend=true; larger extensions are "
             f"refused with 422 (default {DEFAULT_MAX_ARRAY_BYTES}, 1 TiB)"
+        ),
+    )
+    catalog.add_argument(
+        "--max-request-bytes",
+        type=int,
+        default=DEFAULT_MAX_REQUEST_BYTES,
+        metavar="B",
+        help=(
+            "largest request body of an array write; larger ones are refused with 413 before "
+            f"they are read (default {DEFAULT_MAX_REQUEST_BYTES}, 4 GiB)"
+        ),
+    )
+    catalog.add_argument(
+        "--client-timeout",
+        type=float,
+        default=DEFAULT_CLIENT_TIMEOUT,
+        metavar="S",
+        help=(
+            "seconds a client may take to send a request's headers, or between two pieces of "
+            f"its body (default {DEFAULT_CLIENT_TIMEOUT:g})"
         ),
     )
     catalog.add_argument(
@@ -317,6 +339,8 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, bool]:
         ("--streamer-max-age", args.streamer_max_age),
         ("--streamer-max-message-bytes", args.streamer_max_message_bytes),
         ("--max-array-bytes", args.max_array_bytes),
+        ("--max-request-bytes", args.max_request_bytes),
+        ("--client-timeout", args.client_timeout),
     ):
         if value <= 0:
             raise ServeError(f"{flag} must be positive")
@@ -344,6 +368,8 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, bool]:
         streamer_max_age=args.streamer_max_age,
         streamer_max_message_bytes=args.streamer_max_message_bytes,
         max_array_bytes=args.max_array_bytes,
+        max_request_bytes=args.max_request_bytes,
+        client_timeout=args.client_timeout,
     )
     return settings, init
 

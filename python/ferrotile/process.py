@@ -33,6 +33,9 @@ log = logging.getLogger("ferrotile.server")
 
 #: Longest wait for the app to answer on its Unix socket after Granian starts.
 STARTUP_TIMEOUT = 60.0
+#: Largest WebSocket message a client may send on the edge's other routes (close 1009 beyond):
+#: subscribers send only their auth; push writers one frame per message.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 #: Name of the control plane's socket inside its private directory.
 SOCKET_NAME = "control.sock"
 
@@ -79,6 +82,11 @@ def _start_edge(settings: Settings, socket_path: Path, state: AppState) -> _core
         public=settings.public,
         reuse_port=settings.workers > 1,
         access_log=settings.access_log,
+        max_body_bytes=settings.max_request_bytes,
+        max_message_bytes=max(settings.streamer_max_message_bytes, MAX_MESSAGE_BYTES),
+        streamer_max_message_bytes=settings.streamer_max_message_bytes,
+        header_timeout=settings.client_timeout,
+        body_timeout=settings.client_timeout,
         latency_buckets=list(LATENCY_BUCKETS),
     )
 

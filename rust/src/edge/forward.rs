@@ -6,6 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -88,9 +89,41 @@ impl tower_service::Service<Uri> for UnixConnector {
     }
 }
 
+/// A client's request body on its way to the control plane, noting whether reading it failed
+/// (a malformed chunked body, a client gone mid-upload): that is the client's fault, a 400, not
+/// a 502.
+pub struct WatchedBody {
+    inner: Incoming,
+    failed: Arc<AtomicBool>,
+}
+
+impl http_body::Body for WatchedBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Err(_))) = &polled {
+            self.failed.store(true, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// The forwarding client of one edge.
 pub struct Upstream {
-    client: Client<UnixConnector, Incoming>,
+    client: Client<UnixConnector, WatchedBody>,
 }
 
 /// The URI every forwarded request carries: the pool needs an authority; the connector ignores it.
@@ -124,8 +157,13 @@ impl Upstream {
             headers.insert(HOST, HeaderValue::from_static("localhost"));
         }
         append_forwarded_for(headers, peer);
+        let failed = Arc::new(AtomicBool::new(false));
+        let request = request.map(|inner| WatchedBody { inner, failed: Arc::clone(&failed) });
         let mut response = match self.client.request(request).await {
             Ok(response) => response,
+            Err(_) if failed.load(Ordering::Acquire) => {
+                return respond::error(StatusCode::BAD_REQUEST, "The request body could not be read");
+            }
             Err(e) => {
                 let detail = format!("The control plane did not answer: {e}");
                 return respond::error(StatusCode::BAD_GATEWAY, &detail);

@@ -133,13 +133,10 @@ async fn run(shared: Arc<Shared>, upgrade: OnUpgrade, mut node: Arc<Node>, path:
             }
         };
         let message = match next {
-            Some(Ok(message)) => message,
-            _ => return,
+            Some(Ok(message)) if !message.is_close() => message,
+            // The peer closed or broke the protocol (e.g. a message over the limit: 1009).
+            _ => return session::finish(socket).await,
         };
-        if message.is_close() {
-            let _ = socket.flush().await;
-            return;
-        }
         if let Some(text) = message.as_text() {
             match serde_json::from_str::<Directive>(text) {
                 Ok(d) => directive = Some(d),

@@ -6,6 +6,30 @@ use std::str::FromStr;
 
 use http::StatusCode;
 
+/// `text` as Python's `repr` writes a string (single quotes unless it holds one and no double
+/// quote), so that the edge's messages read like the control plane's.
+pub fn py_repr(text: &str) -> String {
+    let quote = if text.contains('\'') && !text.contains('"') { '"' } else { '\'' };
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push(quote);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
 /// A parameter that is present but unusable: the status and detail to answer with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadParameter {
@@ -48,7 +72,7 @@ impl Query {
             "false" | "0" | "no" | "off" => Ok(false),
             _ => Err(BadParameter::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                format!("Query parameter {name:?} must be true or false, not {raw:?}"),
+                format!("Query parameter {} must be true or false, not {}", py_repr(name), py_repr(raw)),
             )),
         }
     }
@@ -62,7 +86,7 @@ impl Query {
         let Some(raw) = self.get(name) else { return Ok(None) };
         let value = raw.trim().parse::<T>().map_err(|_| {
             let kind = if raw.trim().parse::<i128>().is_ok() { "an integer in range" } else { "an integer" };
-            BadParameter::new(status, format!("{name} must be {kind}, not {raw:?}"))
+            BadParameter::new(status, format!("{name} must be {kind}, not {}", py_repr(raw)))
         })?;
         if value < minimum {
             return Err(BadParameter::new(status, format!("{name} must be >= {minimum}")));
@@ -82,7 +106,7 @@ impl Query {
         let bad = || {
             BadParameter::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                format!("Invalid {name} parameter {raw:?}: expected comma-separated non-negative integers"),
+                format!("Invalid {name} parameter {}: expected comma-separated non-negative integers", py_repr(raw)),
             )
         };
         let parts = text.split(',').map(|part| {
@@ -112,6 +136,9 @@ mod tests {
         let neg = q.integer::<i64>("neg", 0, StatusCode::BAD_REQUEST).unwrap_err();
         assert_eq!(neg.detail, "neg must be >= 0");
         assert!(Query::parse(Some("persist=maybe")).flag("persist", true).is_err());
+        assert_eq!(py_repr("maybe"), "'maybe'");
+        assert_eq!(py_repr("it's"), "\"it's\"");
+        assert_eq!(py_repr("a\nb'\""), "'a\\nb\\'\"'");
     }
 
     #[test]

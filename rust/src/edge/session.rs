@@ -47,6 +47,12 @@ pub async fn close(mut socket: Socket, code: u16, reason: &str) {
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, handshake).await;
 }
 
+/// Ends a connection the peer closed or broke the protocol on: the library has queued its
+/// close frame (the answer to the peer's, or 1009/1002 with a reason); write it (bounded).
+pub async fn finish(mut socket: Socket) {
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.flush()).await;
+}
+
 /// Why first-message authentication failed: the close to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuthFailed {

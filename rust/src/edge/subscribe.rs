@@ -37,6 +37,8 @@ const WINDOW_BYTES: usize = 2 * 1024 * 1024;
 /// reads nothing) is dropped; checked every `STALL_CHECK`.
 const FROZEN_TIMEOUT: Duration = Duration::from_secs(5);
 const STALL_CHECK: Duration = Duration::from_secs(1);
+/// Largest message a subscriber may send (only its first-message auth is read): 1009 beyond.
+const CLIENT_MESSAGE_BYTES: usize = 64 * 1024;
 /// Close code while the streaming cache (Redis) is unreachable: "service restart", retry.
 const UNAVAILABLE: u16 = 1012;
 
@@ -151,7 +153,7 @@ async fn run(
         }
         return None;
     };
-    let mut socket = ws::socket(upgraded, shared.config.max_message_bytes);
+    let mut socket = ws::socket(upgraded, CLIENT_MESSAGE_BYTES);
     let subscription = match subscription {
         Ok(subscription) => subscription,
         Err(_) => {
@@ -235,16 +237,28 @@ async fn pump(socket: Socket, subscription: &Subscription, topic: u64, policy: P
         }
     };
     let ended = tokio::select! {
-        () = peer_gone => None,
-        sent = send => sent.ok(),
+        () = peer_gone => Ended::PeerDone,
+        sent = send => sent.map_or(Ended::Failed, Ended::Subscription),
     };
+    let Ok(socket) = sink.reunite(stream) else { return Outcome::Gone };
     match ended {
-        Some(close) => match sink.reunite(stream) {
-            Ok(socket) => Outcome::Closed(Box::new(socket), close.code, close.reason.into_owned()),
-            Err(_) => Outcome::Gone,
-        },
-        None => Outcome::Gone,
+        Ended::Subscription(close) => Outcome::Closed(Box::new(socket), close.code, close.reason.into_owned()),
+        Ended::PeerDone => {
+            session::finish(socket).await;
+            Outcome::Gone
+        }
+        Ended::Failed => Outcome::Gone,
     }
+}
+
+/// Why a pump stopped.
+enum Ended {
+    /// The subscription ended with this close.
+    Subscription(crate::hub::Close),
+    /// The peer closed, went away or broke the protocol.
+    PeerDone,
+    /// Writing failed, or the peer is frozen.
+    Failed,
 }
 
 /// Flushes what was fed; false if the connection failed, or if the peer is frozen: with

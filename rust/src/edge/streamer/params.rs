@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use serde_json::Value;
 
-use super::super::query::Query;
+use super::super::query::{py_repr, Query};
 
 /// A parameter, header or payload the client sent is not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,33 +29,43 @@ pub fn flag(query: &Query, name: &str, default: bool) -> Result<bool, InputError
     match raw.to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),
-        _ => err(format!("{name} must be true or false, not {raw:?}")),
+        _ => err(format!("{name} must be true or false, not {}", py_repr(raw))),
     }
 }
 
-/// An integer at least `minimum`; absent, empty or `none`: `default`.
+/// The largest integer a parameter may be (what a signed 64-bit integer holds).
+const MAX_INT64: i128 = i64::MAX as i128;
+
+/// An integer from `minimum` to 2^63-1 (optional sign, ASCII digits); absent, empty or `none`:
+/// `default`.
 pub fn integer(query: &Query, name: &str, default: Option<u64>, minimum: u64) -> Result<Option<u64>, InputError> {
     let Some(raw) = query.get(name).filter(|r| !r.is_empty() && !r.eq_ignore_ascii_case("none")) else {
         return Ok(default);
     };
-    let Ok(value) = raw.trim().parse::<i128>() else {
-        return err(format!("{name} must be an integer, not {raw:?}"));
+    let text = raw.trim();
+    let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
+    let syntax = !digits.is_empty() && digits.len() <= 31 && digits.bytes().all(|b| b.is_ascii_digit());
+    let value = syntax.then(|| text.parse::<i128>().ok()).flatten().filter(|v| v.unsigned_abs() <= 10u128.pow(30));
+    let Some(value) = value else {
+        return err(format!("{name} must be an integer, not {}", py_repr(raw)));
     };
     if value < i128::from(minimum) {
         return err(format!("{name} must be at least {minimum}, not {value}"));
     }
-    match u64::try_from(value) {
-        Ok(value) => Ok(Some(value)),
-        Err(_) => err(format!("{name} must be at most {}, not {value}", u64::MAX)),
+    if value > MAX_INT64 {
+        return err(format!("{name} must be at most {MAX_INT64}, not {value}"));
     }
+    Ok(u64::try_from(value).ok())
 }
 
 /// A number at least `minimum`; absent or empty: `default`.
 pub fn number(query: &Query, name: &str, default: f64, minimum: f64) -> Result<f64, InputError> {
     let Some(raw) = query.get(name).filter(|r| !r.is_empty()) else { return Ok(default) };
-    let Ok(value) = raw.trim().parse::<f64>() else { return err(format!("{name} must be a number, not {raw:?}")) };
-    if value.is_nan() || value < minimum || !value.is_finite() {
-        return err(format!("{name} must be at least {minimum}, not {raw}"));
+    let Ok(value) = raw.trim().parse::<f64>() else {
+        return err(format!("{name} must be a number, not {}", py_repr(raw)));
+    };
+    if value.is_nan() || value < minimum {
+        return err(format!("{name} must be at least {minimum:?}, not {raw}"));
     }
     Ok(value)
 }
@@ -64,11 +74,11 @@ pub fn number(query: &Query, name: &str, default: f64, minimum: f64) -> Result<f
 pub fn stream_ids(raw: &str) -> Result<Vec<String>, InputError> {
     let ids: Vec<String> = raw.split('+').map(str::to_owned).collect();
     if ids.iter().any(String::is_empty) {
-        return err(format!("empty stream id in {raw:?}"));
+        return err(format!("empty stream id in {}", py_repr(raw)));
     }
     let mut seen = std::collections::HashSet::new();
     if !ids.iter().all(|id| seen.insert(id)) {
-        return err(format!("stream {raw:?} names a stream twice"));
+        return err(format!("stream {} names a stream twice", py_repr(raw)));
     }
     Ok(ids)
 }
@@ -95,7 +105,10 @@ pub fn cursors(raw: &str, count: usize) -> Result<Vec<String>, InputError> {
     }
     for part in &parts {
         if !is_cursor(part) {
-            return err(format!("last_entry_id must be '$', '0', '-' or an entry id '<ms>-<n>', not {part:?}"));
+            return err(format!(
+                "last_entry_id must be '$', '0', '-' or an entry id '<ms>-<n>', not {}",
+                py_repr(part)
+            ));
         }
     }
     Ok(parts)
@@ -223,6 +236,7 @@ mod tests {
         assert!(integer(&q, "neg", None, 0).is_err());
         assert_eq!(number(&q, "fps", 0.0, 0.0), Ok(2.5));
         assert!(number(&q, "nan", 0.0, 0.0).is_err());
+        assert_eq!(number(&q, "neg", 0.0, 0.0).unwrap_err().0, "neg must be at least 0.0, not -2");
         assert_eq!(flag(&q, "ack", false), Ok(true));
         assert_eq!(cursors("$", 2).unwrap(), ids(&["$", "$"]));
         assert!(cursors("1-2+3", 3).is_err());

@@ -82,7 +82,7 @@ fn options(query: &Query, session: &StreamSession) -> Result<Options, InputError
         cursors,
         count: usize::try_from(count).unwrap_or(usize::MAX),
         block: (block > 0).then(|| Duration::from_millis(block)),
-        pause: (max_fps > 0.0).then(|| Duration::from_secs_f64(1.0 / max_fps)),
+        pause: (max_fps > 0.0 && max_fps.is_finite()).then(|| Duration::from_secs_f64(1.0 / max_fps)),
         ack,
         header,
         latest,
@@ -203,10 +203,10 @@ async fn run(
         close = sender => close,
     };
     subscription.cancel();
-    if let Some(close) = close {
-        if let Ok(socket) = sink.reunite(stream) {
-            session::close(socket, close.code, &close.reason).await;
-        }
+    let Ok(socket) = sink.reunite(stream) else { return };
+    match close {
+        Some(close) => session::close(socket, close.code, &close.reason).await,
+        None => session::finish(socket).await,
     }
 }
 

@@ -77,7 +77,7 @@ async fn run(shared: Arc<Shared>, upgrade: OnUpgrade, session: StreamSession, wi
     let rejected = loop {
         let batch = match next_batch(&mut socket, with_header, limit).await {
             Ok(Some(batch)) => batch,
-            Ok(None) => return, // the peer closed
+            Ok(None) => return session::finish(socket).await, // the peer closed or broke the protocol
             Err(rejected) => break rejected,
         };
         let (header, data) = batch;
