@@ -64,7 +64,8 @@ class Settings:
     streamer_max_message_bytes
         Redis Streamer API: largest push message (WebSocket frame or REST body).
     table_storage
-        SQL database for appendable tables (``sqlite:///FILE`` or ``postgresql://...``);
+        SQL database for appendable tables (``sqlite:///FILE``, ``duckdb:///FILE`` or
+        ``postgresql://...``);
         ``None`` means ``<first writable directory>/storage.sqlite`` (see :attr:`sql_storage`).
     """
 
