@@ -614,3 +614,42 @@ def test_child_created_lists_registered_assets(
     assert one.key == "single" and one.data_sources[0].assets == []
     (stored,) = c[key]["single"].include_data_sources().data_sources()
     assert stored.assets[0].data_uri == f"file://localhost{single}"
+
+
+def test_hdf5_dataset_in_several_files_is_joined_along_the_first_axis(
+    c: Any, http: httpx.Client, readable: Path, key: str
+) -> None:
+    """As Tiled's HDF5 adapter with several data_uris (e.g. Bluesky's HDF5 detectors with one
+    file per StreamResource): the files' datasets are concatenated along axis 0."""
+    parts = [np.arange(k * 4, dtype="<i4").reshape(k, 4) + 100 * k for k in (2, 3, 1)]
+    paths = []
+    for i, part in enumerate(parts):
+        paths.append(readable / f"{key}_{i}.h5")
+        with h5py.File(paths[-1], "w") as f:
+            f["d"] = part
+    expected = np.concatenate(parts)
+
+    def register(name: str, files: list[Path], shape: list[int]) -> Any:
+        dtype = {"endianness": "little", "kind": "i", "itemsize": 4, "dt_units": None}
+        structure = {"data_type": dtype, "chunks": [[shape[0]], [4]], "shape": shape,
+                     "dims": None, "resizable": False}  # fmt: skip
+        assets = [{"data_uri": f"file://localhost{p}", "is_directory": False,
+                   "parameter": "data_uris", "num": i} for i, p in enumerate(files)]  # fmt: skip
+        ds = {"structure_family": "array", "mimetype": "application/x-hdf5",
+              "structure": structure, "parameters": {"dataset": "d"}, "assets": assets,
+              "management": "external"}  # fmt: skip
+        body = {"id": name, "structure_family": "array", "metadata": {}, "data_sources": [ds]}
+        return http.post("/api/v1/register/", json=body)
+
+    assert register(key, paths, [6, 4]).status_code == 200
+    node = c[key]
+    np.testing.assert_array_equal(node.read(), expected)
+    for index in (0, 1, 2, 4, 5):
+        np.testing.assert_array_equal(node[index], expected[index])
+    np.testing.assert_array_equal(node[1:6:2, ::-1], expected[1:6:2, ::-1])
+    np.testing.assert_array_equal(node[3:3], expected[3:3])
+    with h5py.File(readable / f"{key}_odd.h5", "w") as f:
+        f["d"] = np.zeros((2, 5), dtype="<i4")
+    assert register(f"{key}x", [paths[0], readable / f"{key}_odd.h5"], [4, 4]).status_code == 200
+    response = http.get(f"/api/v1/array/full/{key}x")
+    assert response.status_code == 422 and "cannot be joined" in response.json()["detail"]

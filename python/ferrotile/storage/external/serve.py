@@ -22,6 +22,7 @@ from ferrotile.storage.external.allowlist import check_readable
 from ferrotile.storage.external.arrays import (
     FileArray,
     Hdf5Dataset,
+    Hdf5Series,
     ImageFiles,
     NpyFile,
     ZarrDirectory,
@@ -63,6 +64,8 @@ def open_array(ds: DataSource, readable: Sequence[Path]) -> FileArray:
         dataset = ds.parameters.get("dataset") or ds.parameters.get("path")
         if not dataset:
             raise Unreadable("An HDF5 array data source needs parameters.dataset")
+        if len(paths) > 1:
+            return Hdf5Series(paths, str(dataset))
         return Hdf5Dataset(paths[0], str(dataset))
     if mimetype == mt.ZARR:
         return ZarrDirectory(paths[0], str(ds.parameters.get("path") or ""))
