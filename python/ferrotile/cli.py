@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ferrotile import __version__
+from ferrotile.catalog.uri import DUCKDB_EXTRA, duckdb_path, has_duckdb
 from ferrotile.cluster import guard
 from ferrotile.config import (
     DEFAULT_CLIENT_TIMEOUT,
@@ -289,8 +290,17 @@ def _table_storage(uris: list[str]) -> str | None:
         return f"sqlite:///{Path(uri[len('sqlite:///') :]).expanduser().resolve()}"
     if uri.startswith(("postgresql://", "postgres://")):
         return uri
+    if uri.startswith("duckdb://"):
+        try:
+            path = duckdb_path(uri)
+        except ValueError as exc:
+            raise ServeError(f"-w {uri}: {exc}") from None
+        if not has_duckdb():
+            raise ServeError(f"-w {uri}: {DUCKDB_EXTRA}")
+        return f"duckdb:///{path.expanduser().resolve()}"
     raise ServeError(
-        f"-w {uri}: writable storage is a directory, sqlite:///FILE or postgresql://..."
+        f"-w {uri}: writable storage is a directory, sqlite:///FILE, duckdb:///FILE "
+        "or postgresql://..."
     )
 
 
@@ -324,6 +334,11 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, bool]:
         )
     if args.workers < 1:
         raise ServeError("--workers must be at least 1")
+    if args.workers > 1 and (table_storage or "").startswith("duckdb:"):
+        raise ServeError(
+            f"--workers {args.workers}: a DuckDB table storage serves one process (DuckDB locks "
+            "its file); use --workers 1, or PostgreSQL (-w postgresql://...) to scale out"
+        )
     if args.workers > 1 and not redis:
         raise ServeError(
             f"--workers {args.workers} needs a streaming cache that every worker shares: "

@@ -79,7 +79,8 @@ class Settings:
         Seconds a client may take to send its request's headers, or between two pieces of its
         body (the connection is closed, or 408).
     table_storage
-        SQL database for appendable tables (``sqlite:///FILE`` or ``postgresql://...``);
+        SQL database for appendable tables (``sqlite:///FILE``, ``duckdb:///FILE`` or
+        ``postgresql://...``);
         ``None`` means ``<first writable directory>/storage.sqlite`` (see :attr:`sql_storage`).
     """
 

@@ -8,6 +8,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from ferrotile.api import (
     arrays,
     awkward,
+    containers,
     metadata,
     metadata_edit,
     metrics,
@@ -65,6 +66,8 @@ def routes() -> list[BaseRoute]:
         Route(f"/api/v1/awkward/full/{P}", awkward.put_full, methods=["PUT"]),
         Route(f"/api/v1/awkward/buffers/{P}", awkward.get_buffers, methods=["GET"]),
         Route(f"/api/v1/awkward/buffers/{P}", awkward.post_buffers, methods=["POST"]),
+        Route(f"/api/v1/container/full/{P}", containers.get_full, methods=["GET"]),
+        Route(f"/api/v1/container/full/{P}", containers.post_full, methods=["POST"]),
         Route(f"/api/v1/table/full/{P}", tables.get_full, methods=["GET", "POST"]),
         Route(f"/api/v1/table/full/{P}", tables.put_full, methods=["PUT"]),
         Route(f"/api/v1/node/full/{P}", tables.get_full, methods=["GET"]),  # legacy alias
