@@ -109,7 +109,7 @@ DATA_SOURCES = query("include_data_sources", BOOL, "Include data sources and ass
 PAGE = (
     query("page[offset]", INT0, "Index of the first item (default 0)"),
     query("page[cursor]", INT0, "As page[offset] (what next links carry)"),
-    query("page[limit]", {"type": "integer", "minimum": 0, "maximum": 300}, "Page size (100)"),
+    query("page[limit]", INT0, "Page size (default 100; at most 300 are returned)"),
 )
 DEVICE = query("device_id", KEY_TEXT, "The device: streams are '{device}:{prefix}{sid}'")
 PREFIX = query("prefix", {**KEY_TEXT, "pattern": "^[^/\\u0000-\\u001f\\u007f]*$"}, "Prefix")
