@@ -30,7 +30,10 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/maturin
 	$(VENV)/bin/maturin develop --release --extras test,bench
 	touch $@
 
+# The extension is abi3 (`_core.abi3.so`); a leftover version-specific build
+# (`_core.cpython-3xx-*.so`, from before) would be imported in its place, so it goes.
 build: $(VENV)/.installed ## build the Rust extension (release) and install ferrotile + test deps into .venv
+	rm -f python/ferrotile/_core.cpython-*.so
 	$(VENV)/bin/maturin develop --release --skip-install --quiet
 
 serve: build ## run a server on the embedded default (temporary SQLite catalog, in-process streaming)

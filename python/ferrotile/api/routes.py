@@ -12,6 +12,7 @@ from ferrotile.api import (
     metadata,
     metadata_edit,
     metrics,
+    openapi,
     register,
     revisions,
     root,
@@ -44,6 +45,9 @@ HOOK = f"/api/v1/_test/interrupt-streams/{P}"
 def routes() -> list[BaseRoute]:
     graphql = GraphQLEndpoint()
     return [
+        Route("/", root.landing, methods=["GET"]),
+        Route("/openapi.json", openapi.openapi_json, methods=["GET"]),
+        Route("/docs", openapi.docs, methods=["GET"]),
         Route("/healthz", root.healthz, methods=["GET"]),
         Route("/api/v1/", root.about, methods=["GET"]),
         Route("/api/v1/metrics", metrics.get_metrics, methods=["GET"]),
@@ -79,7 +83,12 @@ def routes() -> list[BaseRoute]:
         # The Redis Streamer API (same hub; see api/streamer).
         Route("/data/{sid}", streamer_rest.get_data, methods=["GET"]),
         Route("/data/{sid}", streamer_rest.post_data, methods=["POST"]),
+        # Redis Streamer serves its HTTP routes with and without the trailing slash (a 307
+        # redirect is not followed by multipart POSTs).
+        Route("/data/{sid}/", streamer_rest.get_data, methods=["GET"]),
+        Route("/data/{sid}/", streamer_rest.post_data, methods=["POST"]),
         Route("/graphql", graphql),  # GET (GraphiQL, queries), POST
+        Route("/graphql/", graphql),  # as Redis Streamer (both slashes)
         WebSocketRoute("/graphql", graphql),  # subscriptions
         *(
             [Route(HOOK, stream.interrupt_streams, methods=["POST"])]

@@ -106,8 +106,8 @@ async def find(state: AppState, full: str) -> Node | None:
 
 
 async def describe(state: AppState, label: str, node: Node | None) -> Stream:
-    """The ``Stream`` of ``node`` shown as ``label`` (no node: ``error`` "no such key", no meta,
-    as Redis answers for a key that does not exist)."""
+    """The ``Stream`` of ``node`` shown as ``label`` (no node: ``error`` "no such key" and
+    ``meta`` ``{}``, as Redis Streamer shows a key that does not exist)."""
     if node is None:
         return Stream(id=label, error=NO_SUCH_KEY)
     assert state.hub is not None

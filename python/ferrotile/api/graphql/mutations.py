@@ -49,7 +49,9 @@ class Mutation:
 
     @strawberry.mutation(
         permission_classes=[CanWrite],
-        description="Delete a stream: its entries, its metadata and its node",
+        description="Delete a stream: its entries, its metadata and its node. Answers, as "
+        "Redis Streamer's XTRIM, DEL meta, DEL stream do: data_deleted (it held entries), "
+        "meta_deleted (it had metadata), stream_deleted (it ever had an entry)",
     )
     async def delete_stream(
         self, info: Ctx, stream_id: str, device_id: str = streams.DEFAULT_DEVICE
@@ -66,7 +68,7 @@ class Mutation:
             {
                 "data_deleted": bool(described and described["length"]),
                 "meta_deleted": bool(node.metadata),
-                "stream_deleted": True,
+                "stream_deleted": described is not None,
             }
         )
 
