@@ -338,6 +338,9 @@ PULL_PARAMS = (
 )  # fmt: skip
 
 
+PUSH_MODE = {"type": "string", "enum": ["append", "full"]}
+
+
 def _stream_routes() -> list[Endpoint]:
     data = "/data/{sid}"
     return [
@@ -354,8 +357,7 @@ def _stream_routes() -> list[Endpoint]:
                  "\"shape\": [...]} targets the next one. Each is acknowledged with "
                  "{\"frames\": k, \"sequence\": n}; a bad one is answered with {\"error\", "
                  "\"status\", \"frame\"} and the socket closes.",
-                 params=(PATH, PERSIST, query("mode", {"type": "string", "enum": ["append", "full"]},
-                                             "append (default) or full")),
+                 params=(PATH, PERSIST, query("mode", PUSH_MODE, "append (default) or full")),
                  errors=(400, 401, 404, 405, 422), access="write", served_by="edge"),
         Endpoint("GET", data, STREAMER, "Read entries once",
                  "The body is the entries concatenated; x-offsets is "
