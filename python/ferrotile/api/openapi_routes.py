@@ -267,7 +267,23 @@ def _node_routes() -> list[Endpoint]:
     drop = query("drop_revision", BOOL, "Do not keep the previous version as a revision")
     edited = Reply("The edited node's key (and its access tags)", schema=ref("MetadataEdited"))
     created = Reply("The new node", schema=ref("NodeCreated"))
+    export = "/api/v1/container/full/{path}"
+    exported = Reply(
+        "Tiled's JSON export: {contents: {key: ...}, metadata: {...}} per node", (JSON,), ANY
+    )
+    export_params = (
+        PATH,
+        query("field", STRING, "Keep only this child (repeatable)", repeated=True),
+        query("filename", STRING, "Answer as an attachment with this name"),
+        FORMAT,
+    )
     return [
+        Endpoint("GET", export, NODE, "Export a container's tree (keys and metadata)",
+                 params=export_params, reply=exported, errors=(404, 406)),
+        Endpoint("POST", export, NODE, "Export a container's tree; the fields in the body",
+                 params=export_params,
+                 body=Body((JSON,), {"type": "array", "items": STRING}, "Children to keep"),
+                 reply=exported, errors=(404, 406, 422)),
         Endpoint("GET", meta, NODE, "Describe a node",
                  params=(PATH, FIELD_NAMES, DATA_SOURCES),
                  reply=Reply("The node", schema=ref("NodeResponse")), errors=(404, 422),
