@@ -19,7 +19,7 @@ import httpx
 import msgpack
 import numpy as np
 import pytest
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tests.api.conftest import array_body
@@ -231,3 +231,35 @@ def test_thousands_of_connections_opened_and_dropped(strict: RunningServer) -> N
         time.sleep(0.2)
     response = httpx.get(f"{strict.url}/api/v1/", timeout=5)
     assert response.status_code == 200 and response.json()["api_version"] == 0
+
+
+@pytest.mark.parametrize(
+    ("route", "query"),
+    [
+        ("stream", "start=18446744073709551616"),
+        ("stream", "start=-1"),
+        ("stream", "max_queue_bytes=18446744073709551616"),
+        ("stream", "max_queue_bytes=1e20"),
+        ("pull", "count=1e20"),
+        ("pull", "block=18446744073709551616"),
+        ("pull", "max_queue_bytes=18446744073709551616"),
+        ("push", "persist=2"),
+    ],
+)
+def test_out_of_range_websocket_parameters_are_refused_with_a_detail(
+    strict: RunningServer, key: str, route: str, query: str
+) -> None:
+    """Integers that do not fit (or are not integers) are a 4xx with a detail at the handshake,
+    never a 403 with an empty body or an accepted-then-dropped socket."""
+    make_array(strict, key, np.zeros(2))
+    path = {
+        "stream": f"/api/v1/stream/single/{key}",
+        "pull": f"/data/{key}/pull",
+        "push": f"/api/v1/stream/push/{key}",
+    }[route]
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"{strict.ws_url}{path}?{query}", additional_headers=AUTH, open_timeout=10)
+    response = refused.value.response
+    assert response.status_code in (400, 422), response.status_code
+    detail = json.loads(response.body)["detail"]
+    assert query.split("=")[0] in detail, detail
