@@ -1,5 +1,6 @@
-"""Process side of ``stream_bench.py``: free loopback ports, a private ``redis-server``, the
-targets (ferrotile / Tiled servers), and /proc CPU and RSS of a server's process tree.
+"""Process side of the bench scripts: free loopback ports, a private ``redis-server``, the
+targets (ferrotile / Tiled servers and the two reference relays), and /proc CPU and RSS of a
+server's process tree.
 
 Every process started here is recorded in ``STARTED`` and stopped by :func:`stop_all` (SIGINT,
 then SIGKILL of the process group it was started in, by pid), which the bench calls in a
@@ -28,6 +29,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 API_KEY = "secret"
 ROOT = Path(__file__).resolve().parent.parent
 FERROTILE_PYTHON = ROOT / ".venv" / "bin" / "python"
+GRANIAN = ROOT / ".venv" / "bin" / "granian"
 
 STARTED: list[subprocess.Popen[bytes]] = []
 """Every process started by this module that has not been stopped yet."""
@@ -124,7 +126,7 @@ class Redis:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         command = [
             binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(self.directory),
+            "--appendonly", "no", "--dir", str(self.directory), "--maxclients", "20000",
         ]  # fmt: skip
         self.process = _spawn(command, self.directory / "redis.log")
         deadline = time.monotonic() + 10
@@ -157,7 +159,11 @@ TARGETS = {
     "ferrotile-redis-2w": ("ferrotile", "redis", 2),
     "tiled": ("tiled", "memory", 1),
     "tiled-redis": ("tiled", "redis", 1),
+    # The reference relays (the floor): PUT body / push message -> every subscriber, as is.
+    "granian-relay": ("granian-relay", "memory", 1),
+    "rust-relay": ("rust-relay", "memory", 1),
 }
+RELAYS = ("granian-relay", "rust-relay")
 
 
 @dataclass
@@ -179,6 +185,11 @@ class Target:
         return TARGETS[self.name][2]
 
     @property
+    def relay(self) -> bool:
+        """A reference relay: no auth, no schema message, each message is the frame as is."""
+        return self.kind in RELAYS
+
+    @property
     def http(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
@@ -195,11 +206,18 @@ class Target:
             extra = ["--cache", f"redis://127.0.0.1:{self.redis.port}/0"]
         if workers > 1:
             extra += ["--workers", str(workers)]
-        extra += self.extra
         common = ["serve", "catalog", "--temp", "--api-key", API_KEY, "--port", str(self.port)]
         extra += self.extra
         if server == "ferrotile":
             self.command = [str(FERROTILE_PYTHON), "-m", "ferrotile", *common, *extra]
+        elif server == "granian-relay":
+            self.command = [
+                str(GRANIAN), "--interface", "asgi", "--workers", "1", "--host", "127.0.0.1",
+                "--port", str(self.port), "--working-dir", str(ROOT / "bench"),
+                "--log-level", "warning", "granian_relay:app",
+            ]  # fmt: skip
+        elif server == "rust-relay":
+            self.command = [str(protocol.rust_binary("ferrotile-relay")), str(self.port)]
         else:
             self.command = [str(protocol.tiled_executable()), *common, *extra]
         self.process = _spawn(self.command, self.logdir / f"{self.name}.log")
