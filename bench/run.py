@@ -3,7 +3,7 @@ relays (the floor of this machine), one table.
 
 Usage (from the repository root, after ``make build``)::
 
-    .venv/bin/python bench/run.py --quick            # ~3 minutes: ferrotile 1w and Tiled
+    .venv/bin/python bench/run.py --quick            # ~15 minutes: ferrotile 1w, relays, Tiled
     .venv/bin/python bench/run.py                    # full: every target, median of 3 runs
     .venv/bin/python bench/run.py --only G2,G5 --repeat 2 --readme
 

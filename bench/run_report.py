@@ -127,6 +127,22 @@ def _output(command: list[str]) -> str:
     return "-"
 
 
+def _crate_versions(names: tuple[str, ...]) -> str:
+    """``name version`` of these crates from the workspace's Cargo.lock (the relay's and the
+    load generator's)."""
+    lock = Path(__file__).resolve().parent.parent / "Cargo.lock"
+    found: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for package in lock.read_text().split("[[package]]"):
+            fields = dict(
+                line.split(" = ", 1) for line in package.strip().splitlines() if " = " in line
+            )
+            name = fields.get("name", "").strip('"')
+            if name in names:
+                found[name] = fields.get("version", "").strip('"')
+    return ", ".join(f"{name} {found[name]}" for name in names if name in found) or "-"
+
+
 def environment(argv: list[str]) -> dict[str, Any]:
     cpu = "-"
     with contextlib.suppress(OSError):
@@ -158,6 +174,7 @@ def environment(argv: list[str]) -> dict[str, Any]:
         "starlette": _version("starlette"), "websockets": _version("websockets"),
         "numpy": _version("numpy"), "redis": redis[0] if redis else "-",
         "tiled": tiled, "ferrotile": commit, "load_before": os.getloadavg(),
+        "crates": _crate_versions(("hyper", "tokio", "tokio-tungstenite")),
     }  # fmt: skip
 
 
@@ -175,7 +192,8 @@ def header(env: dict[str, Any]) -> str:
         f"Granian {env['granian']}, Starlette {env['starlette']}, websockets "
         f"{env['websockets']}, numpy {env['numpy']}, redis-server {env['redis']}; Tiled "
         f"{tiled[0] if tiled else '-'} (uvicorn {tiled[1] if len(tiled) > 1 else '-'}, "
-        "one process, from PyPI in its own virtualenv).",
+        "one process, from PyPI in its own virtualenv); Rust relay and load generator: "
+        f"{env.get('crates', '-')} (release build).",
         "Workers: `mem 1w` = ferrotile, 1 Granian worker, in-process hub; `redis 1w` / "
         "`redis 2w` = `--cache redis://...` (private redis-server, no persistence) with 1 / 2 "
         "workers; Tiled = `tiled serve catalog --temp --api-key secret` (in-memory streaming "
