@@ -4,8 +4,9 @@ bench/ is outside the test suite's ``testpaths``, so ``make test`` never runs th
 measurements, not assertions (each checks only that the call did its job). The Rust engine's
 own costs are measured by criterion in rust/benches/hub_fanout.rs.
 
-- ``publish``: ``Hub.publish`` of 1 KiB / 256 KiB from Python (header check, msgpack envelope,
-  sequence, retention), i.e. the one Python call per frame of the write path;
+- ``publish``: ``await Hub.publish`` of 1 KiB / 256 KiB from Python (header check, msgpack
+  envelope, sequence, retention, and the awaitable, resolved at once in process), i.e. the one
+  Python call per frame of the write path;
 - ``fanout_drain``: one publish read by 32 subscribers through ``next_batch`` (what each
   subscriber's connection pump does per frame, minus the socket);
 - ``asgi_put`` / ``asgi_get``: the real application called with ASGI messages: a stream-only
@@ -31,22 +32,30 @@ SIZES = {"1KiB": 1024, "256KiB": 256 * 1024}
 
 
 @pytest.mark.parametrize("size", list(SIZES))
-def test_publish(benchmark: Any, size: str) -> None:
+def test_publish(benchmark: Any, loop: asyncio.AbstractEventLoop, size: str) -> None:
     hub = Hub(max_count=16)  # steady state: retention recycles memory (no first-touch faults)
     payload = np.random.default_rng(0).bytes(SIZES[size])
     array = ("<u1", [SIZES[size]])
     benchmark.extra_info["bytes"] = SIZES[size]
-    sequence = benchmark(hub.publish, 1, HEADER, payload, array)
+
+    async def publish() -> int:
+        return await hub.publish(1, HEADER, payload, array)
+
+    sequence = benchmark(lambda: loop.run_until_complete(publish()))
     assert sequence >= 1
 
 
 def test_fanout_drain_32(benchmark: Any, loop: asyncio.AbstractEventLoop) -> None:
     hub = Hub(max_count=16)
-    subscriptions = [hub.subscribe(1) for _ in range(32)]
+
+    async def subscribe() -> list[Any]:
+        return [await hub.subscribe(1) for _ in range(32)]
+
+    subscriptions = loop.run_until_complete(subscribe())
     payload = bytes(1024)
 
     async def publish_and_drain() -> int:
-        hub.publish(1, HEADER, payload)
+        await hub.publish(1, HEADER, payload)
         got = 0
         for subscription in subscriptions:
             frames, _close = await subscription.next_batch(64)

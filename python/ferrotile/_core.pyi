@@ -10,8 +10,8 @@ Entry ids
 Every data message (from :meth:`Hub.publish` or :meth:`Hub.publish_entries`) gets an entry id
 ``"<ms>-<n>"``, strictly increasing per topic and assigned like Redis ``XADD *``: ``<now_ms>-0``
 if the clock is past the last id's millisecond, else ``<last ms>-<last n + 1>`` (so a clock going
-backwards never makes ids decrease). With :class:`RedisHub` the id comes from Redis's clock inside
-the publish script, so every process sees the same ids. End-of-stream markers have no id.
+backwards never makes ids decrease). With Redis the id comes from Redis's clock inside the
+publish script, so every process sees the same ids. End-of-stream markers have no id.
 """
 
 from collections.abc import Sequence
@@ -19,43 +19,97 @@ from typing import Any, Self, final
 
 from typing_extensions import Buffer
 
-__all__ = ["EntrySubscription", "Hub", "RedisHub", "Subscription", "encode_message"]
+__all__ = [
+    "Body",
+    "Edge",
+    "EntrySubscription",
+    "Hub",
+    "Subscription",
+    "encode_message",
+]
 
 @final
 class Hub:
-    """Per-topic streams: sequence numbers from 1, a bounded retention ring, replay and fan-out.
+    """Per-topic streams: sequence numbers from 1, a bounded retention ring, replay and fan-out,
+    kept in this process or in Redis (chosen once, by ``cache``).
 
     Every message is encoded once (msgpack at publish, JSON on first demand) and the same
-    ``bytes`` object is handed to every subscriber of that envelope.
+    ``bytes`` object is handed to every subscriber of that envelope. Every I/O method returns
+    an awaitable (and must be called with an asyncio event loop running); in process they
+    complete at once. Invalid arguments raise when the method is called, before anything is
+    published or registered.
 
     Parameters
     ----------
+    cache
+        ``"memory"``: streams inside this process. ``redis://[[user]:password@]host[:port][/db]``
+        or ``rediss://...``: streams in Redis, shared by every process using the same URL and
+        ``key_prefix``: each event is one Redis round trip (a Lua script: ``INCR`` the node's
+        counter, ``XADD`` to its stream, refresh TTLs, ``PUBLISH`` on the live channel), so
+        sequence numbers are global per node; each process runs one reader that receives every
+        event once and fans it out to its local subscribers (its mirror of the node). Nothing
+        connects until :meth:`connect`.
     max_count
-        Most messages (including end-of-stream markers) retained per topic; at least 1.
+        Most messages (including end-of-stream markers) retained per topic; at least 1
+        (default 10,000).
     max_bytes
-        Most msgpack envelope bytes retained per topic (the newest message is always kept).
+        Most msgpack envelope bytes retained per topic (the newest message is always kept;
+        approximate in Redis); default 256 MiB.
     max_age
-        Seconds a message is retained; also, a stream closed this long ago (with no publish
-        since) restarts its sequence at 1.
+        Seconds a message is retained (Tiled's ``data_ttl``); also, a stream closed this long
+        ago (with no publish since) restarts its sequence at 1. Default 3600. Positive with
+        Redis.
     seq_ttl
-        Seconds without any event after which a topic restarts its sequence at 1.
+        Seconds without any event after which a topic restarts its sequence at 1. Default 30
+        days. Positive with Redis.
+    max_queue_bytes
+        The per-subscriber cap on the live backlog when :meth:`subscribe` or
+        :meth:`subscribe_entries` names none (default 64 MiB).
+    key_prefix
+        Prefix of every Redis key and of the live channel (Redis only).
+
+    If Redis is lost: publishes raise :class:`~ferrotile.errors.StreamUnavailable` (HTTP 503),
+    every subscriber of this process closes with ``(1012, "Live subscription lost")``, and the
+    reader reconnects by itself. If Redis lost its history (flushed, restarted), subscribers
+    close with 1012 as well and ``stats()["epoch_changes"]`` counts it. Sequences restart at 1
+    only as Tiled's do (``seq_ttl`` without events, or ``max_age`` after a close).
 
     Examples
     --------
-    >>> hub = Hub(max_count=100)
-    >>> hub.publish(1, b'{"type": "array-data", "timestamp": "t"}', b"\\x01")
+    >>> async def main() -> int:
+    ...     hub = Hub(max_count=100)
+    ...     return await hub.publish(1, b'{"type": "array-data", "timestamp": "t"}', b"\\x01")
+    >>> asyncio.run(main())
     1
     """
 
     def __new__(
         cls,
+        cache: str = "memory",
         *,
-        max_count: int = 10_000,
-        max_bytes: int = 268_435_456,
-        max_age: float = 3600.0,
-        seq_ttl: float = 2_592_000.0,
+        max_count: int | None = None,
+        max_bytes: int | None = None,
+        max_age: float | None = None,
+        seq_ttl: float | None = None,
+        max_queue_bytes: int | None = None,
+        key_prefix: str = "ferrotile:",
     ) -> Self: ...
-    def publish(
+    async def connect(self) -> None:
+        """Connect the backend (Redis: connect, load the publish script, start the reader; in
+        process: nothing to do).
+
+        Raises :class:`~ferrotile.errors.StreamUnavailable` if Redis cannot be reached.
+        """
+
+    @property
+    def is_shared(self) -> bool:
+        """Whether several processes share the streams (Redis)."""
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether the backend can be used now (in process: always)."""
+
+    async def publish(
         self,
         topic: int,
         header: bytes,
@@ -70,13 +124,13 @@ class Hub:
         ``payload``; ``"sequence"`` is inserted after ``"type"``. ``payload`` becomes msgpack
         ``bin`` in the msgpack envelope. ``array_json=(numpy dtype str, shape)`` makes the JSON
         envelope carry the payload as a nested list (``tolist()``); without it, JSON subscribers
-        get base64. The message is validated and encoded before a sequence is assigned, so a bad
-        message (:class:`~ferrotile.errors.EnvelopeError`) consumes no sequence number.
-        ``payload_json`` (one encoded JSON value, e.g. a table's ``{column: [values]}``) is put
-        verbatim as the JSON envelope's payload instead (not with ``array_json``).
+        get base64. ``payload_json`` (one encoded JSON value, e.g. a table's
+        ``{column: [values]}``) is put verbatim as the JSON envelope's payload instead (not with
+        ``array_json``). The message is validated and encoded when called: a bad one raises
+        :class:`~ferrotile.errors.EnvelopeError` at once and consumes no sequence number.
         """
 
-    def publish_entries(
+    async def publish_entries(
         self,
         topic: int,
         payloads: Sequence[Buffer],
@@ -92,17 +146,19 @@ class Hub:
         "application/octet-stream", "offset": null, "block": null}``) with ``"sequence"`` inserted
         and ``"shape": [len(payload)]`` set, the payload as msgpack ``bin`` (a ``uint8`` list in
         the JSON envelope): stock tiled subscribers get each entry as a 1-D ``uint8`` array.
+        With Redis the batch is ONE round trip and the ids are assigned in Redis (the same in
+        every process).
 
         ``entry_ids[i]`` is the id asked for payload ``i``: ``"<ms>-<n>"``, ``"<ms>"``
         (= ``<ms>-0``), ``"<ms>-*"`` (next counter value in that millisecond) or ``None`` (from
-        the clock). The whole batch is validated first: an explicit id at or below the topic's
-        last id (or an earlier id of the batch), ``0-0``, a malformed id, or parts of 2^53 or
-        more raise :class:`~ferrotile.errors.EntryIdError`; a bad header raises
-        :class:`~ferrotile.errors.EnvelopeError`; then nothing of the batch is published and no
-        sequence is used.
+        the clock). Malformed ids, ``0-0``, parts of 2^53 or more, ids not increasing within the
+        batch and bad headers raise when called (:class:`~ferrotile.errors.EntryIdError`,
+        :class:`~ferrotile.errors.EnvelopeError`); an explicit id at or below the topic's last
+        id raises :class:`~ferrotile.errors.EntryIdError` when published. Either way nothing of
+        the batch is published and no sequence is used.
         """
 
-    def subscribe_entries(
+    async def subscribe_entries(
         self,
         topics: Sequence[int],
         names: Sequence[str],
@@ -113,8 +169,8 @@ class Hub:
         header: bool = True,
         max_queue_bytes: int | None = None,
     ) -> EntrySubscription:
-        """Subscribe by entry id to ``topics`` (Redis Streamer's pull); registers at once, so
-        nothing published after this returns is missed.
+        """Subscribe by entry id to ``topics`` (Redis Streamer's pull); registered when this
+        returns, so nothing published after it is missed.
 
         ``names[i]`` names topic ``i`` in the frames' headers. ``after[i]`` is where topic ``i``
         starts: ``"$"`` only entries published from now on; ``"0"``, ``"0-0"`` or ``"-"`` from
@@ -124,27 +180,40 @@ class Hub:
         ``count`` entries past the cursor, newest first, counting the skipped ones in
         :attr:`EntrySubscription.dropped`. ``header`` chooses the frame layout (see
         :meth:`EntrySubscription.next_read`). ``max_queue_bytes`` caps the unread envelope bytes
-        past the cursors (None: the hub default, 64 MiB); a read over it skips to the newest
-        ``count`` entries per topic (still oldest first), counting the skipped ones as dropped.
+        past the cursors (None: the hub's ``max_queue_bytes``); a read over it skips to the
+        newest ``count`` entries per topic (still oldest first), counting the skipped ones as
+        dropped.
+
+        With Redis: a cursor older than what this process's mirror holds (``"0"``, or a time
+        cursor from before this process followed the node) is replayed from Redis inside the
+        first reads (bounded by Redis's retention: the newest entries are probed first, else
+        the retained stream is scanned once, filtered by id), then hands over to the mirror
+        without gap or duplicate; with ``latest`` only the newest ``count`` entries are fetched.
+        ``"$"`` on a node this process did not follow yet learns the node's last id from Redis
+        here (so :attr:`EntrySubscription.cursors` is right even after a heartbeat); entries up
+        to it were published before this returned and are skipped even if they reach this
+        process later. Entries skipped by a replay with ``latest`` are not counted as dropped.
+        While Redis is disconnected the subscription closes with ``(1012, ...)`` at once.
 
         Raises :class:`~ferrotile.errors.EntryIdError` for a bad ``after`` and ``ValueError``
         for ``count < 1`` or lengths that differ, before anything is registered. End-of-stream
         markers are skipped (entry streams do not end).
         """
 
-    def stream_info(self, topic: int) -> dict[str, Any] | None:
+    async def stream_info(self, topic: int) -> dict[str, Any] | None:
         """Describe the topic's stream as Redis ``XINFO STREAM`` would (data messages only).
 
         None if it has no retained data message and never had one. Keys: ``length`` (retained
-        data messages), ``entries_added`` (data messages ever published), ``first_entry_id``
-        (None when nothing is retained), ``last_entry_id`` (the newest retained, else the last
-        id ever assigned), ``max_deleted_entry_id`` (``"0-0"`` if nothing was evicted),
-        ``first_entry`` / ``last_entry`` (the payload ``bytes``: the raw entry of
-        :meth:`publish_entries` messages, the payload or ``b""`` of others; None when nothing
-        is retained).
+        data messages; with Redis, the stream's length there, which includes end-of-stream
+        markers), ``entries_added`` (data messages ever published, by any process),
+        ``first_entry_id`` (None when nothing is retained), ``last_entry_id`` (the newest
+        retained, else the last id ever assigned), ``max_deleted_entry_id`` (``"0-0"`` if
+        nothing was evicted), ``first_entry`` / ``last_entry`` (the payload ``bytes``: the raw
+        entry of :meth:`publish_entries` messages, the payload or ``b""`` of others; None when
+        nothing is retained).
         """
 
-    def set_retention(
+    async def set_retention(
         self,
         topic: int,
         *,
@@ -155,16 +224,25 @@ class Hub:
         """Give ``topic`` its own retention (Redis Streamer's ``REDIS_STREAM_MAXLEN``, plus bytes
         and age in seconds); each None keeps the hub's limit, so ``set_retention(t)`` restores
         the defaults. Applied at once (evicting what is over the new limits) and to every later
-        publish. ``max_count`` must be at least 1 (``ValueError``)."""
+        publish. ``max_count`` must be at least 1 (``ValueError``, raised when called).
 
-    def close_stream(self, topic: int) -> int:
+        With Redis the override is stored in Redis, so that every process's publishes apply
+        it, and announced to every process's mirror. Approximations: a new ``max_count`` trims
+        the Redis stream at once, ``max_bytes`` applies from the next publish (the stream is
+        trimmed to ``max_bytes / size of that event`` events, as the hub's own byte limit);
+        ``max_age`` is the time the stream key lives after its last event (Redis expires keys,
+        not entries), while each mirror drops events older than it. The override lives as long
+        as the node's sequence (``seq_ttl`` after its last event).
+        """
+
+    async def close_stream(self, topic: int) -> int:
         """Append an end-of-stream marker and return its sequence (each call appends one).
 
         The marker is never delivered as a frame; subscribers reaching it close with
         ``(1000, "Producer ended stream")``.
         """
 
-    def subscribe(
+    async def subscribe(
         self,
         topic: int,
         start: int | None = None,
@@ -174,208 +252,52 @@ class Hub:
         max_queue_bytes: int | None = None,
         on_overflow: str = "close",
     ) -> Subscription:
-        """Subscribe to ``topic``; nothing published after this call returns is missed.
+        """Subscribe to ``topic``; registered when this returns: nothing published after it is
+        missed, and with ``start=None`` nothing published before it is delivered (with Redis
+        too: what another process published before, and reaches this one after, is skipped).
 
         ``start=None`` (or beyond the head): only later messages. ``start=N``: replay retained
         messages from ``N`` (from the oldest retained if ``N`` is gone, counting the skipped ones
         in :attr:`Subscription.missed`), then live. ``start=0``: from the oldest retained.
-        ``envelope`` is ``"msgpack"`` or ``"json"``.
+        ``envelope`` is ``"msgpack"`` or ``"json"``. With Redis, a ``start`` older than this
+        process's mirror is replayed from Redis inside :meth:`Subscription.next_batch`, and
+        while Redis is disconnected the subscription closes with ``(1012, "Live subscription
+        lost")`` at once.
 
-        Beyond Tiled (the defaults keep Tiled's behaviour): ``notify_gaps`` sends a
-        ``stream-gap`` / ``stream-epoch`` notice frame before data that follows skipped
-        sequences or a sequence restart. ``max_queue_bytes`` caps the live backlog (envelope
-        bytes between this subscriber and the head, past its replay range); beyond it
-        ``on_overflow="close"`` closes with 1008 and the dropped count, ``"latest"`` skips to
-        the newest message (counted in :attr:`Subscription.dropped`). The newest message is
-        always deliverable, even above the cap.
+        Beyond Tiled: ``notify_gaps`` sends a ``stream-gap`` / ``stream-epoch`` notice frame
+        before data that follows skipped sequences or a sequence restart. ``max_queue_bytes``
+        caps the live backlog (envelope bytes between this subscriber and the head, past its
+        replay range; None: the hub's ``max_queue_bytes``); beyond it ``on_overflow="close"``
+        closes with 1008 and the dropped count, ``"latest"`` skips to the newest message
+        (counted in :attr:`Subscription.dropped`). The newest message is always deliverable,
+        even above the cap. A replay is not capped.
         """
 
     def interrupt(self, topic: int | None = None) -> None:
-        """Close the current subscribers of ``topic`` (every topic if None) with
+        """Close this process's current subscribers of ``topic`` (every topic if None) with
         ``(1012, "Live subscription lost")``; topics and retained messages stay, so clients
         reconnect and resume."""
 
-    def current_sequence(self, topic: int) -> int:
-        """The topic's last sequence number, 0 if it has no events."""
-
-    def drop_topic(self, topic: int) -> None:
-        """Forget a topic (node deleted).
-
-        Its subscribers close with ``(1001, "node was deleted")``.
-        """
-
-    def shutdown(self) -> None:
-        """Close every subscriber with ``(1001, "server shutting down")``; later publish and
-        subscribe raise :class:`~ferrotile.errors.HubError`."""
-
-    def stats(self) -> dict[str, int]:
-        """``topics``, ``retained_messages``, ``retained_bytes`` and ``subscribers``."""
-
-@final
-class RedisHub:
-    """The same streams as :class:`Hub`, shared by every process through one Redis.
-
-    Each event is one Redis round trip (a Lua script: ``INCR`` the node's counter, ``XADD`` to
-    its stream, refresh TTLs, ``PUBLISH`` on the live channel), so sequence numbers are global
-    per node across processes. Each process runs one reader that receives every event once and
-    fans it out to its local subscribers; no Redis connection per subscriber. Sequences restart
-    at 1 only as Tiled's do (``seq_ttl`` without events, or ``data_ttl`` after a close).
-
-    ``url`` is ``redis://[:password@]host:port[/db]`` or ``rediss://...``. ``max_count`` and
-    ``max_bytes`` cap what is retained per node (bytes approximately, in Redis); ``data_ttl``
-    and ``seq_ttl`` are Tiled's ``--cache-data-ttl`` / ``--cache-seq-ttl`` (seconds). Nothing
-    connects until :meth:`connect`.
-
-    If Redis is lost: :meth:`publish` and :meth:`close_stream` raise
-    :class:`~ferrotile.errors.StreamUnavailable` (HTTP 503), every subscriber of this process
-    closes with ``(1012, "Live subscription lost")``, and the reader reconnects by itself. If
-    Redis lost its history (flushed, restarted), subscribers close with 1012 as well and
-    ``stats()["epoch_changes"]`` counts it.
-    """
-
-    def __new__(
-        cls,
-        url: str,
-        *,
-        max_count: int = 10_000,
-        max_bytes: int = 268_435_456,
-        data_ttl: float = 3600.0,
-        seq_ttl: float = 2_592_000.0,
-        key_prefix: str = "ferrotile:",
-    ) -> Self: ...
-    async def connect(self) -> None:
-        """Connect, load the publish script and start the reader.
-
-        Raises :class:`~ferrotile.errors.StreamUnavailable` if Redis cannot be reached.
-        """
-
-    async def publish(
-        self,
-        topic: int,
-        header: bytes,
-        payload: bytes | None = None,
-        array_json: tuple[str, Sequence[int]] | None = None,
-        *,
-        payload_json: bytes | None = None,
-    ) -> int:
-        """Publish one message (as :meth:`Hub.publish`) and return its sequence number.
-
-        The message is validated and encoded when called; an invalid one raises
-        :class:`~ferrotile.errors.EnvelopeError` at once and nothing is sent.
-        """
-
-    async def publish_entries(
-        self,
-        topic: int,
-        payloads: Sequence[Buffer],
-        entry_ids: Sequence[str | None] | None = None,
-        *,
-        header: bytes,
-    ) -> list[str]:
-        """Publish raw entries (as :meth:`Hub.publish_entries`) in ONE Redis round trip; return
-        their ids (assigned in Redis, the same in every process).
-
-        Malformed ids, ``0-0``, ids not increasing within the batch and bad headers raise when
-        called, before anything is sent; an explicit id at or below the node's last id in Redis
-        raises :class:`~ferrotile.errors.EntryIdError` when awaited. Either way nothing of the
-        batch is published.
-        """
-
-    def subscribe_entries(
-        self,
-        topics: Sequence[int],
-        names: Sequence[str],
-        after: Sequence[str],
-        *,
-        count: int = 1,
-        latest: bool = False,
-        header: bool = True,
-        max_queue_bytes: int | None = None,
-    ) -> EntrySubscription:
-        """Subscribe by entry id as :meth:`Hub.subscribe_entries`; registers on this process's
-        mirror at once.
-
-        A cursor older than what the mirror holds (``"0"``, or a time cursor from before this
-        process followed the node) is replayed from Redis inside the first reads (bounded by
-        Redis's retention: the newest entries are probed first, else the retained stream is
-        scanned once, filtered by id), then hands over to the mirror without gap or duplicate;
-        with ``latest`` only the newest ``count`` entries are fetched. ``"$"`` on a node this
-        process did not follow yet learns the node's last id from Redis in the first read (so
-        :attr:`EntrySubscription.cursors` is right even after a heartbeat); entries published
-        before the subscription that reach this process after it are skipped, except those
-        published in the same millisecond as the subscription (Redis Streamer's own ``"$"`` is
-        the server's clock, with the same edge). A cursor the mirror
-        holds is served from it (an entry another process has just published may take a moment
-        to reach it). Entries skipped by a replay with ``latest`` are not counted as dropped.
-        While Redis is disconnected the subscription closes with ``(1012, ...)`` at once.
-        """
-
-    async def stream_info(self, topic: int) -> dict[str, Any] | None:
-        """:meth:`Hub.stream_info` read from Redis (one round trip). ``length`` is the stream's
-        length in Redis, which includes end-of-stream markers (only Tiled ``close_stream``
-        writes them); ``entries_added`` counts data messages ever published by any process."""
-
-    async def set_retention(
-        self,
-        topic: int,
-        *,
-        max_count: int | None = None,
-        max_bytes: int | None = None,
-        max_age: float | None = None,
-    ) -> None:
-        """Give the node its own retention (as :meth:`Hub.set_retention`), stored in Redis so that
-        every process's publishes apply it, and announced to every process's mirror.
-
-        Approximations: a new ``max_count`` trims the Redis stream at once, ``max_bytes``
-        applies from the next publish (the stream is trimmed to ``max_bytes / size of that
-        event`` events, as the hub's own byte limit); ``max_age`` is the time the stream key
-        lives after its last event (Redis expires keys, not entries), while each mirror drops
-        events older than it. The override lives as long as the node's sequence
-        (``seq_ttl`` after its last event).
-        """
-
-    async def close_stream(self, topic: int) -> int:
-        """Append an end-of-stream marker; return its sequence."""
-
-    def subscribe(
-        self,
-        topic: int,
-        start: int | None = None,
-        envelope: str = "msgpack",
-        *,
-        notify_gaps: bool = False,
-        max_queue_bytes: int | None = None,
-        on_overflow: str = "close",
-    ) -> Subscription:
-        """Subscribe as :meth:`Hub.subscribe`; registers locally at once. The subscriber policy
-        applies to the live part; a replay from Redis is delivered whole.
-
-        A ``start`` older than this process's mirror is replayed from Redis inside
-        :meth:`Subscription.next_batch`. While Redis is disconnected the subscription closes
-        with ``(1012, "Live subscription lost")`` at once.
-        """
-
-    def interrupt(self, topic: int | None = None) -> None:
-        """Close this process's current subscribers (of ``topic``, or all) with 1012."""
-
     async def current_sequence(self, topic: int) -> int:
-        """The node's last sequence number in Redis, 0 if none."""
+        """The topic's last sequence number (with Redis, read from Redis), 0 if it has none."""
 
     def drop_topic(self, topic: int) -> None:
-        """Forget this process's mirror of a topic (node deleted); its subscribers close with
-        ``(1001, "node was deleted")``. The Redis keys expire by themselves, as Tiled's."""
+        """Forget this process's topic (node deleted); its subscribers close with
+        ``(1001, "node was deleted")``. With Redis the keys expire by themselves, as Tiled's."""
 
     def shutdown(self) -> None:
-        """Close every local subscriber with 1001, stop the reader, refuse later calls."""
+        """Close every subscriber with ``(1001, "server shutting down")``, stop the backend;
+        later calls raise :class:`~ferrotile.errors.HubError`."""
 
     def stats(self) -> dict[str, int]:
-        """:meth:`Hub.stats` of the local mirror plus ``connected``, ``received``,
-        ``reconnects``, ``epoch_changes``, ``gap_fills`` and ``bad_messages``."""
+        """This process's ``topics``, ``retained_messages``, ``retained_bytes`` and
+        ``subscribers`` (with Redis: its mirrors), ``connected`` (1 or 0), and the Redis
+        reader's counters ``received``, ``reconnects``, ``epoch_changes``, ``gap_fills``,
+        ``bad_messages`` (0 in process)."""
 
 @final
 class Subscription:
-    """A cursor into one topic's shared ring, created by :meth:`Hub.subscribe` or
-    :meth:`RedisHub.subscribe`."""
+    """A cursor into one topic's shared ring, created by :meth:`Hub.subscribe`."""
 
     async def next_batch(
         self, max_messages: int = 64
@@ -415,8 +337,7 @@ class Subscription:
 
 @final
 class EntrySubscription:
-    """Cursors by entry id into one or more topics, created by :meth:`Hub.subscribe_entries` or
-    :meth:`RedisHub.subscribe_entries`."""
+    """Cursors by entry id into one or more topics, created by :meth:`Hub.subscribe_entries`."""
 
     async def next_read(
         self, block_ms: int | None = None
@@ -433,11 +354,12 @@ class EntrySubscription:
         every subscriber). With ``header=False``: one shared ``bytes`` per entry.
 
         On timeout with nothing available: the heartbeat ``(["[]", b""], None)``, or
-        ``([b""], None)`` without headers. Once the subscription has ended, the close
-        ``(code, reason)`` comes with the frames read before it (1001 topic dropped, server
-        shutting down or cancelled; 1012 Redis lost or :meth:`Hub.interrupt`), and later calls
-        return ``([], close)``. Entries evicted before they were read are skipped and counted
-        in :attr:`missed`. Cancelling the awaiting task never loses entries: they stay for the
+        ``([b""], None)`` without headers (a replay from Redis the read depends on is not cut
+        short by the timeout). Once the subscription has ended, the close ``(code, reason)``
+        comes with the frames read before it (1001 topic dropped, server shutting down or
+        cancelled; 1012 Redis lost or :meth:`Hub.interrupt`), and later calls return
+        ``([], close)``. Entries evicted before they were read are skipped and counted in
+        :attr:`missed`. Cancelling the awaiting task never loses entries: they stay for the
         next call. Must be called with an asyncio event loop running.
         """
 
@@ -463,3 +385,74 @@ class EntrySubscription:
 
 def encode_message(header: bytes, envelope: str = "msgpack") -> bytes | str:
     """Encode a one-off message (e.g. the schema frame) without sequence or payload."""
+
+@final
+class Edge:
+    """The public HTTP/WebSocket server of one process: the data plane's sockets.
+
+    It binds ``host:port`` at once (``port=0``: any free port, see :attr:`port`) and serves on
+    the native runtime: ``WS /api/v1/stream/single/{path}`` and ``/api/v1/stream/push/{path}``,
+    ``PUT /api/v1/array/full|block/{path}``, ``PATCH /api/v1/array/full/{path}`` and the Redis
+    Streamer ``WS /data/{sid}/push|pull``, on ``hub`` (None: streaming is off). Every other
+    request is forwarded to the Python app that Granian serves on the Unix socket ``upstream``.
+    ``reuse_port`` shares the port with the other processes of the same server
+    (``SO_REUSEPORT``).
+
+    ``control`` answers the edge, once per node-cache miss or persisted write: its coroutines
+    ``resolve(path)``, ``store_array(node_id, path, kind, block, offset, shape, extend, body)``
+    (``body`` a read-only :class:`Body`) and ``stream(sid, device, prefix, create)`` each
+    return ``(status, body, headers)``: 200 with the answer as JSON, else the refusal the client
+    gets (see :mod:`ferrotile.api.control`). It must be created on the running asyncio loop
+    those coroutines run on. ``latency_buckets`` are the metrics' histogram bounds (seconds).
+
+    Raises :class:`~ferrotile.errors.ServeError` if the address cannot be bound.
+    """
+
+    def __new__(
+        cls,
+        *,
+        host: str,
+        port: int,
+        upstream: str,
+        api_key: str,
+        control: Any,
+        hub: Hub | None = None,
+        public: bool = False,
+        reuse_port: bool = False,
+        access_log: bool = False,
+        max_body_bytes: int = 4_294_967_296,
+        max_message_bytes: int = 67_108_864,
+        streamer_max_message_bytes: int = 67_108_864,
+        header_timeout: float = 30.0,
+        body_timeout: float = 60.0,
+        latency_buckets: Sequence[float] = ...,
+    ) -> Self: ...
+    @property
+    def port(self) -> int:
+        """The port it listens on."""
+
+    def invalidate(self, path: Sequence[str], subtree: bool = False) -> None:
+        """The node at ``path`` (keys from the root) changed or went away (and everything below
+        it if ``subtree``): the edge asks the control plane again next time."""
+
+    def invalidate_all(self) -> None:
+        """Every node may have changed."""
+
+    def take_stats(self) -> dict[str, Any]:
+        """The edge's counts since the last call, for the metrics: ``requests`` (``{(method,
+        route, status): (bucket_counts, seconds_sum)}``), ``websockets`` (``{route: opened}``),
+        ``published`` (``{topic or None: messages}``), ``publish_latency`` (``(bucket_counts,
+        seconds_sum)``), and the current ``queue_bytes``, ``dropped`` and ``missed`` totals of
+        its subscriptions."""
+
+    def stop(self) -> None:
+        """Stop accepting connections; open ones finish their current request."""
+
+@final
+class Body:
+    """Request bytes received by the edge, lent to Python without a copy (read-only, with the
+    buffer protocol: ``memoryview(buffer)``, ``numpy.frombuffer(buffer, dtype)``)."""
+
+    def __len__(self) -> int: ...
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+    def __release_buffer__(self, buffer: memoryview, /) -> None: ...

@@ -17,6 +17,7 @@ from ferrotile import __version__
 from ferrotile.cluster import guard
 from ferrotile.config import (
     DEFAULT_DATA_TTL,
+    DEFAULT_MAX_ARRAY_BYTES,
     DEFAULT_RETENTION_BYTES,
     DEFAULT_RETENTION_COUNT,
     DEFAULT_SEQ_TTL,
@@ -150,6 +151,16 @@ def _parser() -> argparse.ArgumentParser:
         help=(
             "retain at most B bytes of messages per node for replay; the newest message is "
             f"always kept (default {DEFAULT_RETENTION_BYTES})"
+        ),
+    )
+    catalog.add_argument(
+        "--max-array-bytes",
+        type=int,
+        default=DEFAULT_MAX_ARRAY_BYTES,
+        metavar="B",
+        help=(
+            "largest size an array may grow to by PATCH ...?extend=true; larger extensions are "
+            f"refused with 422 (default {DEFAULT_MAX_ARRAY_BYTES}, 1 TiB)"
         ),
     )
     catalog.add_argument(
@@ -305,6 +316,7 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, bool]:
         ("--streamer-max-bytes", args.streamer_max_bytes),
         ("--streamer-max-age", args.streamer_max_age),
         ("--streamer-max-message-bytes", args.streamer_max_message_bytes),
+        ("--max-array-bytes", args.max_array_bytes),
     ):
         if value <= 0:
             raise ServeError(f"{flag} must be positive")
@@ -331,6 +343,7 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, bool]:
         streamer_max_bytes=args.streamer_max_bytes,
         streamer_max_age=args.streamer_max_age,
         streamer_max_message_bytes=args.streamer_max_message_bytes,
+        max_array_bytes=args.max_array_bytes,
     )
     return settings, init
 

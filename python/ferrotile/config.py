@@ -28,6 +28,9 @@ DEFAULT_RETENTION_BYTES = 256 * 1024 * 1024
 #: WebSocket message or REST body a push may send.
 DEFAULT_STREAMER_MAXLEN = 1000
 DEFAULT_STREAMER_MESSAGE_BYTES = 64 * 1024 * 1024
+#: Largest size ``PATCH ...?extend=true`` may grow an array to (1 TiB; zarr allocates lazily,
+#: so the bound is on what the array may come to hold, not on memory).
+DEFAULT_MAX_ARRAY_BYTES = 2**40
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ class Settings:
         Redis Streamer API: per-stream retention (entries, bytes, seconds).
     streamer_max_message_bytes
         Redis Streamer API: largest push message (WebSocket frame or REST body).
+    max_array_bytes
+        Largest size, in bytes, that ``PATCH ...?extend=true`` may grow an array to (422 beyond).
     table_storage
         SQL database for appendable tables (``sqlite:///FILE`` or ``postgresql://...``);
         ``None`` means ``<first writable directory>/storage.sqlite`` (see :attr:`sql_storage`).
@@ -90,6 +95,7 @@ class Settings:
     streamer_max_bytes: int = DEFAULT_RETENTION_BYTES
     streamer_max_age: float = DEFAULT_DATA_TTL
     streamer_max_message_bytes: int = DEFAULT_STREAMER_MESSAGE_BYTES
+    max_array_bytes: int = DEFAULT_MAX_ARRAY_BYTES
 
     @property
     def sql_storage(self) -> str | None:

@@ -2,13 +2,20 @@
 //! 8 MiB, fan-out of one message to 1 / 32 / 1,000 cursor subscribers, and the JSON envelope's
 //! transcoding of an array payload. Run with `cargo bench -p ferrotile-core --bench hub_fanout`.
 
+use std::future::Future;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use futures_util::FutureExt;
 
 use _core::codec::envelope::Draft;
 use _core::codec::Envelope;
-use _core::hub::{Hub, HubConfig};
+use _core::hub::{Hub, HubConfig, Outgoing, Policy};
+
+/// The output of an in-process hub call (they complete when first polled).
+fn now<T>(call: impl Future<Output = T>) -> T {
+    call.now_or_never().expect("in-process hub calls complete at once")
+}
 
 const HEADER: &[u8] = br#"{"type":"array-data","timestamp":"2026-11-23T00:00:00Z","shape":[1]}"#;
 const KIB: usize = 1024;
@@ -18,7 +25,7 @@ fn payload(len: usize) -> Vec<u8> {
 }
 
 /// Publish = validate the header, write the msgpack envelope (one payload copy), assign the
-/// sequence and retain it. Retention is capped so the 8 MiB case does not hold gigabytes.
+/// sequence and retain it (through `Hub::publish`, as the edge calls it). Retention is capped so the 8 MiB case does not hold gigabytes.
 fn publish(c: &mut Criterion) {
     let mut group = c.benchmark_group("publish_encode");
     for size in [KIB, 256 * KIB, 8192 * KIB] {
@@ -26,7 +33,10 @@ fn publish(c: &mut Criterion) {
         let data = payload(size);
         group.throughput(Throughput::Bytes(size as u64));
         group.bench_with_input(BenchmarkId::from_parameter(size), &data, |b, data| {
-            b.iter(|| hub.publish(1, HEADER, Some(black_box(data)), Some(("|u1", vec![data.len()]))).unwrap());
+            b.iter(|| {
+                let message = Outgoing::new(HEADER, Some(black_box(data)), Some(("|u1", &[data.len()])), None).unwrap();
+                now(hub.publish(1, message)).unwrap()
+            });
         });
     }
     group.finish();
@@ -39,11 +49,13 @@ fn fanout(c: &mut Criterion) {
     let data = payload(KIB);
     for subscribers in [1usize, 32, 1000] {
         let hub = Hub::new(HubConfig { max_count: 64, ..HubConfig::default() }).unwrap();
-        let subs: Vec<_> = (0..subscribers).map(|_| hub.subscribe(1, None, Envelope::Msgpack).unwrap()).collect();
+        let subs: Vec<_> = (0..subscribers)
+            .map(|_| now(hub.subscribe(1, None, Envelope::Msgpack, Policy::default())).unwrap())
+            .collect();
         group.throughput(Throughput::Bytes((KIB * subscribers) as u64));
         group.bench_with_input(BenchmarkId::from_parameter(subscribers), &subs, |b, subs| {
             b.iter(|| {
-                hub.publish(1, HEADER, Some(&data), None).unwrap();
+                now(hub.publish(1, Outgoing::new(HEADER, Some(&data), None, None).unwrap())).unwrap();
                 for sub in subs {
                     let batch = sub.try_next(16);
                     debug_assert_eq!(batch.frames.len(), 1);

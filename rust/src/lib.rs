@@ -3,6 +3,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod codec;
+pub mod edge;
 pub mod error;
 pub mod hub;
 #[cfg(feature = "python")]
@@ -17,13 +18,17 @@ use pyo3::prelude::*;
 #[pymodule]
 mod _core {
     #[pymodule_export]
+    use crate::py::buffer::PyBody;
+    #[pymodule_export]
     use crate::py::codec::encode_message;
+    #[pymodule_export]
+    use crate::py::edge::PyEdge;
     #[pymodule_export]
     use crate::py::entries::PyEntrySubscription;
     #[pymodule_export]
-    use crate::py::hub::{PyHub, PySubscription};
+    use crate::py::hub::PyHub;
     #[pymodule_export]
-    use crate::py::redis::PyRedisHub;
+    use crate::py::subscription::PySubscription;
 
     #[pymodule_init]
     fn init(module: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {

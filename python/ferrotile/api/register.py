@@ -43,6 +43,7 @@ from ferrotile.storage.slicing import Selection, normalize_selection, parse_int_
 from ferrotile.storage.structure import ArrayStructure
 from ferrotile.storage.tables.arrow_io import InvalidTable, TableStructure
 from ferrotile.streaming import messages
+from ferrotile.validation import check_data_source_depth
 
 
 def _fail(exc: ExternalDataError) -> ApiError:
@@ -238,6 +239,7 @@ async def put_data_source(request: Request) -> Response:
     raw = body.get("data_source")
     if not isinstance(raw, dict):
         raise ApiError(422, "The body must be {'data_source': {...}}")
+    check_data_source_depth(raw)  # it is streamed in the array-ref message
     ds_id = raw.get("id")
     current = next((ds for ds in node.data_sources if ds.id == ds_id), None)
     if current is None:

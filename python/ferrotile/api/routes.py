@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from ferrotile.api import (
@@ -18,11 +19,23 @@ from ferrotile.api import (
     tables,
 )
 from ferrotile.api.graphql.app import GraphQLEndpoint
-from ferrotile.api.streamer import pull as streamer_pull
-from ferrotile.api.streamer import push as streamer_push
 from ferrotile.api.streamer import rest as streamer_rest
 
-P = "{path:path}"
+
+class NodePathConvertor(PathConvertor):
+    """Every character of the node path, newlines included.
+
+    Starlette's ``path`` convertor is ``.*``, which stops at a newline, and the route pattern's
+    ``$`` then matches just before a trailing one: ``/metadata/T/a%0A`` resolved ``T/a`` and
+    ``/metadata/%0A`` the root. Taking every character hands the path as sent to
+    :func:`~ferrotile.catalog.paths.split_path`, which refuses control characters (422).
+    """
+
+    regex = r"[\s\S]*"
+
+
+register_url_convertor("nodepath", NodePathConvertor())
+P = "{path:nodepath}"
 #: Test-only route (``FERROTILE_TEST_HOOKS=1``): close a node's subscribers with 1012.
 HOOK = f"/api/v1/_test/interrupt-streams/{P}"
 
@@ -60,12 +73,9 @@ def routes() -> list[BaseRoute]:
         Route(f"/api/v1/table/partition/{P}", tables.put_partition, methods=["PUT"]),
         Route(f"/api/v1/table/partition/{P}", tables.patch_partition, methods=["PATCH"]),
         Route(f"/api/v1/stream/close/{P}", stream.close_stream, methods=["DELETE"]),
-        WebSocketRoute(f"/api/v1/stream/single/{P}", stream.subscribe),
         # The Redis Streamer API (same hub; see api/streamer).
         Route("/data/{sid}", streamer_rest.get_data, methods=["GET"]),
         Route("/data/{sid}", streamer_rest.post_data, methods=["POST"]),
-        WebSocketRoute("/data/{sid}/push", streamer_push.push),
-        WebSocketRoute("/data/{sid}/pull", streamer_pull.pull),
         Route("/graphql", graphql),  # GET (GraphiQL, queries), POST
         WebSocketRoute("/graphql", graphql),  # subscriptions
         *(

@@ -1,14 +1,10 @@
-"""Thin façade over the native hub: backend choice, topic ids, header encoding, lifecycle.
+"""Thin façade over the native hub (:class:`ferrotile._core.Hub`): settings, topic ids,
+header encoding, availability, metrics hooks, lifecycle.
 
-No per-frame loops. Two backends, chosen by ``--cache``:
-
-* ``memory``: :class:`ferrotile._core.Hub`, streams inside one process (calls are synchronous).
-* ``redis://...``: :class:`ferrotile._core.RedisHub`, streams through Redis so that a write
-  through any worker reaches subscribers on every worker and replay works from any worker
-  (``publish``, ``close_stream`` and ``current_sequence`` are coroutines).
-
-The façade makes ``publish``, ``publish_entries``, ``stream_info``, ``set_retention`` and
-``close_stream`` awaitable for both, so handlers need not know.
+No per-frame loops, and no backend choice here: the native hub takes ``--cache`` as it is
+(``memory``: streams inside one process; ``redis://...``: streams through Redis so that a write
+through any worker reaches subscribers on every worker and replay works from any worker) and
+offers the same awaitable methods for both.
 
 Catalog cache invalidation across workers
 -----------------------------------------
@@ -28,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import inspect
 import logging
 import os
 import time
@@ -75,12 +70,6 @@ def _track(subscription: Any) -> None:
         tracked.append(subscription)
 
 
-async def _maybe_await(value: Any) -> Any:
-    if inspect.isawaitable(value):
-        return await value
-    return value
-
-
 class StreamHub:
     """Per-node streams of one server process, in process or through Redis.
 
@@ -89,23 +78,14 @@ class StreamHub:
     """
 
     def __init__(self, settings: Settings) -> None:
-        self.shared = settings.redis
-        self._hub: _core.Hub | _core.RedisHub
-        if self.shared:
-            self._hub = _core.RedisHub(
-                settings.cache,
-                max_count=settings.retention_count,
-                max_bytes=settings.retention_bytes,
-                data_ttl=settings.cache_data_ttl,
-                seq_ttl=settings.cache_seq_ttl,
-            )
-        else:
-            self._hub = _core.Hub(
-                max_count=settings.retention_count,
-                max_bytes=settings.retention_bytes,
-                max_age=settings.cache_data_ttl,
-                seq_ttl=settings.cache_seq_ttl,
-            )
+        self._hub = _core.Hub(
+            settings.cache,
+            max_count=settings.retention_count,
+            max_bytes=settings.retention_bytes,
+            max_age=settings.cache_data_ttl,
+            seq_ttl=settings.cache_seq_ttl,
+        )
+        self.shared = self._hub.is_shared
         self._down_since: float | None = None
         self._control: asyncio.Task[None] | None = None
         self._control_seen = 0
@@ -114,13 +94,15 @@ class StreamHub:
         self._origin = f"{os.getpid()}-{id(self)}"
         self.observer: PublishObserver | None = None
 
+    @property
+    def native(self) -> _core.Hub:
+        """The native hub, shared with the edge (which serves the data plane on it)."""
+        return self._hub
+
     async def start(self, invalidate: Invalidator | None = None) -> None:
         """Connect (Redis) and, with a shared cache, start listening for invalidations."""
-        if not self.shared:
-            return
-        assert isinstance(self._hub, _core.RedisHub)
         await self._hub.connect()
-        if invalidate is not None:
+        if self.shared and invalidate is not None:
             self._control = asyncio.create_task(self._listen(invalidate), name="ferrotile-control")
 
     # -- availability ----------------------------------------------------------------------
@@ -139,7 +121,7 @@ class StreamHub:
         if down is not None and time.monotonic() - down < PROBE_INTERVAL:
             raise StreamUnavailable("The streaming cache (Redis) is unavailable; retry shortly")
         # The process's Redis reader notices a loss at once (and closes subscribers with 1012).
-        if self.shared and not self._hub.stats().get("connected", 1):
+        if not self._hub.is_connected:
             raise StreamUnavailable("The streaming cache (Redis) is unavailable; retry shortly")
 
     def _failed(self) -> None:
@@ -150,7 +132,7 @@ class StreamHub:
 
     async def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
-            result = await _maybe_await(method(*args, **kwargs))
+            result = await method(*args, **kwargs)
         except StreamUnavailable:
             self._failed()
             raise
@@ -218,7 +200,7 @@ class StreamHub:
             self.observer(topic, len(ids), time.perf_counter() - started)
         return ids
 
-    def subscribe_entries(
+    async def subscribe_entries(
         self,
         topics: Sequence[int],
         names: Sequence[str],
@@ -231,7 +213,7 @@ class StreamHub:
     ) -> _core.EntrySubscription:
         """Subscribe by entry id (Redis Streamer's pull); see
         :meth:`ferrotile._core.Hub.subscribe_entries`."""
-        subscription = self._hub.subscribe_entries(
+        subscription = await self._hub.subscribe_entries(
             topics,
             names,
             after,
@@ -274,7 +256,7 @@ class StreamHub:
         seq: int = await self._call(self._hub.current_sequence, topic)
         return seq
 
-    def subscribe(
+    async def subscribe(
         self,
         topic: int,
         start: int | None,
@@ -284,7 +266,8 @@ class StreamHub:
         max_queue_bytes: int | None = None,
         on_overflow: str = "close",
     ) -> _core.Subscription:
-        subscription = self._hub.subscribe(
+        """Subscribe by sequence (Tiled); see :meth:`ferrotile._core.Hub.subscribe`."""
+        subscription = await self._hub.subscribe(
             topic,
             start,
             envelope,
@@ -357,7 +340,7 @@ class StreamHub:
         while True:
             try:
                 start = await self.current_sequence(CONTROL_TOPIC)
-                subscription = self.subscribe(CONTROL_TOPIC, start + 1, "json")
+                subscription = await self.subscribe(CONTROL_TOPIC, start + 1, "json")
             except (HubError, OSError):
                 await asyncio.sleep(RESUBSCRIBE_DELAY)
                 continue

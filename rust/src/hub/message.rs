@@ -1,8 +1,7 @@
 //! `Message`: one retained stream event, with its envelopes encoded once and shared by all
-//! subscribers, and the `Close` a subscription ends with.
+//! subscribers.
 
 use std::any::Any;
-use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -150,41 +149,5 @@ impl Message {
     /// The binding layer's cache slot for the raw payload.
     pub fn payload_extension(&self) -> &OnceLock<Extension> {
         &self.extensions[2]
-    }
-}
-
-/// Why a subscription ended: a WebSocket close code and reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Close {
-    /// WebSocket close code (1000, 1001, 1008, 1012).
-    pub code: u16,
-    /// Close reason sent to the client.
-    pub reason: Cow<'static, str>,
-}
-
-impl Close {
-    const fn fixed(code: u16, reason: &'static str) -> Self {
-        Self { code, reason: Cow::Borrowed(reason) }
-    }
-
-    /// The producer called `close_stream`.
-    pub const PRODUCER_ENDED: Close = Close::fixed(1000, "Producer ended stream");
-    /// The node (topic) was deleted.
-    pub const NODE_DELETED: Close = Close::fixed(1001, "node was deleted");
-    /// The hub is shutting down.
-    pub const SHUTTING_DOWN: Close = Close::fixed(1001, "server shutting down");
-    /// The live subscription was interrupted (e.g. the backing store was lost): abnormal, so
-    /// the stock client reconnects and resumes from its last sequence.
-    pub const LIVE_LOST: Close = Close::fixed(1012, "Live subscription lost");
-    /// The subscription was cancelled by its owner.
-    pub const CANCELLED: Close = Close::fixed(1001, "subscription cancelled");
-
-    /// Redis lost its history (flushed or restarted without persistence).
-    pub const HISTORY_LOST: Close = Close::fixed(1012, "Live subscription lost: stream history was reset");
-
-    /// The ring evicted sequences `first..=last` before this subscriber read them.
-    pub fn fell_behind(first: u64, last: u64) -> Self {
-        let reason = format!("subscriber fell behind: sequences {first}..{last} are no longer retained");
-        Self { code: 1008, reason: Cow::Owned(reason) }
     }
 }

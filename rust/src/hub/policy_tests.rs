@@ -5,14 +5,19 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::tests::{message, now, subscribe};
 use super::*;
 
 const H: &[u8] = br#"{"type":"array-data","timestamp":"t"}"#;
 
 fn publish(hub: &Hub, topic: u64, n: usize, payload: &[u8]) {
     for _ in 0..n {
-        hub.publish(topic, H, Some(payload), None).unwrap();
+        now(hub.publish(topic, message(H, Some(payload)))).unwrap();
     }
+}
+
+fn subscribe_with(hub: &Hub, topic: u64, start: Option<u64>, envelope: Envelope, policy: Policy) -> Subscription {
+    now(hub.subscribe(topic, start, envelope, policy)).unwrap()
 }
 
 /// `(type, sequence or missed range)` per frame, from the JSON envelope.
@@ -28,8 +33,8 @@ fn gaps(policy: Policy) -> Policy {
 fn replay_from_an_evicted_start_sends_a_gap_notice_only_when_asked() {
     let hub = Hub::new(HubConfig { max_count: 3, ..HubConfig::default() }).unwrap();
     publish(&hub, 1, 5, b"x");
-    let silent = hub.subscribe(1, Some(1), Envelope::Json).unwrap();
-    let told = hub.subscribe_with(1, Some(1), Envelope::Json, gaps(Policy::default())).unwrap();
+    let silent = subscribe(&hub, 1, Some(1), Envelope::Json);
+    let told = subscribe_with(&hub, 1, Some(1), Envelope::Json, gaps(Policy::default()));
     let seqs: Vec<u64> = frames(&silent.try_next(10)).iter().map(|v| v["sequence"].as_u64().unwrap()).collect();
     assert_eq!(seqs, [3, 4, 5]);
     let got = frames(&told.try_next(10));
@@ -39,7 +44,7 @@ fn replay_from_an_evicted_start_sends_a_gap_notice_only_when_asked() {
     assert_eq!(got[1]["sequence"], 3);
     assert_eq!(told.missed(), 2);
     // The msgpack envelope of a notice is the same map.
-    let mp = hub.subscribe_with(1, Some(1), Envelope::Msgpack, gaps(Policy::default())).unwrap();
+    let mp = subscribe_with(&hub, 1, Some(1), Envelope::Msgpack, gaps(Policy::default()));
     let first = mp.try_next(1).frames[0].envelope(Envelope::Msgpack).clone();
     let v = rmpv::decode::read_value(&mut &first[..]).unwrap();
     assert_eq!(v.as_map().unwrap()[0].1.as_str(), Some("stream-gap"));
@@ -50,8 +55,8 @@ fn sequence_restart_and_start_beyond_head_send_epoch_notices() {
     let config = HubConfig { seq_ttl: Duration::from_millis(30), ..HubConfig::default() };
     let hub = Hub::new(config).unwrap();
     publish(&hub, 1, 3, b"x");
-    let sub = hub.subscribe_with(1, None, Envelope::Json, gaps(Policy::default())).unwrap();
-    let plain = hub.subscribe(1, None, Envelope::Json).unwrap();
+    let sub = subscribe_with(&hub, 1, None, Envelope::Json, gaps(Policy::default()));
+    let plain = subscribe(&hub, 1, None, Envelope::Json);
     std::thread::sleep(Duration::from_millis(60));
     publish(&hub, 1, 1, b"y");
     let got = frames(&sub.try_next(10));
@@ -60,19 +65,19 @@ fn sequence_restart_and_start_beyond_head_send_epoch_notices() {
     assert_eq!(got[1]["sequence"], 1);
     assert_eq!(frames(&plain.try_next(10))[0]["sequence"], 1);
     // A client resuming at 50 on a stream now at 1: history lost.
-    let resumed = hub.subscribe_with(1, Some(50), Envelope::Json, gaps(Policy::default())).unwrap();
+    let resumed = subscribe_with(&hub, 1, Some(50), Envelope::Json, gaps(Policy::default()));
     let got = frames(&resumed.try_next(10));
     assert_eq!(got.len(), 1);
     assert_eq!((got[0]["type"].as_str(), got[0]["current_sequence"].as_u64()), (Some("stream-epoch"), Some(1)));
-    assert!(hub.subscribe(1, Some(50), Envelope::Json).unwrap().try_next(10).frames.is_empty());
+    assert!(subscribe(&hub, 1, Some(50), Envelope::Json).try_next(10).frames.is_empty());
 }
 
 #[test]
 fn backlog_over_the_cap_closes_with_the_dropped_count() {
     let hub = Hub::new(HubConfig::default()).unwrap();
     let policy = Policy { max_queue_bytes: 1000, ..Policy::default() };
-    let slow = hub.subscribe_with(1, None, Envelope::Msgpack, policy).unwrap();
-    let fast = hub.subscribe_with(1, None, Envelope::Msgpack, policy).unwrap();
+    let slow = subscribe_with(&hub, 1, None, Envelope::Msgpack, policy);
+    let fast = subscribe_with(&hub, 1, None, Envelope::Msgpack, policy);
     for _ in 0..10 {
         publish(&hub, 1, 1, &[0; 200]);
         assert_eq!(fast.try_next(10).frames.len(), 1);
@@ -87,7 +92,7 @@ fn backlog_over_the_cap_closes_with_the_dropped_count() {
     assert!(close.reason.len() <= 123);
     assert_eq!(slow.dropped(), 10);
     // A single message above the cap is still delivered.
-    let big = hub.subscribe_with(1, None, Envelope::Msgpack, policy).unwrap();
+    let big = subscribe_with(&hub, 1, None, Envelope::Msgpack, policy);
     publish(&hub, 1, 1, &[0; 5000]);
     assert_eq!(big.try_next(10).frames.len(), 1);
 }
@@ -96,8 +101,8 @@ fn backlog_over_the_cap_closes_with_the_dropped_count() {
 fn latest_skips_to_the_newest_and_reports_the_skip() {
     let hub = Hub::new(HubConfig::default()).unwrap();
     let latest = Policy { max_queue_bytes: 1000, on_overflow: Overflow::Latest, notify_gaps: false };
-    let quiet = hub.subscribe_with(1, None, Envelope::Json, latest).unwrap();
-    let told = hub.subscribe_with(1, None, Envelope::Json, gaps(latest)).unwrap();
+    let quiet = subscribe_with(&hub, 1, None, Envelope::Json, latest);
+    let told = subscribe_with(&hub, 1, None, Envelope::Json, gaps(latest));
     publish(&hub, 1, 10, &[0; 200]);
     let got = frames(&quiet.try_next(64));
     assert_eq!(got.len(), 1);
@@ -115,8 +120,8 @@ fn latest_skips_to_the_newest_and_reports_the_skip() {
 fn latest_also_recovers_from_eviction_instead_of_closing() {
     let hub = Hub::new(HubConfig { max_count: 3, ..HubConfig::default() }).unwrap();
     let latest = Policy { on_overflow: Overflow::Latest, ..Policy::default() };
-    let sub = hub.subscribe_with(1, None, Envelope::Json, gaps(latest)).unwrap();
-    let closing = hub.subscribe(1, None, Envelope::Json).unwrap();
+    let sub = subscribe_with(&hub, 1, None, Envelope::Json, gaps(latest));
+    let closing = subscribe(&hub, 1, None, Envelope::Json);
     publish(&hub, 1, 6, b"x");
     let got = frames(&sub.try_next(10));
     assert_eq!(got[0]["reason"], "expired");
@@ -130,7 +135,7 @@ fn replay_is_not_limited_by_the_cap() {
     let hub = Hub::new(HubConfig::default()).unwrap();
     publish(&hub, 1, 10, &[0; 200]);
     let policy = Policy { max_queue_bytes: 300, ..Policy::default() };
-    let sub = hub.subscribe_with(1, Some(1), Envelope::Msgpack, policy).unwrap();
+    let sub = subscribe_with(&hub, 1, Some(1), Envelope::Msgpack, policy);
     assert_eq!(sub.backlog_bytes(), 0);
     assert_eq!(sub.try_next(64).frames.len(), 10);
 }
@@ -139,17 +144,17 @@ fn replay_is_not_limited_by_the_cap() {
 fn interrupt_closes_current_subscribers_with_1012_and_keeps_the_topic() {
     let hub = Hub::new(HubConfig::default()).unwrap();
     publish(&hub, 1, 2, b"x");
-    let a = hub.subscribe(1, None, Envelope::Msgpack).unwrap();
-    let other = hub.subscribe(2, None, Envelope::Msgpack).unwrap();
+    let a = subscribe(&hub, 1, None, Envelope::Msgpack);
+    let other = subscribe(&hub, 2, None, Envelope::Msgpack);
     hub.interrupt(Some(1));
     assert!(a.is_ready());
     assert_eq!(a.try_next(10).close, Some(Close::LIVE_LOST));
     assert!(other.try_next(10).close.is_none());
-    let resumed = hub.subscribe(1, Some(2), Envelope::Msgpack).unwrap();
+    let resumed = subscribe(&hub, 1, Some(2), Envelope::Msgpack);
     assert_eq!(resumed.try_next(10).frames.len(), 1);
     hub.interrupt(None);
     assert_eq!(other.try_next(10).close.unwrap().code, 1012);
     assert_eq!(resumed.try_next(10).close.unwrap().code, 1012);
     publish(&hub, 1, 1, b"x");
-    assert_eq!(hub.current_sequence(1), 3);
+    assert_eq!(now(hub.current_sequence(1)), Ok(3));
 }

@@ -4,7 +4,7 @@ use pyo3::prelude::*;
 
 use crate::codec::envelope;
 use crate::codec::Envelope;
-use crate::py::subscription::frame_object;
+use crate::py::objects::frame_object;
 
 /// Encodes a one-off message (e.g. the schema frame) as msgpack (`bytes`) or JSON (`str`),
 /// without a sequence.

@@ -1,27 +1,43 @@
-//! Handing awaited batches to asyncio. Waiting for readiness happens on Tokio; one delivery
-//! thread then attaches once per burst of woken waiters and schedules, with a single
-//! `call_soon_threadsafe` per event loop, a callback that takes the frames *on the event loop*
-//! and resolves the futures. Frames are taken only for a future still pending, so a waiter
-//! cancelled at any moment (even while a publish is waking it) loses no message. It also keeps
-//! interpreter exit safe: after the `atexit` hook has run, nothing attaches any more.
+//! Handing awaited results to asyncio. A caller describes what an awaitable waits for and takes
+//! with a [`Waiter`]; waiting happens on Tokio, then one delivery thread attaches once per burst
+//! of woken waiters and schedules, with a single `call_soon_threadsafe` per event loop, a
+//! callback that takes the result *on the event loop* and resolves the futures. Results are
+//! taken only for a future still pending, so a waiter cancelled at any moment (even while a
+//! publish is waking it) loses no message. It also keeps interpreter exit safe: after the
+//! `atexit` hook has run, nothing attaches any more. [`future`] makes an awaitable of a Rust
+//! future the same way, resolved at once when the future completes on its first poll (every
+//! call of the in-process hub).
 //!
 //! Why not `pyo3_async_runtimes::future_into_py`: it attaches once per future from a fresh
 //! blocking thread; when the interpreter exited right after a publish had woken many waiters,
 //! those threads raced finalization and CPython aborted ("PyGILState_Release: thread state must
 //! be current"). Batching the attach is also much cheaper under fan-out.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyList;
 use tokio::task::AbortHandle;
 
-use super::subscription::Waiter;
+use crate::error::CoreResult;
+
+/// What an awaitable waits for and then takes (implemented by the modules that make them).
+pub(crate) trait Waiter: Send + Sync {
+    /// Waits (on Tokio) until [`Waiter::take`] may return something.
+    fn ready(&self) -> BoxFuture<'_, ()>;
+
+    /// Takes what is ready now as the awaited result (attached, on the event loop); `None` if
+    /// nothing is.
+    fn take<'py>(&self, py: Python<'py>) -> Option<PyResult<Bound<'py, PyAny>>>;
+}
 
 static EXITING: AtomicBool = AtomicBool::new(false);
 static DELIVERING: AtomicBool = AtomicBool::new(false);
@@ -34,19 +50,22 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 pub(crate) struct Completion {
     pub event_loop: Py<PyAny>,
     pub future: Py<PyAny>,
-    pub waiter: Waiter,
+    pub waiter: Box<dyn Waiter>,
     /// Where the current Tokio wait's abort handle lives (replaced when re-armed).
     pub abort: Arc<Mutex<Option<AbortHandle>>>,
 }
 
 /// A new asyncio future of the running loop, resolved with what `waiter` takes: at once if
 /// something is ready, else once the Tokio wait says so (cancelling the future aborts it).
-pub(crate) fn awaitable<'py>(py: Python<'py>, waiter: Waiter) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn awaitable<'py>(py: Python<'py>, waiter: Box<dyn Waiter>) -> PyResult<Bound<'py, PyAny>> {
     let event_loop = pyo3_async_runtimes::get_running_loop(py)?;
     let future = event_loop.call_method0(pyo3::intern!(py, "create_future"))?;
     if let Some(result) = waiter.take(py) {
         // Fast path: no Tokio round trip when something is already there.
-        future.call_method1(pyo3::intern!(py, "set_result"), (result?,))?;
+        match result {
+            Ok(value) => future.call_method1(pyo3::intern!(py, "set_result"), (value,))?,
+            Err(err) => future.call_method1(pyo3::intern!(py, "set_exception"), (err.into_value(py),))?,
+        };
         return Ok(future);
     }
     let abort = AbortOnCancel::default();
@@ -56,8 +75,60 @@ pub(crate) fn awaitable<'py>(py: Python<'py>, waiter: Waiter) -> PyResult<Bound<
     Ok(future)
 }
 
-/// Starts (or restarts) the Tokio wait of `completion`; it is submitted once the subscription
-/// has something ready.
+/// Converts a Rust value into the awaited Python result.
+pub(crate) type Convert<T> = fn(Python<'_>, T) -> PyResult<Bound<'_, PyAny>>;
+
+/// An awaitable of `call`'s output (converted by `convert`; an error raises its exception).
+/// `call` is polled once here (inside the Tokio runtime): if it completes, the awaitable is
+/// resolved at once, else it runs on Tokio and resolves through the delivery thread.
+pub(crate) fn future<'py, T: Send + 'static>(
+    py: Python<'py>,
+    call: impl Future<Output = CoreResult<T>> + Send + 'static,
+    convert: Convert<T>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let mut call: BoxFuture<'static, CoreResult<T>> = Box::pin(call);
+    let first = {
+        let _runtime = pyo3_async_runtimes::tokio::get_runtime().enter();
+        call.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+    };
+    let outcome = match first {
+        Poll::Ready(result) => OneShot { call: Mutex::new(None), result: Mutex::new(Some(result)), convert },
+        Poll::Pending => OneShot { call: Mutex::new(Some(call)), result: Mutex::new(None), convert },
+    };
+    awaitable(py, Box::new(outcome))
+}
+
+/// A Rust future's output, awaited once (see [`future`]).
+struct OneShot<T> {
+    call: Mutex<Option<BoxFuture<'static, CoreResult<T>>>>,
+    result: Mutex<Option<CoreResult<T>>>,
+    convert: Convert<T>,
+}
+
+impl<T: Send> Waiter for OneShot<T> {
+    fn ready(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let call = self.call.lock().take();
+            match call {
+                Some(call) => {
+                    let result = call.await;
+                    *self.result.lock() = Some(result);
+                }
+                // Taken by a wait that was aborted (its awaitable cancelled): nothing will come.
+                None if self.result.lock().is_none() => std::future::pending().await,
+                None => {}
+            }
+        })
+    }
+
+    fn take<'py>(&self, py: Python<'py>) -> Option<PyResult<Bound<'py, PyAny>>> {
+        let result = self.result.lock().take()?;
+        Some(result.map_err(PyErr::from).and_then(|value| (self.convert)(py, value)))
+    }
+}
+
+/// Starts (or restarts) the Tokio wait of `completion`; it is submitted once its waiter has
+/// something ready.
 pub(crate) fn arm(completion: Completion) {
     let abort = Arc::clone(&completion.abort);
     let mut slot = abort.lock();

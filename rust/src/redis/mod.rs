@@ -1,4 +1,5 @@
-//! The Redis backend: streams shared by every worker process through one Redis.
+//! `RedisBackend`: the hub's backend that keeps streams in Redis, shared by every worker
+//! process.
 //!
 //! Design (Tiled's semantics, fewer round trips):
 //! - **Publish** is one `EVALSHA` of [`keys::PUBLISH_SCRIPT`] (redis-rs `Script` loads it once
@@ -17,21 +18,23 @@
 //!   patch it; every process's mirror gets the same ids.
 //! - **Retention** in Redis: count via `MAXLEN`; bytes approximately, by trimming to
 //!   `max_bytes / size of this event` entries (exact for equal-sized frames, the common case);
-//!   age: the stream key expires `data_ttl` after its last event (Tiled expires each event
-//!   `data_ttl` after it was written; here the local mirror also drops events older than
-//!   `data_ttl` since they were received). A node's own limits ([`RedisHub::set_retention`])
+//!   age: the stream key expires `max_age` after its last event (Tiled expires each event
+//!   `max_age` after it was written; here the local mirror also drops events older than
+//!   `max_age` since they were received). A node's own limits (`set_retention`)
 //!   live in its entries hash, so the script applies them whichever process publishes; the
 //!   live channel announces them to every mirror (a mirror also loads them once when it starts
 //!   following a node).
 //! - **One reader per process** ([`reader`]): a single pub/sub connection on `{p}live` receives
-//!   every event once and inserts it, with its Redis-assigned sequence, into the local [`Hub`]
-//!   topic ([`crate::hub::Topic::insert_external`]); all local subscribers then share that ring
-//!   exactly as with the in-process hub. Only topics that have been subscribed to in this
+//!   every event once and inserts it, with its Redis-assigned sequence, into this process's
+//!   topic (its mirror); all local subscribers then share that ring exactly as with the
+//!   in-process backend. Only topics that have been subscribed to in this
 //!   process are mirrored; events of other topics are ignored. A gap on the live feed is filled
 //!   from `XRANGE` before the next event is inserted; an unfillable gap rebases the mirror.
-//! - **Replay** ([`RedisSubscription`]): a subscription registers on the local topic at once
-//!   (so nothing later is missed); a `start` older than the local ring is served first from
-//!   `XRANGE` in batches, then the local ring takes over with duplicates dropped by sequence.
+//! - **Replay** ([`replay`], the hub's `Replay`): a subscription registers on the mirror at
+//!   once (so nothing later is missed) and reads the node's sequence in Redis; a `start` older
+//!   than the mirror is served first from `XRANGE` in batches, then the ring takes over with
+//!   duplicates dropped by sequence. A subscriber without `start` skips what is at or below the
+//!   sequence read, even if it reaches the mirror later (another process published it).
 //! - **Epoch**: `{p}epoch` holds a random token (created if missing). The reader checks it
 //!   every second and after each reconnect; a missing or different token means Redis lost its
 //!   history (flushed, or restarted without persistence): every local subscriber is closed with
@@ -44,11 +47,11 @@
 //!   backoff (50 ms doubling to 2 s); subscribing while disconnected gives a subscription that
 //!   closes with 1012 at once. On recovery the epoch is checked and mirroring resumes.
 
-mod entries;
 mod keys;
 mod reader;
 mod record;
-mod subscription;
+mod replay;
+mod streams;
 #[cfg(test)]
 mod tests;
 
@@ -57,37 +60,20 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::Notify;
 
-pub use entries::RedisEntrySubscription;
 pub use keys::Keys;
-pub use subscription::RedisSubscription;
 
-use crate::codec::envelope::{Draft, Header, ENTRY_DTYPE};
-use crate::codec::Envelope;
 use crate::error::{CoreError, CoreResult};
-use crate::hub::{entry_drafts, EntryId, Hub, HubConfig, IdSpec, Policy};
+use crate::hub::topics::Topics;
+use crate::hub::{
+    Backend, BackendCounters, EntryBatch, EntryId, HubConfig, IdSpec, Outgoing, Replay, RetentionOverride, StreamInfo,
+};
 
-/// Limits and TTLs of a Redis-backed hub.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisConfig {
-    /// `redis://[:password@]host:port[/db]` or `rediss://...`.
-    pub url: String,
-    /// Most events retained per node (in Redis and in each process's mirror).
-    pub max_count: usize,
-    /// Most bytes retained per node (approximate in Redis, see the module docs).
-    pub max_bytes: usize,
-    /// Tiled's `data_ttl`: how long events are retained.
-    pub data_ttl: Duration,
-    /// Tiled's `seq_ttl`: a node without events for this long restarts its sequence at 1.
-    pub seq_ttl: Duration,
-    /// Prefix of every key and of the live channel.
-    pub key_prefix: String,
-}
-
-/// Counters of the Redis backend (added to `Hub::stats` by the binding).
+/// Counters of the Redis backend (see [`BackendCounters`]).
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub epoch_changes: AtomicU64,
@@ -97,12 +83,23 @@ pub(crate) struct Counters {
     pub received: AtomicU64,
 }
 
-/// What the hub, its reader and its subscriptions share.
+/// What the backend, its reader and the subscriptions' replays share.
 pub(crate) struct Shared {
-    pub config: RedisConfig,
+    pub url: String,
     pub keys: Keys,
+    /// Most events retained per node, in Redis (and each mirror).
+    pub max_count: usize,
+    /// Most bytes retained per node (approximate in Redis, see the module docs).
+    pub max_bytes: usize,
+    /// How long events are retained (Tiled's `data_ttl`).
+    pub max_age: Duration,
+    /// A node without events for this long restarts its sequence at 1.
+    pub seq_ttl: Duration,
     pub client: redis::Client,
-    pub hub: Hub,
+    pub publish_script: redis::Script,
+    pub retention_script: redis::Script,
+    /// This process's mirrors of the nodes it follows.
+    pub topics: Arc<Topics>,
     pub conn: Mutex<Option<ConnectionManager>>,
     pub connected: AtomicBool,
     pub stop: Notify,
@@ -115,7 +112,7 @@ pub(crate) struct Shared {
 impl Shared {
     /// The command connection, or `Unavailable` while disconnected.
     pub fn conn(&self) -> CoreResult<ConnectionManager> {
-        if self.hub.is_shut_down() {
+        if self.topics.is_shut_down() {
             return Err(CoreError::ShutDown);
         }
         if !self.connected.load(Ordering::Acquire) {
@@ -123,154 +120,28 @@ impl Shared {
         }
         self.conn.lock().clone().ok_or_else(|| CoreError::Unavailable("Redis is not connected".into()))
     }
-}
-
-/// Maps a Redis error to `Unavailable` (every Redis failure means the event was not applied).
-pub(crate) fn unavailable(err: &redis::RedisError) -> CoreError {
-    CoreError::Unavailable(format!("Redis: {err}"))
-}
-
-/// Maps a publish script error: its refusal of an entry id, or `Unavailable`.
-fn script_error(err: &redis::RedisError) -> CoreError {
-    match (err.code(), err.detail()) {
-        (Some("ENTRYID"), Some(detail)) => CoreError::EntryId(detail.trim().to_owned()),
-        _ => unavailable(err),
-    }
-}
-
-/// A streaming hub backed by Redis (see the module docs).
-pub struct RedisHub {
-    shared: Arc<Shared>,
-    script: redis::Script,
-    retention: redis::Script,
-}
-
-impl RedisHub {
-    /// Validates the configuration and the URL; does not connect.
-    pub fn new(config: RedisConfig) -> CoreResult<Self> {
-        let client = redis::Client::open(config.url.as_str())
-            .map_err(|e| CoreError::Config(format!("invalid Redis URL {:?}: {e}", redact(&config.url))))?;
-        // The mirror never restarts sequences on its own: Redis's counter TTL decides.
-        let hub = Hub::new(HubConfig {
-            max_count: config.max_count,
-            max_bytes: config.max_bytes,
-            max_age: config.data_ttl,
-            seq_ttl: Duration::from_secs(u64::MAX / 4),
-        })?;
-        let shared = Arc::new(Shared {
-            keys: Keys::new(&config.key_prefix),
-            config,
-            client,
-            hub,
-            conn: Mutex::new(None),
-            connected: AtomicBool::new(false),
-            stop: Notify::new(),
-            counters: Counters::default(),
-            epoch: Mutex::new(None),
-            retention_loaded: Mutex::new(HashSet::new()),
-        });
-        Ok(Self {
-            shared,
-            script: redis::Script::new(keys::PUBLISH_SCRIPT),
-            retention: redis::Script::new(keys::RETENTION_SCRIPT),
-        })
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &RedisConfig {
-        &self.shared.config
-    }
 
     /// Connects (command connection + the reader's pub/sub connection), loads the script,
     /// checks the epoch and starts the reader on the current Tokio runtime.
-    pub async fn connect(&self) -> CoreResult<()> {
-        let shared = &self.shared;
-        if shared.hub.is_shut_down() {
+    async fn connect(self: Arc<Self>) -> CoreResult<()> {
+        if self.topics.is_shut_down() {
             return Err(CoreError::ShutDown);
         }
-        let url = redact(&shared.config.url);
+        let url = redact(&self.url);
         let unreachable = |e: redis::RedisError| CoreError::Unavailable(format!("cannot reach Redis at {url}: {e}"));
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(Duration::from_secs(30)))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(1));
-        let mut conn = shared.client.get_connection_manager_with_config(config).await.map_err(unreachable)?;
-        self.script.prepare_invoke().load_async(&mut conn).await.map_err(unreachable)?;
-        let pubsub = reader::subscribe(shared).await.map_err(unreachable)?;
-        reader::check_epoch(shared, &mut conn).await.map_err(unreachable)?;
-        *shared.conn.lock() = Some(conn);
-        shared.connected.store(true, Ordering::Release);
-        tokio::spawn(reader::run(Arc::clone(shared), pubsub));
+        let mut conn = self.client.get_connection_manager_with_config(config).await.map_err(unreachable)?;
+        self.publish_script.prepare_invoke().load_async(&mut conn).await.map_err(unreachable)?;
+        let pubsub = reader::subscribe(&self).await.map_err(unreachable)?;
+        reader::check_epoch(&self, &mut conn).await.map_err(unreachable)?;
+        *self.conn.lock() = Some(conn);
+        self.connected.store(true, Ordering::Release);
+        tokio::spawn(reader::run(Arc::clone(&self), pubsub));
         Ok(())
-    }
-
-    /// Validates and encodes the message, then assigns its sequence and stores and announces
-    /// it in one Redis round trip. An invalid message consumes no sequence number.
-    pub fn prepare(
-        &self,
-        header_json: &[u8],
-        payload: Option<&[u8]>,
-        array_hint: Option<(&str, Vec<usize>)>,
-        json_payload: Option<&[u8]>,
-    ) -> CoreResult<Vec<u8>> {
-        let hint = array_hint.as_ref().map(|(d, s)| (*d, s.clone()));
-        let mut draft = Draft::new(header_json, payload, hint)?;
-        if let Some(json) = json_payload {
-            draft = draft.with_json_payload(json)?;
-        }
-        record::encode(header_json, array_hint.as_ref().map(|(d, s)| (*d, s.as_slice())), draft)
-    }
-
-    /// Publishes a record made by [`RedisHub::prepare`]; returns its sequence.
-    pub async fn publish_prepared(&self, topic: u64, record: Vec<u8>) -> CoreResult<u64> {
-        Ok(self.run_script(topic, keys::DATA, vec![(IdSpec::Auto, record)]).await?.0)
-    }
-
-    /// Validates and encodes a batch of raw entries (see [`Hub::publish_entries`]): the
-    /// records to hand to [`RedisHub::publish_prepared_entries`].
-    pub fn prepare_entries(
-        &self,
-        header: &Header,
-        payloads: &[&[u8]],
-        ids: &[IdSpec],
-    ) -> CoreResult<Vec<(IdSpec, Vec<u8>)>> {
-        let drafts = entry_drafts(header, payloads, ids)?;
-        let events = drafts.into_iter().zip(payloads).zip(ids).map(|((draft, payload), spec)| {
-            let header_json = draft.header_json();
-            Ok((*spec, record::encode(&header_json, Some((ENTRY_DTYPE, &[payload.len()])), draft)?))
-        });
-        events.collect()
-    }
-
-    /// Publishes prepared entries in one round trip; returns their ids. If an explicit id is
-    /// not greater than the last one, nothing is published ([`CoreError::EntryId`]).
-    pub async fn publish_prepared_entries(
-        &self,
-        topic: u64,
-        events: Vec<(IdSpec, Vec<u8>)>,
-    ) -> CoreResult<Vec<EntryId>> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        Ok(self.run_script(topic, keys::DATA, events).await?.1)
-    }
-
-    /// [`RedisHub::prepare`] then [`RedisHub::publish_prepared`].
-    pub async fn publish(
-        &self,
-        topic: u64,
-        header_json: &[u8],
-        payload: Option<&[u8]>,
-        array_hint: Option<(&str, Vec<usize>)>,
-    ) -> CoreResult<u64> {
-        let record = self.prepare(header_json, payload, array_hint, None)?;
-        self.publish_prepared(topic, record).await
-    }
-
-    /// Appends an end-of-stream marker; returns its sequence.
-    pub async fn close_stream(&self, topic: u64) -> CoreResult<u64> {
-        Ok(self.run_script(topic, keys::END, vec![(IdSpec::Auto, Vec::new())]).await?.0)
     }
 
     /// Runs the publish script on a batch; returns the last sequence and the entry ids.
@@ -280,19 +151,17 @@ impl RedisHub {
         kind: &str,
         events: Vec<(IdSpec, Vec<u8>)>,
     ) -> CoreResult<(u64, Vec<EntryId>)> {
-        let shared = &self.shared;
-        let mut conn = shared.conn()?;
-        let c = &shared.config;
-        let mut invocation = self.script.key(shared.keys.sequence(topic));
+        let mut conn = self.conn()?;
+        let mut invocation = self.publish_script.key(self.keys.sequence(topic));
         invocation
-            .key(shared.keys.stream(topic))
-            .key(shared.keys.entries(topic))
+            .key(self.keys.stream(topic))
+            .key(self.keys.entries(topic))
             .arg(kind)
-            .arg(c.max_count)
-            .arg(c.max_bytes)
-            .arg(keys::millis(c.data_ttl))
-            .arg(keys::millis(c.seq_ttl))
-            .arg(shared.keys.live())
+            .arg(self.max_count)
+            .arg(self.max_bytes)
+            .arg(keys::millis(self.max_age))
+            .arg(keys::millis(self.seq_ttl))
+            .arg(self.keys.live())
             .arg(topic);
         for (spec, record) in events {
             invocation.arg(spec.wire()).arg(record);
@@ -313,80 +182,157 @@ impl RedisHub {
         Ok((seq, ids))
     }
 
-    /// Subscribes from the head (`start=None`) or replays from `start` (0 = oldest retained),
-    /// from Redis where the local mirror does not reach back far enough.
-    pub fn subscribe(&self, topic: u64, start: Option<u64>, envelope: Envelope) -> CoreResult<RedisSubscription> {
-        RedisSubscription::new(&self.shared, topic, start, envelope, Policy::default())
-    }
-
-    /// [`RedisHub::subscribe`] with a subscriber policy (gap notices, backlog cap) applied to the
-    /// live part; the replay from Redis before it is delivered whole.
-    pub fn subscribe_with(
-        &self,
-        topic: u64,
-        start: Option<u64>,
-        envelope: Envelope,
-        policy: Policy,
-    ) -> CoreResult<RedisSubscription> {
-        RedisSubscription::new(&self.shared, topic, start, envelope, policy)
-    }
-
-    /// Closes this process's current subscribers (of `topic`, or all) with 1012.
-    pub fn interrupt(&self, topic: Option<u64>) {
-        self.shared.hub.interrupt(topic);
-    }
-
     /// The node's last sequence in Redis (0 if none).
-    pub async fn current_sequence(&self, topic: u64) -> CoreResult<u64> {
-        let mut conn = self.shared.conn()?;
+    pub(crate) async fn current_sequence(&self, topic: u64) -> CoreResult<u64> {
+        let mut conn = self.conn()?;
         let seq: Option<u64> = redis::cmd("GET")
-            .arg(self.shared.keys.sequence(topic))
+            .arg(self.keys.sequence(topic))
             .query_async(&mut conn)
             .await
             .map_err(|e| unavailable(&e))?;
         Ok(seq.unwrap_or(0))
     }
+}
 
-    /// Forgets the local mirror of a topic (node deleted; its Redis keys expire, as Tiled's).
-    pub fn drop_topic(&self, topic: u64) {
-        self.shared.hub.drop_topic(topic);
+/// Maps a Redis error to `Unavailable` (every Redis failure means the event was not applied).
+pub(crate) fn unavailable(err: &redis::RedisError) -> CoreError {
+    CoreError::Unavailable(format!("Redis: {err}"))
+}
+
+/// Maps a publish script error: its refusal of an entry id, or `Unavailable`.
+fn script_error(err: &redis::RedisError) -> CoreError {
+    match (err.code(), err.detail()) {
+        (Some("ENTRYID"), Some(detail)) => CoreError::EntryId(detail.trim().to_owned()),
+        _ => unavailable(err),
+    }
+}
+
+/// The wire record of a validated message (see [`record`]).
+fn record_of(message: Outgoing) -> CoreResult<Vec<u8>> {
+    let (header_json, hint, draft) = message.into_parts();
+    record::encode(&header_json, hint.as_ref().map(|(d, s)| (d.as_str(), s.as_slice())), draft)
+}
+
+/// The Redis backend (see the module docs).
+pub(crate) struct RedisBackend {
+    shared: Arc<Shared>,
+}
+
+impl RedisBackend {
+    /// Checks the URL's form; does not connect. `topics` are this process's mirrors.
+    pub(crate) fn new(config: &HubConfig, url: &str, key_prefix: &str, topics: Arc<Topics>) -> CoreResult<Self> {
+        let client = redis::Client::open(url)
+            .map_err(|e| CoreError::Config(format!("invalid Redis URL {:?}: {e}", redact(url))))?;
+        let shared = Arc::new(Shared {
+            url: url.to_owned(),
+            keys: Keys::new(key_prefix),
+            max_count: config.max_count,
+            max_bytes: config.max_bytes,
+            max_age: config.max_age,
+            seq_ttl: config.seq_ttl,
+            client,
+            publish_script: redis::Script::new(keys::PUBLISH_SCRIPT),
+            retention_script: redis::Script::new(keys::RETENTION_SCRIPT),
+            topics,
+            conn: Mutex::new(None),
+            connected: AtomicBool::new(false),
+            stop: Notify::new(),
+            counters: Counters::default(),
+            epoch: Mutex::new(None),
+            retention_loaded: Mutex::new(HashSet::new()),
+        });
+        Ok(Self { shared })
+    }
+
+    /// A future that runs `op` on the shared state.
+    fn run<T, F>(&self, op: impl FnOnce(Arc<Shared>) -> F + Send + 'static) -> BoxFuture<'static, CoreResult<T>>
+    where
+        F: std::future::Future<Output = CoreResult<T>> + Send + 'static,
+    {
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move { op(shared).await })
+    }
+}
+
+impl Backend for RedisBackend {
+    fn connect(&self) -> BoxFuture<'static, CoreResult<()>> {
+        self.run(Shared::connect)
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn is_connected(&self) -> bool {
+        self.shared.connected.load(Ordering::Acquire)
+    }
+
+    fn publish(&self, topic: u64, message: Outgoing) -> BoxFuture<'static, CoreResult<u64>> {
+        // Encoded before the round trip (and before the future is polled).
+        let record = record_of(message);
+        self.run(move |shared| async move {
+            let events = vec![(IdSpec::Auto, record?)];
+            Ok(shared.run_script(topic, keys::DATA, events).await?.0)
+        })
+    }
+
+    fn publish_entries(&self, topic: u64, batch: EntryBatch) -> BoxFuture<'static, CoreResult<Vec<EntryId>>> {
+        let events: CoreResult<Vec<_>> =
+            batch.into_items().into_iter().map(|(spec, message)| Ok((spec, record_of(message)?))).collect();
+        self.run(move |shared| async move {
+            let events = events?;
+            if events.is_empty() {
+                return Ok(Vec::new());
+            }
+            Ok(shared.run_script(topic, keys::DATA, events).await?.1)
+        })
+    }
+
+    fn close_stream(&self, topic: u64) -> BoxFuture<'static, CoreResult<u64>> {
+        self.run(move |shared| async move {
+            Ok(shared.run_script(topic, keys::END, vec![(IdSpec::Auto, Vec::new())]).await?.0)
+        })
+    }
+
+    fn current_sequence(&self, topic: u64) -> BoxFuture<'static, CoreResult<u64>> {
+        self.run(move |shared| async move { shared.current_sequence(topic).await })
+    }
+
+    fn stream_info(&self, topic: u64) -> BoxFuture<'static, CoreResult<Option<StreamInfo>>> {
+        self.run(move |shared| async move { streams::stream_info(&shared, topic).await })
+    }
+
+    fn set_retention(&self, topic: u64, retention: RetentionOverride) -> BoxFuture<'static, CoreResult<()>> {
+        self.run(move |shared| async move { streams::set_retention(&shared, topic, retention).await })
+    }
+
+    fn replay(&self) -> Option<Arc<dyn Replay>> {
+        Some(Arc::clone(&self.shared) as Arc<dyn Replay>)
+    }
+
+    fn drop_topic(&self, topic: u64) {
         self.shared.retention_loaded.lock().remove(&topic);
     }
 
-    /// Closes every local subscriber with 1001, stops the reader, refuses later calls.
-    pub fn shutdown(&self) {
-        self.shared.hub.shutdown();
+    fn shutdown(&self) {
         self.shared.connected.store(false, Ordering::Release);
         self.shared.stop.notify_one();
         self.shared.conn.lock().take();
     }
 
-    /// Whether the backend is connected now.
-    pub fn is_connected(&self) -> bool {
-        self.shared.connected.load(Ordering::Acquire)
-    }
-
-    /// Local hub statistics plus the backend's counters, as `(name, value)` pairs.
-    pub fn stats(&self) -> Vec<(&'static str, u64)> {
-        let s = self.shared.hub.stats();
+    fn counters(&self) -> BackendCounters {
         let c = &self.shared.counters;
-        let n = |v: usize| v as u64;
-        vec![
-            ("topics", n(s.topics)),
-            ("retained_messages", n(s.retained_messages)),
-            ("retained_bytes", n(s.retained_bytes)),
-            ("subscribers", n(s.subscribers)),
-            ("connected", u64::from(self.is_connected())),
-            ("received", c.received.load(Ordering::Relaxed)),
-            ("reconnects", c.reconnects.load(Ordering::Relaxed)),
-            ("epoch_changes", c.epoch_changes.load(Ordering::Relaxed)),
-            ("gap_fills", c.gap_fills.load(Ordering::Relaxed)),
-            ("bad_messages", c.bad_messages.load(Ordering::Relaxed)),
-        ]
+        BackendCounters {
+            received: c.received.load(Ordering::Relaxed),
+            reconnects: c.reconnects.load(Ordering::Relaxed),
+            epoch_changes: c.epoch_changes.load(Ordering::Relaxed),
+            gap_fills: c.gap_fills.load(Ordering::Relaxed),
+            bad_messages: c.bad_messages.load(Ordering::Relaxed),
+        }
     }
 }
 
-impl Drop for RedisHub {
+impl Drop for RedisBackend {
     fn drop(&mut self) {
         self.shared.stop.notify_one();
     }

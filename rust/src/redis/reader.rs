@@ -12,7 +12,9 @@ use redis::{RedisResult, Value};
 use super::keys::{self, Live};
 use super::{new_epoch_token, record, Shared};
 use crate::error::{CoreError, CoreResult};
-use crate::hub::{Close, EntryId, External, Message, RetentionOverride, Topic};
+use crate::hub::ring::External;
+use crate::hub::topic::Topic;
+use crate::hub::{Close, EntryId, Message, RetentionOverride};
 
 /// How often the epoch (and so the connection) is checked while idle.
 const EPOCH_CHECK: Duration = Duration::from_secs(1);
@@ -43,7 +45,7 @@ pub(crate) async fn check_epoch(shared: &Shared, conn: &mut ConnectionManager) -
     drop(known);
     if changed {
         shared.counters.epoch_changes.fetch_add(1, Ordering::Relaxed);
-        shared.hub.end_all(&Close::HISTORY_LOST);
+        shared.topics.end_all(&Close::HISTORY_LOST);
         shared.retention_loaded.lock().clear();
     }
     Ok(changed)
@@ -56,7 +58,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut pubsub: PubSub) {
             return;
         }
         shared.connected.store(false, Ordering::Release);
-        shared.hub.end_all(&Close::LIVE_LOST);
+        shared.topics.end_all(&Close::LIVE_LOST);
         // Retention overrides may change while nobody listens: reload them.
         shared.retention_loaded.lock().clear();
         match reconnect(&shared).await {
@@ -81,10 +83,10 @@ async fn follow(shared: &Shared, pubsub: PubSub) -> bool {
                         shared.counters.bad_messages.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                None => return !shared.hub.is_shut_down(),
+                None => return !shared.topics.is_shut_down(),
             },
             _ = tick.tick() => {
-                if shared.hub.is_shut_down() {
+                if shared.topics.is_shut_down() {
                     return false;
                 }
                 let Ok(mut conn) = shared.conn() else { return true };
@@ -104,7 +106,7 @@ async fn reconnect(shared: &Shared) -> Option<PubSub> {
             () = shared.stop.notified() => return None,
             () = tokio::time::sleep(delay) => {}
         }
-        if shared.hub.is_shut_down() {
+        if shared.topics.is_shut_down() {
             return None;
         }
         delay = (delay * 2).min(BACKOFF_MAX);
@@ -125,14 +127,14 @@ async fn handle(shared: &Shared, bytes: Vec<u8>) -> CoreResult<()> {
     let (node, sequence, entry_id, end, record) = match keys::parse_live(bytes)? {
         Live::Event { node, sequence, entry_id, end, record } => (node, sequence, entry_id, end, record),
         Live::Retention { node, retention } => {
-            if let Some(topic) = shared.hub.existing(node) {
+            if let Some(topic) = shared.topics.existing(node) {
                 topic.set_retention(retention, Instant::now())?;
                 shared.retention_loaded.lock().insert(node);
             }
             return Ok(());
         }
     };
-    let Some(topic) = shared.hub.existing(node) else { return Ok(()) };
+    let Some(topic) = shared.topics.existing(node) else { return Ok(()) };
     if !shared.retention_loaded.lock().contains(&node) {
         load_retention(shared, &topic, node).await;
     }
@@ -168,7 +170,7 @@ async fn load_retention(shared: &Shared, topic: &Topic, node: u64) {
 /// Inserts `from..=to` from the node's stream; what Redis no longer has rebases the mirror.
 async fn fill(shared: &Shared, topic: &Topic, node: u64, from: u64, to: u64) {
     shared.counters.gap_fills.fetch_add(1, Ordering::Relaxed);
-    let from = from.max((to + 1).saturating_sub(shared.config.max_count as u64));
+    let from = from.max((to + 1).saturating_sub(shared.max_count as u64));
     let Ok(mut conn) = shared.conn() else { return };
     let Ok(entries) = xrange(&mut conn, &shared.keys.stream(node), Some(from), Some(to), None).await else { return };
     let now = Instant::now();

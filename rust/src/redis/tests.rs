@@ -7,7 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::hub::{External, Message, Topic};
+use crate::codec::envelope::parse_header;
+use crate::codec::Envelope;
+use crate::hub::ring::External;
+use crate::hub::topic::Topic;
+use crate::hub::{BackendConfig, Batch, Close, EntryOptions, Hub, Message, Policy, Start, Subscription};
 
 const H: &[u8] = br#"{"type":"array-data","timestamp":"t"}"#;
 
@@ -42,75 +46,89 @@ fn redis_server() -> Server {
     Server { child, url: format!("redis://127.0.0.1:{port}") }
 }
 
-fn config(url: &str) -> RedisConfig {
-    RedisConfig {
-        url: url.to_owned(),
-        max_count: 10_000,
+fn config(url: &str) -> HubConfig {
+    HubConfig {
         max_bytes: 1 << 30,
-        data_ttl: Duration::from_secs(60),
+        max_age: Duration::from_secs(60),
         seq_ttl: Duration::from_secs(60),
-        key_prefix: "test:".into(),
+        backend: BackendConfig::Redis { url: url.to_owned(), key_prefix: "test:".into() },
+        ..HubConfig::default()
     }
 }
 
-fn message(seq: u64) -> Arc<Message> {
+async fn connected(config: HubConfig) -> Hub {
+    let hub = Hub::new(config).unwrap();
+    hub.connect().await.unwrap();
+    hub
+}
+
+fn message(payload: &[u8]) -> Outgoing {
+    Outgoing::new(H, Some(payload), None, None).unwrap()
+}
+
+async fn subscribe(hub: &Hub, topic: u64, start: Option<u64>) -> Subscription {
+    hub.subscribe(topic, start, Envelope::Msgpack, Policy::default()).await.unwrap()
+}
+
+async fn next(sub: &Subscription, max: usize) -> Batch {
+    tokio::time::timeout(Duration::from_secs(5), sub.next_batch(max)).await.unwrap()
+}
+
+fn marker(seq: u64) -> Arc<Message> {
     Arc::new(Message::end_of_stream(seq, crate::hub::EntryId::ZERO, Instant::now()))
 }
 
 #[test]
 fn mirror_inserts_rebase_dedupe_and_restart() {
-    let hub = Hub::new(crate::hub::HubConfig::default()).unwrap();
-    let _sub = hub.subscribe(3, None, Envelope::Msgpack).unwrap();
-    let topic: Arc<Topic> = hub.existing(3).unwrap();
+    let config = HubConfig::default();
+    let topic = Topic::new(config.retention(), config.seq_ttl);
     let now = Instant::now();
     // Joined mid-way: the mirror starts at the first sequence it sees.
-    assert_eq!(topic.insert_external(message(40), now), External::Appended);
-    assert_eq!(topic.insert_external(message(41), now), External::Appended);
-    assert_eq!(topic.insert_external(message(41), now), External::Duplicate);
-    assert_eq!(topic.insert_external(message(44), now), External::Gap { expected: 42 });
+    assert_eq!(topic.insert_external(marker(40), now), External::Appended);
+    assert_eq!(topic.insert_external(marker(41), now), External::Appended);
+    assert_eq!(topic.insert_external(marker(41), now), External::Duplicate);
+    assert_eq!(topic.insert_external(marker(44), now), External::Gap { expected: 42 });
     assert_eq!(topic.bounds(now), (40, 41, false));
     // The remote counter restarted.
-    assert_eq!(topic.insert_external(message(1), now), External::Appended);
+    assert_eq!(topic.insert_external(marker(1), now), External::Appended);
     assert_eq!(topic.bounds(now), (1, 1, false));
     topic.rebase(10);
-    assert_eq!(topic.insert_external(message(10), now), External::Appended);
+    assert_eq!(topic.insert_external(marker(10), now), External::Appended);
     assert_eq!(topic.current_sequence(now), 10);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hubs_share_sequences_and_replay() {
     let server = redis_server();
-    let a = RedisHub::new(config(&server.url)).unwrap();
-    let b = RedisHub::new(config(&server.url)).unwrap();
-    a.connect().await.unwrap();
-    b.connect().await.unwrap();
-    let live = b.subscribe(7, None, Envelope::Msgpack).unwrap();
+    let a = connected(config(&server.url)).await;
+    let b = connected(config(&server.url)).await;
+    assert!(a.is_shared() && a.is_connected());
+    let live = subscribe(&b, 7, None).await;
     for i in 1..=300u64 {
         let hub = if i % 2 == 0 { &a } else { &b };
-        assert_eq!(hub.publish(7, H, Some(b"abc"), None).await.unwrap(), i);
+        assert_eq!(hub.publish(7, message(b"abc")).await.unwrap(), i);
     }
     let mut got = Vec::new();
     while got.len() < 300 {
-        let batch = tokio::time::timeout(Duration::from_secs(5), live.next_batch(64)).await.unwrap();
-        got.extend(batch.frames.iter().map(|m| m.sequence()));
+        got.extend(next(&live, 64).await.frames.iter().map(|m| m.sequence()));
     }
     assert_eq!(got, (1..=300).collect::<Vec<_>>());
     // A fresh process replays everything from Redis, then continues live.
-    let c = RedisHub::new(config(&server.url)).unwrap();
-    c.connect().await.unwrap();
-    let replay = c.subscribe(7, Some(0), Envelope::Msgpack).unwrap();
+    let c = connected(config(&server.url)).await;
+    let replay = subscribe(&c, 7, Some(0)).await;
     assert_eq!(a.close_stream(7).await.unwrap(), 301);
     let mut got = Vec::new();
     let close = loop {
-        let batch = tokio::time::timeout(Duration::from_secs(5), replay.next_batch(1000)).await.unwrap();
+        let batch = next(&replay, 1000).await;
         got.extend(batch.frames.iter().map(|m| m.sequence()));
         if let Some(close) = batch.close {
             break close;
         }
     };
     assert_eq!(got, (1..=300).collect::<Vec<_>>());
-    assert_eq!(close, crate::hub::Close::PRODUCER_ENDED);
+    assert_eq!(close, Close::PRODUCER_ENDED);
     assert_eq!(c.current_sequence(7).await.unwrap(), 301);
+    assert!(c.stats().backend.received >= 1);
     for hub in [a, b, c] {
         hub.shutdown();
     }
@@ -119,13 +137,12 @@ async fn two_hubs_share_sequences_and_replay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn count_cap_trims_the_stream() {
     let server = redis_server();
-    let hub = RedisHub::new(RedisConfig { max_count: 5, ..config(&server.url) }).unwrap();
-    hub.connect().await.unwrap();
+    let hub = connected(HubConfig { max_count: 5, ..config(&server.url) }).await;
     for _ in 0..20 {
-        hub.publish(1, H, None, None).await.unwrap();
+        hub.publish(1, Outgoing::new(H, None, None, None).unwrap()).await.unwrap();
     }
-    let sub = hub.subscribe(1, Some(1), Envelope::Msgpack).unwrap();
-    let batch = tokio::time::timeout(Duration::from_secs(5), sub.next_batch(100)).await.unwrap();
+    let sub = subscribe(&hub, 1, Some(1)).await;
+    let batch = next(&sub, 100).await;
     assert_eq!(batch.frames.iter().map(|m| m.sequence()).collect::<Vec<_>>(), (16..=20).collect::<Vec<_>>());
     assert_eq!(sub.missed(), 15);
     hub.shutdown();
@@ -133,42 +150,46 @@ async fn count_cap_trims_the_stream() {
 
 #[tokio::test]
 async fn unreachable_redis_is_unavailable() {
-    let hub = RedisHub::new(config("redis://127.0.0.1:1")).unwrap();
+    let hub = Hub::new(config("redis://127.0.0.1:1")).unwrap();
     assert!(matches!(hub.connect().await, Err(CoreError::Unavailable(_))));
-    assert!(matches!(hub.publish(1, H, None, None).await, Err(CoreError::Unavailable(_))));
-    assert!(matches!(RedisHub::new(config("http://x")), Err(CoreError::Config(_))));
+    assert!(matches!(hub.publish(1, message(b"")).await, Err(CoreError::Unavailable(_))));
+    // Subscribing while disconnected gives a subscription that closes with 1012 at once.
+    let sub = subscribe(&hub, 1, None).await;
+    assert_eq!(sub.try_next(1).close, Some(Close::LIVE_LOST));
+    assert!(!hub.stats().connected);
+    let bad = HubConfig {
+        backend: BackendConfig::Redis { url: "http://x".into(), key_prefix: String::new() },
+        ..HubConfig::default()
+    };
+    assert!(matches!(Hub::new(bad), Err(CoreError::Config(_))));
     assert_eq!(redact("redis://:pw@h:1/0"), "redis://***@h:1/0");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entry_ids_are_assigned_in_redis_for_every_process() {
-    use crate::codec::envelope::parse_header;
-    use crate::hub::{EntryId, EntryOptions, IdSpec, Start};
+    use crate::hub::IdSpec;
 
     let server = redis_server();
-    let a = RedisHub::new(config(&server.url)).unwrap();
-    let b = RedisHub::new(config(&server.url)).unwrap();
-    a.connect().await.unwrap();
-    b.connect().await.unwrap();
+    let a = connected(config(&server.url)).await;
+    let b = connected(config(&server.url)).await;
     let options = EntryOptions { count: 10, latest: false, max_queue_bytes: usize::MAX };
-    let sub = b.subscribe_entries(&[3], &[Start::New], options).unwrap();
+    let sub = b.subscribe_entries(&[3], &[Start::New], options).await.unwrap();
     let header = parse_header(H).unwrap();
     let specs = [IdSpec::Explicit(EntryId::new(50, 1)), IdSpec::AutoSeq(50), IdSpec::Auto];
-    let events = a.prepare_entries(&header, &[b"x", b"yy", b"zzz"], &specs).unwrap();
-    let ids = a.publish_prepared_entries(3, events).await.unwrap();
+    let ids = a.publish_entries(3, &header, &[b"x", b"yy", b"zzz"], &specs).await.unwrap();
     assert_eq!(ids[..2], [EntryId::new(50, 1), EntryId::new(50, 2)]);
     assert!(ids[2] > EntryId::new(50, 2));
     // Refused by the script: nothing of the batch is written, no sequence is used.
-    let events = b.prepare_entries(&header, &[b"p", b"q"], &[IdSpec::Auto, IdSpec::Explicit(ids[2])]).unwrap();
-    let err = b.publish_prepared_entries(3, events).await.unwrap_err();
+    let refused = [IdSpec::Auto, IdSpec::Explicit(ids[2])];
+    let err = b.publish_entries(3, &header, &[b"p", b"q"], &refused).await.unwrap_err();
     assert!(matches!(&err, CoreError::EntryId(m) if m.contains("is not greater than the stream's last id")), "{err}");
     assert_eq!(a.current_sequence(3).await.unwrap(), 3);
     // A Tiled publish gets the next id; an end-of-stream marker none.
     assert_eq!(a.close_stream(3).await.unwrap(), 4);
-    assert_eq!(b.publish(3, H, Some(b"t"), None).await.unwrap(), 5);
+    assert_eq!(b.publish(3, message(b"t")).await.unwrap(), 5);
     let mut got = Vec::new();
     while got.len() < 4 {
-        let read = tokio::time::timeout(Duration::from_secs(5), sub.local().next_read()).await.unwrap();
+        let read = tokio::time::timeout(Duration::from_secs(5), sub.next_read()).await.unwrap();
         got.extend(read.entries.iter().map(|(_, m)| (m.entry_id(), m.payload().unwrap().to_vec())));
     }
     assert_eq!(got[..3], [(ids[0], b"x".to_vec()), (ids[1], b"yy".to_vec()), (ids[2], b"zzz".to_vec())]);
@@ -176,6 +197,44 @@ async fn entry_ids_are_assigned_in_redis_for_every_process() {
     let info = a.stream_info(3).await.unwrap().unwrap();
     assert_eq!((info.length, info.entries_added, info.last_id, info.max_deleted), (5, 4, got[3].0, EntryId::ZERO));
     assert_eq!(info.first.unwrap().entry_id(), ids[0]);
+    for hub in [a, b] {
+        hub.shutdown();
+    }
+}
+
+/// Issue 19 item 4: a subscriber without `start` never gets a message published before its
+/// subscription was made, even when that message reaches this process's mirror only after the
+/// subscription registered (seen with 8 MiB frames and 2 workers). Here the late arrival is
+/// made deterministic: B's reader ignored the message (B followed nothing then), and it is
+/// inserted into B's mirror by hand after B subscribed, as the reader would have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_subscriber_skips_what_was_published_before_it() {
+    let server = redis_server();
+    let a = connected(config(&server.url)).await;
+    let b = connected(config(&server.url)).await;
+    assert_eq!(a.publish(9, message(b"before")).await.unwrap(), 1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while b.stats().backend.received == 0 {
+        assert!(Instant::now() < deadline, "B's reader never saw the publish");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let sub = subscribe(&b, 9, None).await;
+    let told = b.subscribe(9, Some(5), Envelope::Msgpack, Policy { notify_gaps: true, ..Policy::default() });
+    let told = told.await.unwrap();
+    let late = b.replay().unwrap().range(9, 1, 10).await.unwrap().messages.remove(0);
+    assert_eq!(late.sequence(), 1);
+    let mirror = b.topics().existing(9).unwrap();
+    assert_eq!(mirror.insert_external(late, Instant::now()), External::Appended);
+    assert!(sub.try_next(10).frames.is_empty(), "delivered a message published before subscribing");
+    assert_eq!(a.publish(9, message(b"after")).await.unwrap(), 2);
+    assert_eq!(next(&sub, 10).await.frames.iter().map(|m| m.sequence()).collect::<Vec<_>>(), [2]);
+    // Resuming beyond the head is live too: an epoch notice, then only what comes later.
+    let frames = next(&told, 10).await.frames;
+    let notice: serde_json::Value = serde_json::from_slice(frames[0].envelope(Envelope::Json)).unwrap();
+    assert_eq!((notice["type"].as_str(), notice["current_sequence"].as_u64()), (Some("stream-epoch"), Some(1)));
+    let rest: Vec<u64> = frames[1..].iter().map(|m| m.sequence()).collect();
+    let rest = if rest.is_empty() { next(&told, 10).await.frames.iter().map(|m| m.sequence()).collect() } else { rest };
+    assert_eq!(rest, [2]);
     for hub in [a, b] {
         hub.shutdown();
     }

@@ -15,6 +15,7 @@ from ferrotile.api.graphql.context import CanWrite, Context, state_of
 from ferrotile.api.metadata import delete_node
 from ferrotile.api.metadata_edit import store_metadata
 from ferrotile.streamer import streams
+from ferrotile.validation import check_depth
 
 Ctx = Info[Context, Any]
 
@@ -35,6 +36,7 @@ class Mutation:
     ) -> JSON:
         state = state_of(info)
         wanted = devices.json_object(meta)
+        check_depth(wanted)  # before ensure() creates the stream's device and node
         name = streams.stream_name(state, stream_id, device_id)
         node = await state.catalog.lookup(name.path, fresh=True)
         if node is None:

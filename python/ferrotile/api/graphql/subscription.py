@@ -85,7 +85,7 @@ class Subscription:
                 raise StreamerInputError(f"No such stream: {name.full!r} (nothing pushed yet)")
             topics.append(node.id)
         assert state.hub is not None
-        subscription = state.hub.subscribe_entries(
+        subscription = await state.hub.subscribe_entries(
             topics, [n.full for n in names], after, count=max(count, 1), latest=latest
         )
         try:
