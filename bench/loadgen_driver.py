@@ -81,7 +81,7 @@ def stream_url(target: Target, key: str) -> str:
 
 
 def push_url(target: Target, key: str) -> str:
-    return f"{target.ws}/api/v1/stream/push/{key}?persist=false"
+    return f"{target.ws}/api/v1/stream/push/{key}?persist=false&mode=full"
 
 
 def frames_arg(target: Target) -> list[str]:

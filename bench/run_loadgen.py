@@ -15,9 +15,10 @@ timestamp. The scenarios are described in loadgen_scenarios.py. Server CPU is ut
 target's process tree plus its Redis, from /proc, over each measured window; run.py divides it
 by the frames (or requests) for "server CPU per frame" and compares with the Rust relay.
 
-``--control-uds PATH`` (``{port}`` is replaced by the target's public port) is the Unix socket
-of the Granian app behind the edge: G11 then sends the same GETs straight to it too ("control
-plane through the edge"); skipped when that path does not exist. Everything started is stopped,
+G11 also sends the same GETs straight to the Unix socket of the Granian app behind ferrotile's
+edge ("control plane through the edge"): the ``control.sock`` the server process listens on,
+found in /proc, or ``--control-uds PATH`` (``{port}`` = the target's public port); skipped when
+there is none. Everything started is stopped,
 also on error or Ctrl-C. Rows: ``--json OUT`` (protocol rows) and bench/results/loadgen-*.json.
 """
 
@@ -57,7 +58,7 @@ def measure(target: Target, gen: Loadgen, size: dict[str, Any], only: set[str],
             t0 = time.monotonic()
             try:
                 if code == "G11":
-                    path = Path(uds.format(port=target.port)) if uds else None
+                    path = Path(uds.format(port=target.port)) if uds else target.control_socket()
                     rows += scenario(target, gen, size, path if path and path.exists() else None)
                 elif code in ("G6", "G10"):
                     rows += scenario(target, gen, size)
@@ -82,7 +83,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help=f"scenario codes among {','.join(SCENARIOS)}")
     parser.add_argument("--targets", default=DEFAULT_TARGETS,
                         help=f"comma-separated, from: {', '.join(TARGETS)}")  # fmt: skip
-    parser.add_argument("--control-uds", help="the Granian Unix socket behind the edge (G11)")
+    parser.add_argument("--control-uds", help="the Granian socket behind the edge (default: found)")
     parser.add_argument("--no-build", action="store_true", help="use the Rust binaries as built")
     args = parser.parse_args()
     only = {code.strip().upper() for code in args.only.split(",") if code.strip()}

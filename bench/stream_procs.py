@@ -83,6 +83,26 @@ def rss_bytes(pids: list[int]) -> int:
     return total
 
 
+def unix_listeners(pids: list[int]) -> list[str]:
+    """Paths of the Unix sockets these processes listen on (their descriptors' socket inodes,
+    matched in /proc/net/unix; flag 0x10000 = listening)."""
+    inodes = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    link = os.readlink(fd)
+                    if link.startswith("socket:["):
+                        inodes.add(link[8:-1])
+    paths = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+            fields = line.split()
+            if len(fields) >= 8 and fields[6] in inodes and int(fields[3], 16) & 0x10000:
+                paths.append(fields[7])
+    return paths
+
+
 def _spawn(command: list[str], log: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ, NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
     with log.open("ab") as out:
@@ -241,6 +261,12 @@ class Target:
         if self.redis is not None and self.redis.process is not None:
             pids.append(self.redis.process.pid)
         return pids
+
+    def control_socket(self) -> Path | None:
+        """The Unix socket of the Granian app behind ferrotile's edge (``control.sock`` in a
+        private directory, the first one if there are several workers), found in /proc."""
+        found = [p for p in unix_listeners(self.server_pids()) if p.endswith("/control.sock")]
+        return Path(sorted(found)[0]) if found else None
 
     def cpu(self) -> float:
         """Server CPU seconds so far: the server's process tree plus its redis-server."""

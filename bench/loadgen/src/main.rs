@@ -135,8 +135,8 @@ enum Command {
     /// Frames over WebSocket push (WS /api/v1/stream/push/{key}), one binary message each,
     /// acknowledged by JSON `{"sequence": N}`.
     Push {
-        /// Push URL, e.g. ws://127.0.0.1:8000/api/v1/stream/push/x?persist=false (the array
-        /// is the last path segment)
+        /// Push URL, e.g. ws://127.0.0.1:8000/api/v1/stream/push/x?persist=false&mode=full (the
+        /// array is the last path segment; each message replaces the whole 1-D array)
         #[arg(long)]
         url: String,
         /// Frames awaiting their ack per socket.

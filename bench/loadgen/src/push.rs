@@ -1,7 +1,8 @@
-//! `push`: a writer over WebSocket (`WS /api/v1/stream/push/{path}?persist=false`): one binary
-//! message per frame (id and send time stamped, see `frames`), at most `window` frames awaiting
-//! their JSON ack `{"sequence": N}` per connection. An ack whose sequence jumps by k counts as k
-//! frames (cumulative acks), so one ack per frame and one per batch both add up.
+//! `push`: a writer over WebSocket (`WS /api/v1/stream/push/{path}?persist=false&mode=full`):
+//! one binary message per frame (id and send time stamped, see `frames`), at most `window`
+//! frames awaiting their JSON ack per connection. ferrotile's ack `{"frames": k, "sequence": n}`
+//! acknowledges k messages (cumulative); an ack without `frames` counts as many messages as its
+//! `sequence` advanced (at least one). An `{"error": ...}` message ends the run with its detail.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -102,12 +103,16 @@ async fn connection(plan: Arc<PushPlan>, index: usize, ids: Arc<AtomicU64>, star
                     }
                 };
                 let mut acks = acks.lock().expect("nothing panics under this lock");
-                let Some(seq) = serde_json::from_str::<Value>(&text).ok().and_then(|v| v.get("sequence")?.as_u64())
-                else {
-                    acks.problem = Some(format!("not an ack: {}", text.chars().take(200).collect::<String>()));
+                let ack = serde_json::from_str::<Value>(&text).unwrap_or(Value::Null);
+                let Some(seq) = ack.get("sequence").and_then(Value::as_u64) else {
+                    let detail = ack.get("error").map_or_else(|| text.to_string(), Value::to_string);
+                    acks.problem = Some(format!("not an ack: {}", detail.chars().take(300).collect::<String>()));
                     break;
                 };
-                let count = last_seq.map_or(1, |last| seq.saturating_sub(last).max(1));
+                let count = match ack.get("frames").and_then(Value::as_u64) {
+                    Some(frames) => frames,
+                    None => last_seq.map_or(1, |last| seq.saturating_sub(last).max(1)),
+                };
                 last_seq = Some(seq);
                 let now = Instant::now();
                 for _ in 0..count {

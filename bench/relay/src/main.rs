@@ -2,9 +2,9 @@
 //! `PUT /api/v1/array/full/{x}` and every message of `WS /api/v1/stream/push/{x}` go as they are
 //! (no envelope, no checks) into a tokio broadcast of `Bytes`, which every
 //! `WS /api/v1/stream/single/{x}` subscriber sends as one binary message. Push messages are
-//! acknowledged with `{"sequence": N}`. `GET /healthz` and `POST /api/v1/metadata/` answer 200 so
-//! the bench clients run unchanged. Usage: `ferrotile-relay [PORT [THREADS]]` (binds 127.0.0.1;
-//! one tokio thread unless told).
+//! acknowledged with `{"frames": 1, "sequence": N}` (ferrotile's ack, one per message).
+//! `GET /healthz` and `POST /api/v1/metadata/` answer 200 so the bench clients run unchanged.
+//! Usage: `ferrotile-relay [PORT [THREADS]]` (binds 127.0.0.1; one tokio thread unless told).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -58,7 +58,8 @@ async fn handle(topics: Topics, mut req: Request<Incoming>) -> Result<Response<F
                     while let Some(Ok(Message::Binary(frame))) = ws.next().await {
                         let sequence = topic.1.fetch_add(1, Relaxed) + 1;
                         let _ = topic.0.send(frame);
-                        if ws.send(Message::text(format!("{{\"sequence\": {sequence}}}"))).await.is_err() {
+                        if ws.send(Message::text(format!("{{\"frames\": 1, \"sequence\": {sequence}}}"))).await.is_err()
+                        {
                             return;
                         }
                     }
