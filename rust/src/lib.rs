@@ -2,6 +2,13 @@
 //! the `ferrotile._core` extension module registration.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+/// mimalloc for every Rust allocation of the extension: the data plane allocates a buffer per
+/// frame (bodies, envelopes), and glibc's malloc returns large blocks to the system and faults
+/// fresh zeroed pages in for each (measured: ~11% of the server's CPU at 256 KiB frames in
+/// `clear_page`). Python's own allocations are unaffected.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod codec;
 pub mod edge;
 pub mod error;

@@ -87,15 +87,29 @@ impl Draft {
 
     /// [`Draft::new`] from an already parsed header.
     pub fn from_header(header: Header, payload: Option<&[u8]>, hint: Option<(&str, Vec<usize>)>) -> CoreResult<Self> {
+        let Some(payload) = payload else {
+            if hint.is_some() {
+                return Err(CoreError::envelope("an array hint needs a payload"));
+            }
+            return Self::open(header, None, None)?.finish();
+        };
+        let mut body = Self::open(header, Some(payload.len()), hint)?;
+        body.extend(payload)?;
+        body.finish()
+    }
+
+    /// The envelope written up to its payload of `payload_len` bytes (`None`: no payload), which
+    /// is then appended in place ([`DraftBody::extend`]): a request body arriving in pieces is
+    /// copied once, into the envelope. Header and hint are validated here.
+    pub fn open(header: Header, payload_len: Option<usize>, hint: Option<(&str, Vec<usize>)>) -> CoreResult<DraftBody> {
         check_reserved(&header)?;
-        let hint = match (hint, payload) {
+        let hint = match (hint, payload_len) {
             (None, _) => None,
-            (Some((dtype, shape)), Some(p)) => Some(ArrayHint::new(dtype, shape, p.len())?),
+            (Some((dtype, shape)), Some(len)) => Some(ArrayHint::new(dtype, shape, len)?),
             (Some(_), None) => return Err(CoreError::envelope("an array hint needs a payload")),
         };
-        let payload_len = payload.map_or(0, <[u8]>::len);
-        let mut buf = Vec::with_capacity(32 * header.len() + payload_len + 32);
-        let fields = header.len() + 1 + usize::from(payload.is_some());
+        let mut buf = Vec::with_capacity(32 * header.len() + payload_len.unwrap_or(0) + 32);
+        let fields = header.len() + 1 + usize::from(payload_len.is_some());
         check(encode::write_map_len(&mut buf, len32(fields)?))?;
         let (kind, rest) = ordered(&header);
         if let Some(kind) = kind {
@@ -110,17 +124,20 @@ impl Draft {
             write_str(&mut buf, key)?;
             write_value(&mut buf, value)?;
         }
-        let payload_at = match payload {
-            Some(p) => {
+        let payload_at = match payload_len {
+            Some(len) => {
                 write_str(&mut buf, "payload")?;
-                check(encode::write_bin_len(&mut buf, len32(p.len())?))?;
-                let start = buf.len();
-                buf.extend_from_slice(p);
-                Some(start..buf.len())
+                check(encode::write_bin_len(&mut buf, len32(len)?))?;
+                Some(buf.len()..buf.len() + len)
             }
             None => None,
         };
-        Ok(Self { header, hint, buf, seq_at, payload_at, json_payload: None })
+        Ok(DraftBody { draft: Self { header, hint, buf, seq_at, payload_at, json_payload: None } })
+    }
+
+    /// The payload, if any (e.g. to store it before the message is published).
+    pub fn payload(&self) -> Option<&[u8]> {
+        self.payload_at.as_ref().and_then(|r| self.buf.get(r.clone()))
     }
 
     /// Makes the JSON envelope carry `json` (one JSON value, encoded once by the publisher) as
@@ -164,6 +181,43 @@ impl Draft {
         let json =
             JsonSource { header: self.header, hint: self.hint, payload, json_payload: self.json_payload, sequence };
         Encoded { msgpack, json }
+    }
+}
+
+/// A [`Draft`] whose payload is still arriving (see [`Draft::open`]).
+#[derive(Debug)]
+pub struct DraftBody {
+    draft: Draft,
+}
+
+impl DraftBody {
+    /// Appends the next piece of the payload; more than the length announced is an error.
+    pub fn extend(&mut self, piece: &[u8]) -> CoreResult<()> {
+        let end = self.draft.payload_at.as_ref().map_or(0, |r| r.end);
+        if self.draft.buf.len() + piece.len() > end {
+            return Err(CoreError::envelope(format!("payload longer than the {} bytes announced", self.expected())));
+        }
+        self.draft.buf.extend_from_slice(piece);
+        Ok(())
+    }
+
+    /// Payload bytes received so far.
+    pub fn received(&self) -> usize {
+        self.draft.payload_at.as_ref().map_or(0, |r| self.draft.buf.len() - r.start)
+    }
+
+    /// Payload bytes announced.
+    pub fn expected(&self) -> usize {
+        self.draft.payload_at.as_ref().map_or(0, ExactSizeIterator::len)
+    }
+
+    /// The finished draft, once the whole payload has arrived.
+    pub fn finish(self) -> CoreResult<Draft> {
+        if self.received() != self.expected() {
+            let message = format!("payload of {} bytes, {} announced", self.received(), self.expected());
+            return Err(CoreError::envelope(message));
+        }
+        Ok(self.draft)
     }
 }
 

@@ -120,13 +120,27 @@ pub async fn serve(shared: Arc<Shared>, request: Request<Incoming>, route: Route
     if let Some(declared) = declared.filter(|n| *n != expected) {
         return answer(StatusCode::BAD_REQUEST, &length_detail(expected, &write.shape, &array.dtype, declared));
     }
+    // The envelope is written up to the payload now, and the body read straight into it: the
+    // only copy of the body is the one into the message every subscriber shares.
+    let shape: Vec<usize> = write.shape.iter().map(|n| *n as usize).collect();
+    let offset = match &write.kind {
+        WriteKind::Patch { offset, .. } => Some(offset.as_slice()),
+        _ => None,
+    };
+    let opened = Outgoing::open(&header(&write, offset), expected as usize, Some((&array.dtype, &shape)));
+    let mut message = match opened {
+        Ok(message) => message,
+        Err(e) => return answer(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+    };
     // Nothing longer than the write can be right: stop reading there.
     let cap = shared.config.max_body_bytes.min(expected.saturating_add(1));
-    let body = match body::read(request.into_body(), declared, cap, shared.config.body_timeout).await {
-        Ok(body) => body,
-        Err(body::BodyError::TooLarge(_))
-            if cap <= expected.saturating_add(1) && expected < shared.config.max_body_bytes =>
-        {
+    let read = body::read_into(request.into_body(), declared, cap, shared.config.body_timeout, |piece, _| {
+        message.extend(piece).map_err(|_| body::BodyError::TooLarge(cap))
+    })
+    .await;
+    match read {
+        Ok(()) => {}
+        Err(body::BodyError::TooLarge(_)) if expected < shared.config.max_body_bytes => {
             let detail = format!(
                 "Expected {expected} bytes for shape {} and dtype {}, got more",
                 py_tuple(&write.shape),
@@ -137,6 +151,13 @@ pub async fn serve(shared: Arc<Shared>, request: Request<Incoming>, route: Route
         Err(e) => {
             let (status, detail) = e.answer();
             return answer(status, &detail);
+        }
+    }
+    let received = message.received() as u64;
+    let body = match message.finish() {
+        Ok(message) => WriteBody::Enveloped(Box::new(message)),
+        Err(_) => {
+            return answer(StatusCode::BAD_REQUEST, &length_detail(expected, &write.shape, &array.dtype, received));
         }
     };
     let is_patch = matches!(write.kind, WriteKind::Patch { .. });
@@ -304,21 +325,29 @@ fn length_detail(expected: u64, shape: &[u64], dtype: &str, got: u64) -> String 
     format!("Expected {expected} bytes for shape {} and dtype {dtype}, got {got}", py_tuple(shape))
 }
 
+/// A write's data: raw bytes, or already inside the message to publish.
+pub enum WriteBody {
+    /// The bytes of the write (its message is built once it is stored).
+    Raw(Bytes),
+    /// The message, with the bytes as its payload (its header is final).
+    Enveloped(Box<Outgoing>),
+}
+
 /// Checks the body against the write, stores it (if `persist`) and publishes it.
 pub async fn apply(
     shared: &Arc<Shared>,
     node: &Arc<Node>,
     path: &str,
     write: WriteSpec,
-    body: Bytes,
+    body: WriteBody,
 ) -> Result<Applied, Refusal> {
     let array = node.info.array.clone().ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "not an array"))?;
     let expected = write.shape.iter().product::<u64>().saturating_mul(array.itemsize);
-    if body.len() as u64 != expected {
-        return Err(Refusal::new(
-            StatusCode::BAD_REQUEST,
-            &length_detail(expected, &write.shape, &array.dtype, body.len() as u64),
-        ));
+    if let WriteBody::Raw(raw) = &body {
+        if raw.len() as u64 != expected {
+            let detail = length_detail(expected, &write.shape, &array.dtype, raw.len() as u64);
+            return Err(Refusal::new(StatusCode::BAD_REQUEST, &detail));
+        }
     }
     let hub = shared.hub.as_ref();
     if hub.is_some_and(|h| !h.is_connected()) {
@@ -335,8 +364,12 @@ pub async fn apply(
     let mut applied = Applied { node: Arc::clone(node), structure: array.structure.clone(), sequence: 0, length: None };
     let mut offset = None;
     if write.persist {
-        let request =
-            ArrayWrite { node: node.info.id, path: path.to_owned(), kind: write.kind.clone(), body: body.clone() };
+        let bytes = match &body {
+            WriteBody::Raw(raw) => raw.clone(),
+            // The control plane keeps the buffer while it stores it: a copy of the payload.
+            WriteBody::Enveloped(message) => Bytes::copy_from_slice(message.payload()),
+        };
+        let request = ArrayWrite { node: node.info.id, path: path.to_owned(), kind: write.kind.clone(), body: bytes };
         let stored = shared.nodes.control().store(request).await?;
         applied.structure = stored.array.structure.clone();
         if let WriteKind::Append { .. } = write.kind {
@@ -349,10 +382,15 @@ pub async fn apply(
     } else if let WriteKind::Patch { offset: at, .. } = &write.kind {
         offset = Some(at.clone());
     }
-    // Validated and encoded before publishing: a message that cannot be built is a 422 (the
-    // write was validated against the same dtype and shape, so this is not expected).
-    let message = Outgoing::new(&header(&write, offset.as_deref()), Some(&body), Some((&array.dtype, &shape)), None)
-        .map_err(|e| Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()))?;
+    let message = match body {
+        WriteBody::Enveloped(message) => *message,
+        // Validated against the same dtype and shape: a message that cannot be built is not
+        // expected (422 if it happens).
+        WriteBody::Raw(raw) => {
+            Outgoing::new(&header(&write, offset.as_deref()), Some(&raw), Some((&array.dtype, &shape)), None)
+                .map_err(|e| Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()))?
+        }
+    };
     if let Some(hub) = hub {
         let started = std::time::Instant::now();
         applied.sequence = hub.publish(node.info.id, message).await.map_err(|e| unavailable(&e, write.persist))?;

@@ -47,30 +47,33 @@ pub fn check_declared(headers: &HeaderMap, cap: u64) -> Result<(), BodyError> {
     }
 }
 
-/// Reads the whole body (at most `cap` bytes; `idle`: most time between two pieces).
-pub async fn read(body: Incoming, declared: Option<u64>, cap: u64, idle: Duration) -> Result<Bytes, BodyError> {
+/// Hands the body to `sink` piece by piece (at most `cap` bytes in all; `idle`: most time
+/// between two pieces). `sink` also gets the piece as `Bytes` when it is the whole body.
+pub async fn read_into(
+    body: Incoming,
+    declared: Option<u64>,
+    cap: u64,
+    idle: Duration,
+    mut sink: impl FnMut(&[u8], Option<Bytes>) -> Result<(), BodyError>,
+) -> Result<(), BodyError> {
     if declared.is_some_and(|n| n > cap) {
         return Err(BodyError::TooLarge(cap));
     }
-    let capacity = usize::try_from(declared.unwrap_or(0)).unwrap_or(0);
-    let mut buffer: Vec<u8> = Vec::with_capacity(capacity);
     let mut body = body;
+    let mut received: u64 = 0;
     loop {
         let frame = match tokio::time::timeout(idle, body.frame()).await {
             Err(_) => return Err(BodyError::Stalled),
-            Ok(None) => break,
+            Ok(None) => return Ok(()),
             Ok(Some(Err(e))) => return Err(BodyError::Broken(e.to_string())),
             Ok(Some(Ok(frame))) => frame,
         };
         let Ok(data) = frame.into_data() else { continue };
-        if buffer.is_empty() && declared == Some(data.len() as u64) {
-            // The whole body arrived as one piece: keep hyper's buffer, copy nothing.
-            return Ok(data);
-        }
-        if (buffer.len() + data.len()) as u64 > cap {
+        received += data.len() as u64;
+        if received > cap {
             return Err(BodyError::TooLarge(cap));
         }
-        buffer.extend_from_slice(&data);
+        let whole = (received == data.len() as u64 && declared == Some(received)).then(|| data.clone());
+        sink(&data, whole)?;
     }
-    Ok(Bytes::from(buffer))
 }

@@ -163,7 +163,7 @@ async fn run(shared: Arc<Shared>, upgrade: OnUpgrade, mut node: Arc<Node>, path:
         if matches!(spec.kind, WriteKind::Append { .. }) {
             appended += spec.shape.first().copied().unwrap_or(0);
         }
-        let published = arrays::apply(&shared, &node, &path, spec, body).await;
+        let published = arrays::apply(&shared, &node, &path, spec, arrays::WriteBody::Raw(body)).await;
         match published {
             Ok(outcome) => {
                 node = outcome.node;

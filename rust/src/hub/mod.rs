@@ -52,7 +52,7 @@ pub use entry_id::{EntryId, IdSpec, Start};
 pub use entry_subscription::{EntryRead, EntrySubscription};
 pub use message::{Extension, Message, MessageKind};
 pub use notice::{GapReason, Notice};
-pub use outgoing::{EntryBatch, Outgoing};
+pub use outgoing::{EntryBatch, Outgoing, OutgoingBody};
 pub use policy::{EntryOptions, Overflow, Policy};
 pub(crate) use replay::{Replay, ReplayBatch};
 pub use stats::{BackendCounters, Stats};

@@ -38,6 +38,24 @@ impl Outgoing {
         Ok(Self { draft, header_json: header_json.to_vec(), hint })
     }
 
+    /// A message whose payload of `payload_len` bytes is still to arrive: append it with
+    /// [`OutgoingBody::extend`] (a request body is copied once, into the envelope).
+    pub fn open(
+        header_json: &[u8],
+        payload_len: usize,
+        array_hint: Option<(&str, &[usize])>,
+    ) -> CoreResult<OutgoingBody> {
+        let hint = array_hint.map(|(dtype, shape)| (dtype.to_owned(), shape.to_vec()));
+        let header = crate::codec::envelope::parse_header(header_json)?;
+        let body = Draft::open(header, Some(payload_len), hint.as_ref().map(|(d, s)| (d.as_str(), s.clone())))?;
+        Ok(OutgoingBody { body, header_json: header_json.to_vec(), hint })
+    }
+
+    /// The payload (e.g. to store it before publishing).
+    pub fn payload(&self) -> &[u8] {
+        self.draft.payload().unwrap_or_default()
+    }
+
     /// A raw entry (Redis Streamer's push): `header` (checked for reserved keys) plus
     /// `"shape": [len]`, the payload a `uint8` array.
     pub fn entry(header: &Header, payload: &[u8]) -> CoreResult<Self> {
@@ -59,6 +77,31 @@ impl Outgoing {
     /// The header JSON, the array hint and the draft (what a wire record is made of).
     pub(crate) fn into_parts(self) -> (Vec<u8>, Option<Hint>, Draft) {
         (self.header_json, self.hint, self.draft)
+    }
+}
+
+/// An [`Outgoing`] whose payload is still arriving (see [`Outgoing::open`]).
+#[derive(Debug)]
+pub struct OutgoingBody {
+    body: crate::codec::envelope::DraftBody,
+    header_json: Vec<u8>,
+    hint: Option<Hint>,
+}
+
+impl OutgoingBody {
+    /// Appends the next piece of the payload (more than announced is an error).
+    pub fn extend(&mut self, piece: &[u8]) -> CoreResult<()> {
+        self.body.extend(piece)
+    }
+
+    /// Payload bytes received so far.
+    pub fn received(&self) -> usize {
+        self.body.received()
+    }
+
+    /// The message, once the whole payload has arrived.
+    pub fn finish(self) -> CoreResult<Outgoing> {
+        Ok(Outgoing { draft: self.body.finish()?, header_json: self.header_json, hint: self.hint })
     }
 }
 
