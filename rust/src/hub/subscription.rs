@@ -121,7 +121,10 @@ impl Subscription {
         let ring = self.topic.lock(now);
         let mut st = self.state.lock();
         let State { cursor, fetch, buffer } = &mut *st;
-        if cursor.check(&ring) {
+        if buffer.is_empty() && fetch.is_none() {
+            // The common case: the ring alone.
+            cursor.read(&ring, max, &mut frames);
+        } else if cursor.check(&ring) {
             cursor.drain_notices(&mut frames);
             // What the backend replayed comes first, in order.
             while frames.len() < max && cursor.close.is_none() {
