@@ -10,10 +10,10 @@
 //!
 //! Modules from the bottom up: pure data (`config`, `policy`, `close`, `entry_id`, `stats`,
 //! `stream_info`), `message` and `notice`, `outgoing`, `budget` (the bytes retained in this
-//! process over all topics), `ring` (one stream's state), `topic`
-//! (a ring behind a lock, with its wake-up), `cursor` / `entry_cursor` (a subscriber's place
-//! and reads), `replay`, `subscription` / `entry_subscription`, `topics` (the map), `backend`
-//! and `memory`, then `Hub` here.
+//! process over all topics), `ring` (one stream's state), `topic` (a ring behind a lock, with
+//! its wake-up), `cursor` / `entry_cursor` (a subscriber's place and reads), `replay`,
+//! `subscription` / `entry_subscription`, `topics` (the map), `backend` and `memory`, then
+//! `Hub` here. No module imports one above it.
 
 mod backend;
 pub(crate) mod budget;
@@ -68,7 +68,6 @@ pub use subscription::{Batch, Subscription};
 use crate::codec::envelope::Header;
 use crate::codec::Envelope;
 use crate::error::{CoreError, CoreResult};
-use subscription::close_for;
 use topics::Topics;
 
 /// The streaming hub of one process (see the module docs). Cheap to clone: clones share it.
@@ -212,7 +211,7 @@ impl Hub {
                 Some(_) if !backend.is_connected() => subscription.close_with(Close::LIVE_LOST),
                 Some(replay) => match replay.head(topic).await {
                     Ok(head) => subscription.start(start, Some(head), Instant::now()),
-                    Err(err) => subscription.close_with(close_for(&err)),
+                    Err(err) => subscription.close_with(Close::backend_failed(&err)),
                 },
             }
             Ok(subscription)
@@ -247,7 +246,7 @@ impl Hub {
             for index in subscription.unresolved(&starts) {
                 match replay.last_entry_id(subscription.topic_ids()[index]).await {
                     Ok(last) => subscription.settle_new(index, last),
-                    Err(err) => subscription.close_with(close_for(&err)),
+                    Err(err) => subscription.close_with(Close::backend_failed(&err)),
                 }
             }
             Ok(subscription)
