@@ -30,7 +30,10 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/maturin
 	$(VENV)/bin/maturin develop --release --extras test,bench
 	touch $@
 
+# The extension is abi3 (`_core.abi3.so`); a leftover version-specific build
+# (`_core.cpython-3xx-*.so`, from before) would be imported in its place, so it goes.
 build: $(VENV)/.installed ## build the Rust extension (release) and install ferrotile + test deps into .venv
+	rm -f python/ferrotile/_core.cpython-*.so
 	$(VENV)/bin/maturin develop --release --skip-install --quiet
 
 serve: build ## run a server on the embedded default (temporary SQLite catalog, in-process streaming)
@@ -67,10 +70,10 @@ test: lint rust-test pytest ## every check: lint, cargo test, pytest
 
 # Benchmarks (bench/README.md): each run starts its own servers and Redis on loopback ports and
 # stops them; Tiled 0.2.20 is installed into ~/.cache/ferrotile/tiled-0.2.20 on first use.
-bench: build system-deps ## full benchmark run (all targets, median of 3) into bench/README.md
+bench: build system-deps ## full benchmark run (all targets and relays, median of 3) into bench/README.md
 	$(PY) bench/run.py --readme $(ARGS)
 
-bench-quick: build system-deps ## quick benchmark (~3 min): ferrotile 1 worker vs Tiled, one run
+bench-quick: build system-deps ## quick benchmark (~15 min): ferrotile 1 worker, both relays, Tiled; one run
 	$(PY) bench/run.py --quick $(ARGS)
 
 bench-micro: build ## micro-benchmarks: Python-visible costs (pytest-benchmark), the hub (criterion)

@@ -1,8 +1,9 @@
-"""One command for every benchmark: ferrotile side by side with Tiled 0.2.20, one table.
+"""One command for every benchmark: ferrotile side by side with Tiled 0.2.20 and the two reference
+relays (the floor of this machine), one table.
 
 Usage (from the repository root, after ``make build``)::
 
-    .venv/bin/python bench/run.py --quick            # ~3 minutes: ferrotile 1w and Tiled
+    .venv/bin/python bench/run.py --quick            # ~15 minutes: ferrotile 1w, relays, Tiled
     .venv/bin/python bench/run.py                    # full: every target, median of 3 runs
     .venv/bin/python bench/run.py --only G2,G5 --repeat 2 --readme
 
@@ -13,14 +14,15 @@ targets on free 127.0.0.1 ports and stops them; this driver stops the script (SI
 SIGKILL of every process it had started) if it overruns its time limit, fails, or on Ctrl-C /
 SIGTERM. Rows of the same case from several runs become one row: the median value, server CPU
 and per-CPU figure, loss/dup/gaps summed over the runs. Each ferrotile row gets its ratio to
-Tiled's row of the same case from the same run ("x better": higher rate or lower latency). G12
-(efficiency) is derived from the throughput rows. Results: ``bench/results/latest.json`` and
-``latest.md`` (git-ignored); ``--readme`` also writes the table into bench/README.md between
-the result markers.
+Tiled's row of the same case from the same run ("x better": higher rate or lower latency), and
+each row with a server CPU per frame (or request) its ratio to the Rust relay's row of the same
+case ("vs Rust relay"; 1.00x is the floor). G12 (efficiency) is derived from the throughput
+rows. Results: ``bench/results/latest.json`` and ``latest.md`` (git-ignored); ``--readme`` also
+writes the table into bench/README.md between the result markers.
 
 Before anything runs, Tiled 0.2.20 is installed from PyPI into ~/.cache/ferrotile/tiled-0.2.20
-if missing, and the Rust load generator is built (``cargo build --release -p
-ferrotile-loadgen``, incremental).
+if missing, and the Rust load generator and relay are built (``cargo build --release -p
+ferrotile-loadgen -p ferrotile-relay``, incremental).
 """
 
 from __future__ import annotations
@@ -66,15 +68,19 @@ class Script:
     limit_full: float = 3600.0
 
 
+RELAYS = "granian-relay,rust-relay"
 QUICK_STREAM_TARGETS = "ferrotile-memory,tiled"
 ALL_STREAM_TARGETS = "ferrotile-memory,ferrotile-redis,ferrotile-redis-2w,tiled"
+QUICK_LOADGEN_TARGETS = f"ferrotile-memory,{RELAYS},tiled"
+ALL_LOADGEN_TARGETS = f"ferrotile-memory,ferrotile-redis-2w,{RELAYS},tiled"
 
 SCRIPTS = [
-    Script("stream_bench.py", {"G2", "G3", "G4", "G5", "G7", "G8", "G13"},
-           ["--targets", QUICK_STREAM_TARGETS], ["--targets", ALL_STREAM_TARGETS],
-           takes_only=True, limit_quick=120),
-    Script("run_loadgen.py", {"G1", "G6", "G10", "G11"}, ["--no-redis"], [], takes_only=True,
-           limit_quick=90),
+    Script("stream_bench.py", {"G2", "G4", "G5", "G7", "G8", "G13"},
+           ["--targets", f"{QUICK_STREAM_TARGETS},{RELAYS}"],
+           ["--targets", f"{ALL_STREAM_TARGETS},{RELAYS}"], takes_only=True, limit_quick=180),
+    Script("run_loadgen.py", {"G1", "G2", "G3", "G5", "G6", "G10", "G11"},
+           ["--targets", QUICK_LOADGEN_TARGETS, "--no-build"],
+           ["--targets", ALL_LOADGEN_TARGETS, "--no-build"], takes_only=True, limit_quick=360),
     Script("put_loop.py", {"G1"}, ["--targets", QUICK_STREAM_TARGETS],
            ["--targets", "ferrotile-memory,ferrotile-redis-2w,tiled"], limit_quick=60),
     Script("gap_bench.py", {"G9"}, [], [], takes_only=True, limit_quick=90),
@@ -133,6 +139,8 @@ def run_script(script: Script, args: argparse.Namespace, run: int, logdir: Path)
     command += script.quick_args if args.quick else script.full_args
     if script.takes_only and args.only:
         command += ["--only", ",".join(sorted(args.only & script.scenarios))]
+    if script.name == "run_loadgen.py" and args.control_uds:
+        command += ["--control-uds", args.control_uds]
     limit = (script.limit_quick if args.quick else script.limit_full) * args.time_scale
     log = logdir / f"{script.name.removesuffix('.py')}-{run}.log"
     print(f"== {script.name} (run {run}, limit {limit:.0f} s): {' '.join(command[1:])}",
@@ -195,7 +203,7 @@ def merge(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         middle = valued[(len(valued) - 1) // 2] if valued else group[0]
         row = dict(middle)
         row["runs"] = len(group)
-        for name in ("value", "server_cpu_s", "per_server_cpu_s"):
+        for name in ("value", "server_cpu_s", "per_server_cpu_s", "cpu_us_per_frame"):
             values = [r[name] for r in group if r.get(name) is not None]
             row[name] = statistics.median(values) if values else None
         for name in ("loss", "dup", "gaps"):
@@ -224,6 +232,20 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
         if peer is not None:
             higher = row.get("higher_is_better", True)
             row["ratio"] = row["value"] / peer["value"] if higher else peer["value"] / row["value"]
+
+
+def add_relay_ratios(rows: list[dict[str, Any]]) -> None:
+    """``vs_relay`` = server CPU per frame / the Rust relay's in the row of the same case (same
+    scenario and case; same driver if the relay has one): 1.0 is the floor of this machine."""
+    relay = [r for r in rows if r["target"] == protocol.RUST_RELAY and r.get("cpu_us_per_frame")]
+    for row in rows:
+        row.setdefault("vs_relay", None)
+        if row["target"] == protocol.RUST_RELAY or not row.get("cpu_us_per_frame"):
+            continue
+        same = [r for r in relay if r["scenario"] == row["scenario"] and r["case"] == row["case"]]
+        peer = next((r for r in same if r["driver"] == row["driver"]), None)
+        if peer is not None:
+            row["vs_relay"] = row["cpu_us_per_frame"] / peer["cpu_us_per_frame"]
 
 
 def efficiency_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -265,12 +287,8 @@ def efficiency_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def prepare(args: argparse.Namespace, scripts: list[Script]) -> None:
     """Tiled's virtualenv and the Rust load generator, before anything is timed."""
     protocol.tiled_executable()
-    if any(s.name == "run_loadgen.py" for s in scripts):
-        print("== cargo build --release -p ferrotile-loadgen", file=sys.stderr)
-        subprocess.run(
-            ["cargo", "build", "--release", "--quiet", "-p", "ferrotile-loadgen"],
-            cwd=ROOT, check=True, timeout=1800,
-        )  # fmt: skip
+    if any(s.name in ("run_loadgen.py", "stream_bench.py") for s in scripts):
+        protocol.build_rust()
 
 
 def main() -> None:
@@ -293,6 +311,9 @@ def main() -> None:
     )
     parser.add_argument("--time-scale", type=float, default=1.0,
                         help="multiply every script's time limit (slow machines)")  # fmt: skip
+    parser.add_argument("--control-uds",
+                        help="the Granian Unix socket behind the edge ({port}: the public port)"
+                        " for G11's 'control plane through the edge' rows")  # fmt: skip
     args = parser.parse_args()
     args.only = {c.strip().upper() for c in args.only.split(",") if c.strip()}
     repeat = args.repeat or (1 if args.quick else 3)
@@ -330,6 +351,7 @@ def main() -> None:
         rows += merge(runs)
     rows += efficiency_rows(rows)
     add_ratios(rows)
+    add_relay_ratios(rows)
     environment["wall_s"] = round(time.monotonic() - started, 1)
     environment["repeat"] = repeat
     environment["mode"] = "quick" if args.quick else "full"

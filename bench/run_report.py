@@ -21,7 +21,7 @@ END = "<!-- bench-results:end -->"
 TITLES = {
     "G1": "small-frame ingest, 1 KiB, stream-only",
     "G2": "large frames, 1 writer -> 1 subscriber",
-    "G3": "kHz detector: 1 MiB at 1 kHz, 4 subscribers",
+    "G3": "kHz detector: 512 KiB at 1 kHz, 2 subscribers",
     "G4": "latency, writer call -> decoded at the subscriber",
     "G5": "fan-out 256 KiB to 32 subscribers",
     "G6": "small fan-out: 128 B to 1,000 subscribers",
@@ -36,7 +36,8 @@ TITLES = {
     "D2": "deployment: stream-only PUT through HAProxy",
     "D3": "deployment: fan-out through HAProxy",
 }
-TARGET_ORDER = ["ferrotile mem 1w", "ferrotile redis 1w", "ferrotile redis 2w", protocol.TILED]
+TARGET_ORDER = ["ferrotile mem 1w", "ferrotile redis 1w", "ferrotile redis 2w",
+                protocol.RUST_RELAY, protocol.GRANIAN_RELAY, protocol.TILED]  # fmt: skip
 
 
 def target_order(target: str) -> tuple[int, str]:
@@ -74,8 +75,9 @@ def markdown(rows: list[dict[str, Any]], status: list[dict[str, Any]]) -> str:
         lines += [
             f"**{code}: {TITLES.get(code, '')}**", "",
             "| case | target | driver | value | unit | vs Tiled | server CPU s "
-            "| per server-CPU-s | loss / dup / gaps | detail |",
-            "|---|---|---|--:|---|--:|--:|--:|---|---|",
+            "| per server-CPU-s | server CPU per frame (us) | vs Rust relay "
+            "| loss / dup / gaps | detail |",
+            "|---|---|---|--:|---|--:|--:|--:|--:|--:|---|---|",
         ]  # fmt: skip
         mine = [r for r in rows if r["scenario"] == code]
         cases = list(dict.fromkeys(r["case"] for r in mine))
@@ -83,6 +85,7 @@ def markdown(rows: list[dict[str, Any]], status: list[dict[str, Any]]) -> str:
             for row in sorted((r for r in mine if r["case"] == case),
                               key=lambda r: target_order(r["target"])):  # fmt: skip
                 ratio = f"{row['ratio']:.1f}x" if row.get("ratio") else ""
+                vs_relay = f"{row['vs_relay']:.2f}x" if row.get("vs_relay") else ""
                 per_cpu = (
                     f"{_num(row['per_server_cpu_s'])} {row.get('per_cpu_unit') or ''}".strip()
                     if row.get("per_server_cpu_s") else "-"
@@ -92,6 +95,7 @@ def markdown(rows: list[dict[str, Any]], status: list[dict[str, Any]]) -> str:
                 lines.append(
                     f"| {case} | {row['target']} | {row['driver']} | {_num(row['value'])} "
                     f"| {row['metric']} | {ratio} | {_num(row.get('server_cpu_s'))} | {per_cpu} "
+                    f"| {_num(row.get('cpu_us_per_frame'))} | {vs_relay} "
                     f"| {_loss(row)} | {detail.replace('|', '/')}{runs} |"
                 )
         lines.append("")
@@ -121,6 +125,22 @@ def _output(command: list[str]) -> str:
         done = subprocess.run(command, capture_output=True, text=True, timeout=30)
         return done.stdout.strip()
     return "-"
+
+
+def _crate_versions(names: tuple[str, ...]) -> str:
+    """``name version`` of these crates from the workspace's Cargo.lock (the relay's and the
+    load generator's)."""
+    lock = Path(__file__).resolve().parent.parent / "Cargo.lock"
+    found: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for package in lock.read_text().split("[[package]]"):
+            fields = dict(
+                line.split(" = ", 1) for line in package.strip().splitlines() if " = " in line
+            )
+            name = fields.get("name", "").strip('"')
+            if name in names:
+                found[name] = fields.get("version", "").strip('"')
+    return ", ".join(f"{name} {found[name]}" for name in names if name in found) or "-"
 
 
 def environment(argv: list[str]) -> dict[str, Any]:
@@ -154,6 +174,7 @@ def environment(argv: list[str]) -> dict[str, Any]:
         "starlette": _version("starlette"), "websockets": _version("websockets"),
         "numpy": _version("numpy"), "redis": redis[0] if redis else "-",
         "tiled": tiled, "ferrotile": commit, "load_before": os.getloadavg(),
+        "crates": _crate_versions(("hyper", "tokio", "tokio-tungstenite")),
     }  # fmt: skip
 
 
@@ -171,16 +192,23 @@ def header(env: dict[str, Any]) -> str:
         f"Granian {env['granian']}, Starlette {env['starlette']}, websockets "
         f"{env['websockets']}, numpy {env['numpy']}, redis-server {env['redis']}; Tiled "
         f"{tiled[0] if tiled else '-'} (uvicorn {tiled[1] if len(tiled) > 1 else '-'}, "
-        "one process, from PyPI in its own virtualenv).",
+        "one process, from PyPI in its own virtualenv); Rust relay and load generator: "
+        f"{env.get('crates', '-')} (release build).",
         "Workers: `mem 1w` = ferrotile, 1 Granian worker, in-process hub; `redis 1w` / "
         "`redis 2w` = `--cache redis://...` (private redis-server, no persistence) with 1 / 2 "
         "workers; Tiled = `tiled serve catalog --temp --api-key secret` (in-memory streaming "
-        "cache; with `--cache redis://...` in G9). Other flags default.",
+        "cache; with `--cache redis://...` in G9); Rust relay = `bench/relay` (hyper 1 + "
+        "tokio-tungstenite, one tokio thread); Granian ASGI relay = `bench/granian_relay.py` "
+        "(Granian, ASGI, 1 worker): the floor, PUT body or push message -> every subscriber as "
+        "is (no envelope, no schema, no auth). Other flags default.",
         "Columns: value = median over the runs; vs Tiled = how many times better than Tiled's "
         "row of the same case in the same run (higher rate, or lower latency/time); server CPU "
         "= utime+stime of the server processes and their Redis over the measured window, from "
         "/proc (median); per server-CPU-s = the work done (frames, messages, requests or MB) "
-        "per server-CPU-second; loss / dup / gaps summed over the runs.",
+        "per server-CPU-second; server CPU per frame = server CPU s / frames delivered (summed "
+        "over subscribers), or per request or write where nothing is delivered; vs Rust relay = "
+        "that figure / the Rust relay's for the same case and driver in the same run (1.00x = "
+        "the floor); loss / dup / gaps summed over the runs.",
     ])  # fmt: skip
 
 

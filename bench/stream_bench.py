@@ -1,9 +1,11 @@
-"""Streaming benchmark: ferrotile (memory / Redis / Redis + 2 workers) side by side with Tiled.
+"""Streaming benchmark: ferrotile (memory / Redis / Redis + 2 workers) side by side with Tiled
+and the two reference relays, with Python clients (the Rust load generator's rows of the same
+scenarios are in run_loadgen.py).
 
 Usage (from the repository root; ``--quick`` takes ~3-4 minutes on a 2-core machine)::
 
-    .venv/bin/python bench/stream_bench.py [--quick] \
-        [--targets ferrotile-memory,ferrotile-redis,ferrotile-redis-2w,tiled] [--out results.json]
+    .venv/bin/python bench/stream_bench.py [--quick] [--targets ferrotile-memory,ferrotile-redis,
+        ferrotile-redis-2w,tiled,granian-relay,rust-relay] [--out results.json]
 
 Each target is started here on a free 127.0.0.1 port (``serve catalog --temp --api-key secret``;
 Redis targets get their own ``redis-server`` on a free port), measured, and stopped; everything
@@ -20,8 +22,11 @@ the full ones). Scenarios (see /work/shared/design/performance.md):
 - G5 256 KiB to 32 subscribers: flat out, and at 100 Hz
 - G7 catch-up: N x 1 KiB written, then one subscriber with start=0
 - G8 G5 flat out plus one frozen subscriber (max_queue_bytes=16 MiB), resumed at the end
-- G3 "kHz detector": 1 MiB frames at 1 kHz to 4 subscribers (the writer's achieved rate shows)
 - G13 persisted appends (PATCH ... extend=true into a zarr array), 256 KiB and 8 MiB, 1 subscriber
+
+The relays (``granian-relay``, ``rust-relay``) run G2, G4 and G5 only: they have no replay
+(G7), no per-subscriber queue policy (G8) and no storage (G13); their subscribers get each PUT
+body as one binary message (no schema, no envelope).
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import protocol
 import stream_report
 from stream_clients import Subscribers, SubSpec, create_array, write_frames
-from stream_procs import TARGETS, Target, stop_all
+from stream_procs import RELAYS, TARGETS, Target, stop_all
 from stream_report import markdown
 
 KiB, MiB = 1024, 1024 * 1024
@@ -53,9 +58,9 @@ FROZEN_QUEUE = 16 * MiB
 
 SIZES = {
     "full": {"g2_s": 8.0, "g4_s": 10.0, "g5_s": 8.0, "g5_rate_s": 5.0, "g7_n": 10_000,
-             "g8_s": 30.0, "subs": 32, "g3_s": 60.0, "g13_s": 8.0},
+             "g8_s": 30.0, "subs": 32, "g13_s": 8.0},
     "quick": {"g2_s": 1.5, "g4_s": 1.5, "g5_s": 2.0, "g5_rate_s": 1.5, "g7_n": 1_000,
-              "g8_s": 3.0, "subs": 32, "g3_s": 2.0, "g13_s": 1.5},
+              "g8_s": 3.0, "subs": 32, "g13_s": 1.5},
 }  # fmt: skip
 TILED_G7_N = {"full": 500, "quick": 200}  # Tiled writes ~50 frames/s: 10,000 takes minutes
 
@@ -88,7 +93,8 @@ def run_stream(
     create_array(target.http, key, nbytes, rows=1 if extend else None)
     url = f"{target.ws}/api/v1/stream/single/{key}?envelope_format=msgpack"
     grace = seconds + 30
-    healthy = Subscribers(SubSpec(url, 0, grace), subs, processes=1 if subs == 1 else 2)
+    healthy = Subscribers(SubSpec(url, 0, grace, raw=target.relay), subs,
+                          processes=1 if subs == 1 else 2)  # fmt: skip
     frozen_subs = None
     rss_samples: list[int] = []
     stop_sampling = threading.Event()
@@ -210,9 +216,6 @@ def run_target(name: str, mode: str, logdir: Path, only: set[str]) -> dict[str, 
             target, "g7", TILED_G7_N[mode] if name.startswith("tiled") else sizes["g7_n"]),
         "G8 frozen": lambda: run_stream(target, "g8", 256 * KiB, subs=subs, seconds=sizes["g8_s"],
                                         rate=None, frozen=True, sample_rss=True),
-        "G3 1MiB@1kHz x4": lambda: run_stream(target, "g3", MiB, subs=4,
-                                              seconds=sizes["g3_s"] * 1.2, rate=1000.0,
-                                              count=int(sizes["g3_s"] * 1000)),
         "G13 extend 256KiB": lambda: run_stream(target, "g13a", 256 * KiB, subs=1,
                                                 seconds=sizes["g13_s"], rate=None, extend=True),
         "G13 extend 8MiB": lambda: run_stream(target, "g13b", 8 * MiB, subs=1,
@@ -220,6 +223,8 @@ def run_target(name: str, mode: str, logdir: Path, only: set[str]) -> dict[str, 
     }  # fmt: skip
     if only:
         scenarios = {k: v for k, v in scenarios.items() if k.split()[0] in only}
+    if name in RELAYS:
+        scenarios = {k: v for k, v in scenarios.items() if k.split()[0] in ("G2", "G4", "G5")}
     try:
         target.start()
         out["command"] = " ".join(target.command)

@@ -1,5 +1,6 @@
-"""Process side of ``stream_bench.py``: free loopback ports, a private ``redis-server``, the
-targets (ferrotile / Tiled servers), and /proc CPU and RSS of a server's process tree.
+"""Process side of the bench scripts: free loopback ports, a private ``redis-server``, the
+targets (ferrotile / Tiled servers and the two reference relays), and /proc CPU and RSS of a
+server's process tree.
 
 Every process started here is recorded in ``STARTED`` and stopped by :func:`stop_all` (SIGINT,
 then SIGKILL of the process group it was started in, by pid), which the bench calls in a
@@ -28,6 +29,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 API_KEY = "secret"
 ROOT = Path(__file__).resolve().parent.parent
 FERROTILE_PYTHON = ROOT / ".venv" / "bin" / "python"
+GRANIAN = ROOT / ".venv" / "bin" / "granian"
 
 STARTED: list[subprocess.Popen[bytes]] = []
 """Every process started by this module that has not been stopped yet."""
@@ -81,6 +83,26 @@ def rss_bytes(pids: list[int]) -> int:
     return total
 
 
+def unix_listeners(pids: list[int]) -> list[str]:
+    """Paths of the Unix sockets these processes listen on (their descriptors' socket inodes,
+    matched in /proc/net/unix; flag 0x10000 = listening)."""
+    inodes = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    link = os.readlink(fd)
+                    if link.startswith("socket:["):
+                        inodes.add(link[8:-1])
+    paths = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+            fields = line.split()
+            if len(fields) >= 8 and fields[6] in inodes and int(fields[3], 16) & 0x10000:
+                paths.append(fields[7])
+    return paths
+
+
 def _spawn(command: list[str], log: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ, NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
     with log.open("ab") as out:
@@ -124,7 +146,7 @@ class Redis:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         command = [
             binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(self.directory),
+            "--appendonly", "no", "--dir", str(self.directory), "--maxclients", "20000",
         ]  # fmt: skip
         self.process = _spawn(command, self.directory / "redis.log")
         deadline = time.monotonic() + 10
@@ -157,7 +179,11 @@ TARGETS = {
     "ferrotile-redis-2w": ("ferrotile", "redis", 2),
     "tiled": ("tiled", "memory", 1),
     "tiled-redis": ("tiled", "redis", 1),
+    # The reference relays (the floor): PUT body / push message -> every subscriber, as is.
+    "granian-relay": ("granian-relay", "memory", 1),
+    "rust-relay": ("rust-relay", "memory", 1),
 }
+RELAYS = ("granian-relay", "rust-relay")
 
 
 @dataclass
@@ -179,6 +205,11 @@ class Target:
         return TARGETS[self.name][2]
 
     @property
+    def relay(self) -> bool:
+        """A reference relay: no auth, no schema message, each message is the frame as is."""
+        return self.kind in RELAYS
+
+    @property
     def http(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
@@ -195,11 +226,18 @@ class Target:
             extra = ["--cache", f"redis://127.0.0.1:{self.redis.port}/0"]
         if workers > 1:
             extra += ["--workers", str(workers)]
-        extra += self.extra
         common = ["serve", "catalog", "--temp", "--api-key", API_KEY, "--port", str(self.port)]
         extra += self.extra
         if server == "ferrotile":
             self.command = [str(FERROTILE_PYTHON), "-m", "ferrotile", *common, *extra]
+        elif server == "granian-relay":
+            self.command = [
+                str(GRANIAN), "--interface", "asgi", "--workers", "1", "--host", "127.0.0.1",
+                "--port", str(self.port), "--working-dir", str(ROOT / "bench"),
+                "--log-level", "warning", "granian_relay:app",
+            ]  # fmt: skip
+        elif server == "rust-relay":
+            self.command = [str(protocol.rust_binary("ferrotile-relay")), str(self.port)]
         else:
             self.command = [str(protocol.tiled_executable()), *common, *extra]
         self.process = _spawn(self.command, self.logdir / f"{self.name}.log")
@@ -223,6 +261,12 @@ class Target:
         if self.redis is not None and self.redis.process is not None:
             pids.append(self.redis.process.pid)
         return pids
+
+    def control_socket(self) -> Path | None:
+        """The Unix socket of the Granian app behind ferrotile's edge (``control.sock`` in a
+        private directory, the first one if there are several workers), found in /proc."""
+        found = [p for p in unix_listeners(self.server_pids()) if p.endswith("/control.sock")]
+        return Path(sorted(found)[0]) if found else None
 
     def cpu(self) -> float:
         """Server CPU seconds so far: the server's process tree plus its redis-server."""

@@ -25,8 +25,6 @@ def _primary(scenario: str, row: dict[str, Any]) -> tuple[float | None, bool]:
         return row.get("delivered_fps"), True
     if scenario.startswith("G13"):
         return row.get("writer_fps"), True
-    if scenario.startswith("G3"):
-        return row.get("writer_fps"), True
     if scenario.startswith(("G4", "G5 256KiB x32 @")):
         return row.get("p99_ms"), False
     if scenario.startswith("G7"):
@@ -59,7 +57,7 @@ def _result(scenario: str, row: dict[str, Any], target: dict[str, Any]) -> tuple
             f"writer {_f(row['writer_fps'])}/s{share}; p99 {_ms(row['p99_ms'])} ms"
         )
         return text, f"{_f(row['delivered_MB_per_cpu_s'])} MB/CPU-s"
-    if scenario.startswith(("G5", "G3")):
+    if scenario.startswith("G5"):
         expected = row["writer_frames"] * row["subscribers"]
         share = 100 * row["delivered_frames"] / expected if expected else 0
         text = (
@@ -168,10 +166,7 @@ def _stream_row(
     if rate and (row.get("writer_fps") or 0) < 0.9 * rate:
         short = f"writer reached only {row['writer_fps']:,.0f} of {rate:,.0f} frames/s"
         notes = f"{notes}; {short}" if notes else short
-    if code == "G3":  # p99 means little when the writers reach different rates: rate first
-        metric, value = "frames/s written (paced at 1 kHz)", row.get("writer_fps")
-        work, unit = (row.get("delivered_MBps") or 0) * (elapsed or 0), "MB"
-    elif code == "G7":
+    if code == "G7":
         metric, value, work, unit = "msg/s", row.get("msgs_per_s"), row.get("received"), "msg"
     elif latency_first:
         metric, value, unit = "p99 ms", row.get("p99_ms"), "frames"
@@ -190,7 +185,9 @@ def _stream_row(
         metric, value, higher_is_better=not latency_first,
         server_cpu_s=row.get("server_cpu_s"), work=work, per_cpu_unit=unit,
         loss=row.get("lost"), dup=row.get("dups"),
-        gaps=(row.get("id_gaps") or 0) + (row.get("seq_gaps") or 0), detail=text, notes=notes,
+        gaps=(row.get("id_gaps") or 0) + (row.get("seq_gaps") or 0),
+        frames=row.get("received") if code == "G7" else row.get("delivered_frames"),
+        detail=text, notes=notes,
     )  # fmt: skip
 
 

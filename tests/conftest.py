@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,18 +46,23 @@ class RunningServer:
 
 
 def start_server(
-    log_dir: Path, *extra: str, api_key: str = API_KEY, catalog: str | None = None
+    log_dir: Path,
+    *extra: str,
+    api_key: str = API_KEY,
+    catalog: str | None = None,
+    program: Sequence[str] = (sys.executable, "-m", "ferrotile"),
 ) -> RunningServer:
     """Start ``ferrotile serve catalog`` on a free port; wait until it is healthy.
 
     ``catalog`` is a database URI (initialised with ``--init``, data written under
     ``log_dir``); None means ``--temp`` (a SQLite catalog in a new temporary directory).
+    ``program`` is the command that runs ferrotile (another installation's, for instance).
     """
     port = free_port()
     log = log_dir / f"server-{port}.log"
     storage = ["--temp"] if catalog is None else [catalog, "--init", "-w", str(log_dir / "data")]
     command = [
-        sys.executable, "-m", "ferrotile", "serve", "catalog", *storage,
+        *program, "serve", "catalog", *storage,
         "--api-key", api_key, "--port", str(port), *extra,
     ]  # fmt: skip
     with log.open("wb") as out:

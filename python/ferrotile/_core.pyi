@@ -19,7 +19,14 @@ from typing import Any, Self, final
 
 from typing_extensions import Buffer
 
-__all__ = ["EntrySubscription", "Hub", "Subscription", "encode_message"]
+__all__ = [
+    "Body",
+    "Edge",
+    "EntrySubscription",
+    "Hub",
+    "Subscription",
+    "encode_message",
+]
 
 @final
 class Hub:
@@ -387,3 +394,72 @@ class EntrySubscription:
 
 def encode_message(header: bytes, envelope: str = "msgpack") -> bytes | str:
     """Encode a one-off message (e.g. the schema frame) without sequence or payload."""
+
+@final
+class Edge:
+    """The public HTTP/WebSocket server of one process: the data plane's sockets.
+
+    It binds ``host:port`` at once (``port=0``: any free port, see :attr:`port`) and serves on
+    the native runtime: ``WS /api/v1/stream/single/{path}`` and ``/api/v1/stream/push/{path}``,
+    ``PUT /api/v1/array/full|block/{path}``, ``PATCH /api/v1/array/full/{path}`` and the Redis
+    Streamer ``WS /data/{sid}/push|pull``, on ``hub`` (None: streaming is off). Every other
+    request is forwarded to the Python app that Granian serves on the Unix socket ``upstream``.
+    ``reuse_port`` shares the port with the other processes of the same server
+    (``SO_REUSEPORT``).
+
+    ``control`` answers the edge, once per node-cache miss or persisted write: its coroutines
+    ``resolve(path)``, ``store_array(node_id, path, kind, block, offset, shape, extend, body)``
+    (``body`` a read-only :class:`Body`) and ``stream(sid, device, prefix, create)`` each
+    return ``(status, body, headers)``: 200 with the answer as JSON, else the refusal the client
+    gets (see :mod:`ferrotile.api.control`). It must be created on the running asyncio loop
+    those coroutines run on. ``latency_buckets`` are the metrics' histogram bounds (seconds).
+
+    Raises :class:`~ferrotile.errors.ServeError` if the address cannot be bound.
+    """
+
+    def __new__(
+        cls,
+        *,
+        host: str,
+        port: int,
+        upstream: str,
+        api_key: str,
+        control: Any,
+        hub: Hub | None = None,
+        public: bool = False,
+        reuse_port: bool = False,
+        access_log: bool = False,
+        max_body_bytes: int = 4_294_967_296,
+        max_message_bytes: int = 67_108_864,
+        streamer_max_message_bytes: int = 67_108_864,
+        header_timeout: float = 30.0,
+        body_timeout: float = 60.0,
+        latency_buckets: Sequence[float] = ...,
+    ) -> Self: ...
+    @property
+    def port(self) -> int:
+        """The port it listens on."""
+
+    def invalidate(self, path: Sequence[str], subtree: bool = False) -> None:
+        """The node at ``path`` (keys from the root) changed or went away (and everything below
+        it if ``subtree``): the edge asks the control plane again next time."""
+
+    def invalidate_all(self) -> None:
+        """Every node may have changed."""
+
+    def take_stats(self) -> dict[str, Any]:
+        """The edge's counts since the last call, for the metrics: ``requests`` (``{(method,
+        route, status): (bucket_counts, seconds_sum)}``), ``websockets`` (``{route: opened}``),
+        ``published`` (``{topic or None: messages}``), ``publish_latency`` (``(bucket_counts,
+        seconds_sum)``), and the current ``queue_bytes``, ``dropped`` and ``missed`` totals of
+        its subscriptions."""
+
+    def stop(self) -> None:
+        """Stop accepting connections; open ones finish their current request."""
+
+@final
+class Body:
+    """Request bytes received by the edge, lent to Python without a copy (read-only, with the
+    buffer protocol: ``memoryview(buffer)``, ``numpy.frombuffer(buffer, dtype)``)."""
+
+    def __len__(self) -> int: ...

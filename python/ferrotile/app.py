@@ -49,7 +49,7 @@ def build_app(settings: Settings) -> Starlette:
                 raise
         refresher = None
         if multiprocess_mode():
-            refresher = asyncio.create_task(refresh_forever(hub), name="ferrotile-metrics")
+            refresher = asyncio.create_task(refresh_forever(state), name="ferrotile-metrics")
         try:
             yield
         finally:
@@ -69,8 +69,3 @@ def build_app(settings: Settings) -> Starlette:
         exception_handlers={**EXCEPTION_HANDLERS, CatalogError: catalog_error_handler},
         lifespan=lifespan,
     )
-
-
-def app_from_env() -> Starlette:
-    """Granian's app factory for worker processes (settings in ``FERROTILE_SETTINGS``)."""
-    return build_app(Settings.from_env())

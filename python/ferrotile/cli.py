@@ -14,10 +14,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ferrotile import __version__
+from ferrotile.catalog.uri import DUCKDB_EXTRA, duckdb_path, has_duckdb
 from ferrotile.cluster import guard
 from ferrotile.config import (
     DEFAULT_CACHE_MAX_TOTAL_BYTES,
+    DEFAULT_CLIENT_TIMEOUT,
     DEFAULT_DATA_TTL,
+    DEFAULT_MAX_ARRAY_BYTES,
+    DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_RETENTION_BYTES,
     DEFAULT_RETENTION_COUNT,
     DEFAULT_SEQ_TTL,
@@ -165,6 +169,36 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     catalog.add_argument(
+        "--max-array-bytes",
+        type=int,
+        default=DEFAULT_MAX_ARRAY_BYTES,
+        metavar="B",
+        help=(
+            "largest size an array may grow to by PATCH ...?extend=true; larger extensions are "
+            f"refused with 422 (default {DEFAULT_MAX_ARRAY_BYTES}, 1 TiB)"
+        ),
+    )
+    catalog.add_argument(
+        "--max-request-bytes",
+        type=int,
+        default=DEFAULT_MAX_REQUEST_BYTES,
+        metavar="B",
+        help=(
+            "largest request body of an array write; larger ones are refused with 413 before "
+            f"they are read (default {DEFAULT_MAX_REQUEST_BYTES}, 4 GiB)"
+        ),
+    )
+    catalog.add_argument(
+        "--client-timeout",
+        type=float,
+        default=DEFAULT_CLIENT_TIMEOUT,
+        metavar="S",
+        help=(
+            "seconds a client may take to send a request's headers, or between two pieces of "
+            f"its body (default {DEFAULT_CLIENT_TIMEOUT:g})"
+        ),
+    )
+    catalog.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
     )
     catalog.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
@@ -268,8 +302,17 @@ def _table_storage(uris: list[str]) -> str | None:
         return f"sqlite:///{Path(uri[len('sqlite:///') :]).expanduser().resolve()}"
     if uri.startswith(("postgresql://", "postgres://")):
         return uri
+    if uri.startswith("duckdb://"):
+        try:
+            path = duckdb_path(uri)
+        except ValueError as exc:
+            raise ServeError(f"-w {uri}: {exc}") from None
+        if not has_duckdb():
+            raise ServeError(f"-w {uri}: {DUCKDB_EXTRA}")
+        return f"duckdb:///{path.expanduser().resolve()}"
     raise ServeError(
-        f"-w {uri}: writable storage is a directory, sqlite:///FILE or postgresql://..."
+        f"-w {uri}: writable storage is a directory, sqlite:///FILE, duckdb:///FILE "
+        "or postgresql://..."
     )
 
 
@@ -303,6 +346,11 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, bool]:
         )
     if args.workers < 1:
         raise ServeError("--workers must be at least 1")
+    if args.workers > 1 and (table_storage or "").startswith("duckdb:"):
+        raise ServeError(
+            f"--workers {args.workers}: a DuckDB table storage serves one process (DuckDB locks "
+            "its file); use --workers 1, or PostgreSQL (-w postgresql://...) to scale out"
+        )
     if args.workers > 1 and not redis:
         raise ServeError(
             f"--workers {args.workers} needs a streaming cache that every worker shares: "
@@ -319,6 +367,9 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, bool]:
         ("--streamer-max-bytes", args.streamer_max_bytes),
         ("--streamer-max-age", args.streamer_max_age),
         ("--streamer-max-message-bytes", args.streamer_max_message_bytes),
+        ("--max-array-bytes", args.max_array_bytes),
+        ("--max-request-bytes", args.max_request_bytes),
+        ("--client-timeout", args.client_timeout),
     ):
         if value <= 0:
             raise ServeError(f"{flag} must be positive")
@@ -346,6 +397,9 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, bool]:
         streamer_max_bytes=args.streamer_max_bytes,
         streamer_max_age=args.streamer_max_age,
         streamer_max_message_bytes=args.streamer_max_message_bytes,
+        max_array_bytes=args.max_array_bytes,
+        max_request_bytes=args.max_request_bytes,
+        client_timeout=args.client_timeout,
     )
     return settings, init
 

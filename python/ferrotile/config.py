@@ -30,6 +30,13 @@ DEFAULT_CACHE_MAX_TOTAL_BYTES = 1024 * 1024 * 1024
 #: WebSocket message or REST body a push may send.
 DEFAULT_STREAMER_MAXLEN = 1000
 DEFAULT_STREAMER_MESSAGE_BYTES = 64 * 1024 * 1024
+#: Largest size ``PATCH ...?extend=true`` may grow an array to (1 TiB; zarr allocates lazily,
+#: so the bound is on what the array may come to hold, not on memory).
+DEFAULT_MAX_ARRAY_BYTES = 2**40
+#: Largest request body of the routes the edge serves itself (array writes: 4 GiB).
+DEFAULT_MAX_REQUEST_BYTES = 4 * 2**30
+#: Seconds a client may take to send its request's headers, or between two pieces of a body.
+DEFAULT_CLIENT_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -69,8 +76,17 @@ class Settings:
         Redis Streamer API: per-stream retention (entries, bytes, seconds).
     streamer_max_message_bytes
         Redis Streamer API: largest push message (WebSocket frame or REST body).
+    max_array_bytes
+        Largest size, in bytes, that ``PATCH ...?extend=true`` may grow an array to (422 beyond).
+    max_request_bytes
+        Largest request body the edge accepts on the routes it serves (array writes; 413 before
+        anything is read).
+    client_timeout
+        Seconds a client may take to send its request's headers, or between two pieces of its
+        body (the connection is closed, or 408).
     table_storage
-        SQL database for appendable tables (``sqlite:///FILE`` or ``postgresql://...``);
+        SQL database for appendable tables (``sqlite:///FILE``, ``duckdb:///FILE`` or
+        ``postgresql://...``);
         ``None`` means ``<first writable directory>/storage.sqlite`` (see :attr:`sql_storage`).
     """
 
@@ -97,6 +113,9 @@ class Settings:
     streamer_max_bytes: int = DEFAULT_RETENTION_BYTES
     streamer_max_age: float = DEFAULT_DATA_TTL
     streamer_max_message_bytes: int = DEFAULT_STREAMER_MESSAGE_BYTES
+    max_array_bytes: int = DEFAULT_MAX_ARRAY_BYTES
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    client_timeout: float = DEFAULT_CLIENT_TIMEOUT
 
     @property
     def sql_storage(self) -> str | None:

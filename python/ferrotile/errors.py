@@ -28,6 +28,10 @@ class EntryIdError(HubError, ValueError):
     nothing of the batch was published."""
 
 
+class ServeError(FerrotileError):
+    """The server cannot start (port in use, unwritable directory, bad settings, ...)."""
+
+
 class CatalogError(FerrotileError):
     """The catalog database could not be opened or used."""
 

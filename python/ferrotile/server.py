@@ -6,9 +6,11 @@ import asyncio
 import atexit
 import contextlib
 import errno
+import multiprocessing
 import os
 import secrets
 import shutil
+import signal
 import socket
 import tempfile
 import threading
@@ -18,13 +20,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+from ferrotile import process
 from ferrotile.catalog.catalog import Catalog
 from ferrotile.config import MULTIPROC_ENV, SETTINGS_ENV, Settings
-from ferrotile.errors import FerrotileError
+from ferrotile.errors import ServeError
 
+__all__ = ["ServeError", "SimpleServer", "free_port", "new_api_key", "run_workers"]
 
-class ServeError(FerrotileError):
-    """The server cannot start (port in use, unwritable directory, ...)."""
+#: Seconds a worker process gets to stop before it is killed.
+WORKER_STOP_TIMEOUT = 10.0
 
 
 def new_api_key() -> str:
@@ -77,23 +81,69 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def run_workers(settings: Settings) -> None:
-    """Serve with Granian in the foreground until interrupted (``ferrotile serve``)."""
-    from granian import Granian
-    from granian.constants import Interfaces
-
+    """Serve in the foreground until interrupted (``ferrotile serve``): this process alone, or
+    ``settings.workers`` processes sharing the public port (each one edge + app + hub)."""
     os.environ[SETTINGS_ENV] = settings.to_json().decode()
-    if settings.workers > 1:
-        _prepare_multiprocess_metrics()
-    Granian(
-        "ferrotile.app:app_from_env",
-        factory=True,
-        address=settings.host,
-        port=settings.port,
-        interface=Interfaces.ASGI,
-        workers=settings.workers,
-        websockets=True,
-        log_access=False,
-    ).serve()
+    if settings.workers == 1:
+        _run_process(settings)
+        return
+    _prepare_multiprocess_metrics()
+    _supervise(settings)
+
+
+def _run_process(settings: Settings) -> None:
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await process.serve(settings, stop)
+
+    asyncio.run(main())
+
+
+def worker_main() -> None:
+    """Entry point of a worker process (settings in ``FERROTILE_SETTINGS``)."""
+    with contextlib.suppress(KeyboardInterrupt):
+        _run_process(Settings.from_env())
+
+
+def _supervise(settings: Settings) -> None:
+    """Start the worker processes and stop them all when one ends or on SIGINT/SIGTERM.
+
+    Workers are fresh interpreters (``spawn``): none inherits this process's threads.
+    """
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=worker_main, name=f"ferrotile-worker-{i + 1}")
+        for i in range(settings.workers)
+    ]
+    stopping = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        stopping.set()
+
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for worker in workers:
+            worker.start()
+        while not stopping.is_set() and all(w.is_alive() for w in workers):
+            stopping.wait(0.2)
+        failed = [w for w in workers if not w.is_alive() and w.exitcode not in (0, None)]
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()
+        for worker in workers:
+            worker.join(WORKER_STOP_TIMEOUT)
+            if worker.is_alive():
+                worker.kill()
+                worker.join()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if failed and not stopping.is_set():
+        codes = ", ".join(f"{w.name} exited with {w.exitcode}" for w in failed)
+        raise ServeError(f"A worker process stopped ({codes}); the server was shut down")
 
 
 def _prepare_multiprocess_metrics() -> None:
@@ -162,7 +212,7 @@ class SimpleServer:
         prepare_directories(self.settings)
         prepare_catalog(self.settings, init=True)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: object | None = None
+        self._stop: asyncio.Event | None = None
         self._failure: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="ferrotile-server", daemon=True)
         self._thread.start()
@@ -173,24 +223,12 @@ class SimpleServer:
         return f"http://127.0.0.1:{self.port}/api/v1?api_key={self.api_key}"
 
     def _run(self) -> None:
-        from granian.constants import Interfaces
-        from granian.server.embed import Server
-
-        from ferrotile.app import build_app
-
         loop = asyncio.new_event_loop()
         self._loop = loop
+        stop = asyncio.Event()
+        self._stop = stop
         try:
-            server = Server(
-                build_app(self.settings),
-                address="127.0.0.1",
-                port=self.port,
-                interface=Interfaces.ASGI,
-                websockets=True,
-                log_enabled=False,
-            )
-            self._server = server
-            loop.run_until_complete(server.serve())
+            loop.run_until_complete(process.serve(self.settings, stop))
         except BaseException as exc:  # reported by _wait_healthy / close
             self._failure = exc
         finally:
@@ -213,10 +251,10 @@ class SimpleServer:
 
     def close(self) -> None:
         """Stop the server and delete the temporary directory (if one was made)."""
-        loop, server = self._loop, self._server
-        if loop is not None and server is not None and self._thread.is_alive():
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and self._thread.is_alive():
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(server.stop)  # type: ignore[attr-defined]
+                loop.call_soon_threadsafe(stop.set)
         self._thread.join(timeout=10)
         if self._temporary:
             shutil.rmtree(self.directory, ignore_errors=True)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from ferrotile import _core
 from ferrotile.api.errors import ApiError
 from ferrotile.catalog.catalog import Catalog
 from ferrotile.catalog.models import Node
@@ -73,9 +74,12 @@ class AppState:
     files: FileTrees = field(default_factory=FileTrees)
     #: Redis Streamer streams whose retention this process has set on the hub.
     streamer_retention_set: set[int] = field(default_factory=set)
+    #: The process's public server (the Rust edge), once it listens.
+    edge: _core.Edge | None = None
 
     async def node(self, path: str, *, fresh: bool = False, in_files: bool = False) -> Node:
-        """Resolve a URL path to a node or answer 404 (empty segments are ignored).
+        """Resolve a URL path to a node or answer 404 (empty segments are ignored; a `.`/`..`
+        segment or a control character is a 422).
 
         ``fresh`` reads the catalog instead of this worker's cache, for writes that change the
         node's structure: with several workers another one may have changed it a moment ago.
@@ -86,8 +90,8 @@ class AppState:
         """
         try:
             parts = split_path(path)
-        except InvalidKey as exc:
-            raise ApiError(404, f"No such entry: {path!r} ({exc})") from None
+        except InvalidKey as exc:  # `..`, control characters: no node can have such a path
+            raise ApiError(422, f"Invalid path {path!r}: {exc}") from None
         node = await self.catalog.lookup(parts, fresh=fresh)
         if node is None:
             node = await self._inside_file(parts)

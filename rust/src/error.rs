@@ -24,6 +24,9 @@ pub enum CoreError {
     /// The Redis backend is unreachable (or not connected yet); nothing was applied.
     #[error("stream backend unavailable: {0}")]
     Unavailable(String),
+    /// The edge cannot listen on its address (port in use, bad host).
+    #[error("{0}")]
+    Listen(String),
 }
 
 /// Result alias used throughout the engine.

@@ -3,6 +3,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod codec;
+pub mod edge;
 pub mod error;
 pub mod hub;
 #[cfg(feature = "python")]
@@ -17,7 +18,11 @@ use pyo3::prelude::*;
 #[pymodule]
 mod _core {
     #[pymodule_export]
+    use crate::py::buffer::PyBody;
+    #[pymodule_export]
     use crate::py::codec::encode_message;
+    #[pymodule_export]
+    use crate::py::edge::PyEdge;
     #[pymodule_export]
     use crate::py::entries::PyEntrySubscription;
     #[pymodule_export]

@@ -233,13 +233,17 @@ def test_frozen_then_resumed_subscriber_every_loss_is_counted(
     assert len(data) + dropped == n
 
 
+#: The edge's watchdog (rust/src/edge/subscribe.rs): a close-policy subscriber over its cap that
+#: completes no write for FROZEN_TIMEOUT seconds is dropped; it looks every STALL_CHECK seconds.
+FROZEN_TIMEOUT = 5.0
+STALL_CHECK = 1.0
+
+
 def test_subscriber_frozen_forever_is_dropped_others_unaffected(
     server: RunningServer, http: httpx.Client, key: str
 ) -> None:
     """A close-policy subscriber over its cap that reads nothing is dropped within a bounded
     time (no 1008 frame can reach it), while a healthy subscriber and the writer carry on."""
-    from ferrotile.api.stream import FROZEN_TIMEOUT, STALL_CHECK
-
     n, array = 120, np.zeros(32768)
     create_array(http, key, array)
     query = "envelope_format=msgpack&max_queue_bytes=1048576"
@@ -252,8 +256,8 @@ def test_subscriber_frozen_forever_is_dropped_others_unaffected(
         while "dropping frozen subscriber" not in server.logs():
             assert time.monotonic() < deadline, "the frozen subscriber was not dropped"
             time.sleep(0.2)
-        # Waking up too late, it gets what was in flight, then Granian's close without status
-        # (the app returned without closing: the 1008 could not be written behind the data).
+        # Waking up too late, it gets what was in flight, then the connection ends without a
+        # close frame (the 1008 could not be written behind the data).
         close = frozen.drain()
     finally:
         frozen.close()

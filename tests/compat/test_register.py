@@ -466,3 +466,190 @@ def test_file_tree_rechecks_the_allowlist(tmp_path: Path) -> None:
     assert trees.resolve(node, ("g", "nope"), [tmp_path]) is None
     with pytest.raises(NotReadable):  # checked on every call, cached or not
         trees.resolve(node, ("g", "d"), [tmp_path / "elsewhere"])
+
+
+# --- External data sources created with POST /metadata (Bluesky's TiledWriter) --------------
+
+NPY_SEQ = "multipart/related;type=application/x-npy"
+F8 = {"endianness": "little", "kind": "f", "itemsize": 8, "dt_units": None}
+
+
+def _npy_series_source(paths: list[Path], n: int) -> dict[str, Any]:
+    """What TiledWriter sends for ophyd.sim's ``img``: n (10, 10) frames, one .npy each."""
+    assets = [
+        {"data_uri": f"file://localhost{p}", "is_directory": False, "parameter": "data_uris",
+         "num": i}
+        for i, p in enumerate(paths[:n])
+    ]  # fmt: skip
+    structure = {"data_type": F8, "chunks": [[1] * n if n else [], [10], [10]],
+                 "shape": [n, 10, 10], "dims": None, "resizable": False}  # fmt: skip
+    return {"structure_family": "array", "mimetype": NPY_SEQ, "structure": structure,
+            "parameters": {}, "properties": {}, "assets": assets,
+            "management": "external"}  # fmt: skip
+
+
+def test_post_metadata_external_then_put_data_source(
+    c: Any, http: httpx.Client, readable: Path, tmp_path: Path, key: str
+) -> None:
+    """The node is created before its files exist; the files come with PUT /data_source,
+    which checks them against the readable directories (nothing changes when refused)."""
+    paths = [readable / f"{key}_{i}.npy" for i in range(3)]
+    c.create_container(key)
+    collector = Collector()
+    sub = c[key].subscribe()
+    sub.child_created.add_callback(collector)
+    sub.start_in_thread(0)
+    try:
+        body = {"id": "img", "structure_family": "array", "metadata": {}, "specs": [],
+                "data_sources": [_npy_series_source(paths, 0)]}  # fmt: skip
+        response = http.post(f"/api/v1/metadata/{key}", json=body)
+        assert response.status_code == 200, response.text
+        (created,) = response.json()["data_sources"]
+        assert created["management"] == "external" and created["assets"] == []
+        event = collector.get()  # the stock client parses the event
+        assert event.key == "img" and event.data_sources[0].assets == []
+    finally:
+        sub.disconnect()
+    read = http.get(f"/api/v1/array/full/{key}/img")
+    assert read.status_code == 422 and "no assets" in read.json()["detail"]
+    for i, path in enumerate(paths):
+        np.save(path, np.full((10, 10), float(i)))
+    update = _npy_series_source(paths, 3) | {"id": created["id"]}
+    outside = tmp_path / "outside.npy"
+    np.save(outside, np.zeros((10, 10)))
+    refused = json.loads(json.dumps(update))
+    refused["assets"][1]["data_uri"] = f"file://localhost{outside}"
+    response = _put_data_source(http, f"{key}/img", refused)
+    assert response.status_code == 403 and str(outside) in response.json()["detail"]
+    assert c[key]["img"].shape == (0, 10, 10)  # unchanged
+    response = _put_data_source(
+        http, f"{key}/img", update, "?patch_shape=3,10,10&patch_offset=0,0,0"
+    )
+    assert response.status_code == 200, response.text
+    node = c[key]["img"]
+    np.testing.assert_array_equal(
+        node.read(), np.stack([np.full((10, 10), float(i)) for i in range(3)])
+    )
+    assert [a.num for a in node.data_sources()[0].assets] == [0, 1, 2]
+
+
+def test_post_metadata_external_refusals(c: Any, http: httpx.Client, key: str) -> None:
+    source = _npy_series_source([], 0)
+    cases = [
+        ({**source, "mimetype": "application/x-nope"}, 415),
+        ({**source, "management": "immutable"}, 422),
+        ({**source, "structure": {"shape": "x"}}, 422),
+    ]
+    for ds, status in cases:
+        body = {"id": key, "structure_family": "array", "metadata": {}, "data_sources": [ds]}
+        response = http.post("/api/v1/metadata/", json=body)
+        assert response.status_code == status, (ds, response.text)
+    assert key not in c
+
+
+def test_registered_array_reshaped_when_element_counts_match(
+    c: Any, http: httpx.Client, readable: Path, key: str
+) -> None:
+    """Tiled's force_reshape: an HDF5 dataset of (3, 5, 7) registered as (3, 1, 5, 7)."""
+    path = readable / f"{key}.h5"
+    data = np.arange(3 * 5 * 7, dtype="<f8").reshape(3, 5, 7)
+    with h5py.File(path, "w") as f:
+        f["entry/data"] = data
+    expected = data.reshape(3, 1, 5, 7)
+
+    def register(name: str, shape: list[int], chunks: list[list[int]]) -> Any:
+        structure = {"data_type": F8, "chunks": chunks, "shape": shape, "dims": None,
+                     "resizable": False}  # fmt: skip
+        ds = {"structure_family": "array", "mimetype": "application/x-hdf5",
+              "structure": structure, "parameters": {"dataset": "entry/data"},
+              "properties": {}, "management": "external",
+              "assets": [{"data_uri": f"file://localhost{path}", "is_directory": False,
+                          "parameter": "data_uris", "num": 0}]}  # fmt: skip
+        body = {"id": name, "structure_family": "array", "metadata": {}, "data_sources": [ds]}
+        return http.post("/api/v1/register/", json=body)
+
+    assert register(key, [3, 1, 5, 7], [[1, 1, 1], [1], [5], [7]]).status_code == 200
+    node = c[key]
+    np.testing.assert_array_equal(node.read(), expected)
+    np.testing.assert_array_equal(node[1], expected[1])
+    np.testing.assert_array_equal(node[::-1, 0, 1:4, ::3], expected[::-1, 0, 1:4, ::3])
+    np.testing.assert_array_equal(node.read_block((2, 0, 0, 0)), expected[2:3])
+    # Another leading axis: the whole array is reshaped.
+    assert register(f"{key}b", [7, 15], [[7], [15]]).status_code == 200
+    np.testing.assert_array_equal(c[f"{key}b"][2:5, ::4], data.reshape(7, 15)[2:5, ::4])
+    # A different element count is still "Can not reshape" (422).
+    assert register(f"{key}c", [3, 2, 5, 7], [[3], [2], [5], [7]]).status_code == 200
+    response = http.get(f"/api/v1/array/full/{key}c")
+    assert response.status_code == 422 and "Can not reshape" in response.json()["detail"]
+
+
+def test_child_created_lists_registered_assets(
+    c: Any, http: httpx.Client, readable: Path, key: str
+) -> None:
+    """As Tiled: a registered series' event carries its assets. A single-file asset (num null)
+    is left out: tiled 0.2.20's stream model cannot parse it and would drop the event."""
+    c.create_container(key)
+    collector = Collector()
+    sub = c[key].subscribe()
+    sub.child_created.add_callback(collector)
+    sub.start_in_thread(0)
+    try:
+        paths = frames(readable / key)
+        c[key].new("array", [tiff_source(paths)], key="series")
+        single = readable / f"{key}.npy"
+        np.save(single, np.arange(3))
+        assert (
+            http.post(
+                f"/api/v1/register/{key}", json=_uri_body("single", f"file://localhost{single}")
+            ).status_code
+            == 200
+        )
+        series, one = collector.take(2)
+    finally:
+        sub.disconnect()
+    assert series.key == "series"
+    assert [(a.data_uri, a.parameter, a.num) for a in series.data_sources[0].assets] == [
+        (f"file://localhost{p}", "data_uris", i) for i, p in enumerate(paths)
+    ]
+    assert one.key == "single" and one.data_sources[0].assets == []
+    (stored,) = c[key]["single"].include_data_sources().data_sources()
+    assert stored.assets[0].data_uri == f"file://localhost{single}"
+
+
+def test_hdf5_dataset_in_several_files_is_joined_along_the_first_axis(
+    c: Any, http: httpx.Client, readable: Path, key: str
+) -> None:
+    """As Tiled's HDF5 adapter with several data_uris (e.g. Bluesky's HDF5 detectors with one
+    file per StreamResource): the files' datasets are concatenated along axis 0."""
+    parts = [np.arange(k * 4, dtype="<i4").reshape(k, 4) + 100 * k for k in (2, 3, 1)]
+    paths = []
+    for i, part in enumerate(parts):
+        paths.append(readable / f"{key}_{i}.h5")
+        with h5py.File(paths[-1], "w") as f:
+            f["d"] = part
+    expected = np.concatenate(parts)
+
+    def register(name: str, files: list[Path], shape: list[int]) -> Any:
+        dtype = {"endianness": "little", "kind": "i", "itemsize": 4, "dt_units": None}
+        structure = {"data_type": dtype, "chunks": [[shape[0]], [4]], "shape": shape,
+                     "dims": None, "resizable": False}  # fmt: skip
+        assets = [{"data_uri": f"file://localhost{p}", "is_directory": False,
+                   "parameter": "data_uris", "num": i} for i, p in enumerate(files)]  # fmt: skip
+        ds = {"structure_family": "array", "mimetype": "application/x-hdf5",
+              "structure": structure, "parameters": {"dataset": "d"}, "assets": assets,
+              "management": "external"}  # fmt: skip
+        body = {"id": name, "structure_family": "array", "metadata": {}, "data_sources": [ds]}
+        return http.post("/api/v1/register/", json=body)
+
+    assert register(key, paths, [6, 4]).status_code == 200
+    node = c[key]
+    np.testing.assert_array_equal(node.read(), expected)
+    for index in (0, 1, 2, 4, 5):
+        np.testing.assert_array_equal(node[index], expected[index])
+    np.testing.assert_array_equal(node[1:6:2, ::-1], expected[1:6:2, ::-1])
+    np.testing.assert_array_equal(node[3:3], expected[3:3])
+    with h5py.File(readable / f"{key}_odd.h5", "w") as f:
+        f["d"] = np.zeros((2, 5), dtype="<i4")
+    assert register(f"{key}x", [paths[0], readable / f"{key}_odd.h5"], [4, 4]).status_code == 200
+    response = http.get(f"/api/v1/array/full/{key}x")
+    assert response.status_code == 422 and "cannot be joined" in response.json()["detail"]

@@ -1,26 +1,37 @@
-"""Redis lost while running: writes answer 503 with a ``detail`` and store nothing, subscribers
-are closed with 1012, and everything recovers by itself when Redis is back."""
+"""Redis lost while running (killed with SIGKILL mid-stream, then restarted empty on the same
+port): writes answer 503 with a ``detail`` and store nothing, subscribers are closed with 1012
+and resume by themselves, subscribers that asked for ``notify_gaps`` are told what the restart
+cost them, and nothing is lost silently (sequences and values are counted)."""
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
+import msgpack
 import numpy as np
 import pytest
 from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
+from tests.api.conftest import array_body
 from tests.compat.conftest import Collector
 from tests.conftest import RunningServer, needs_redis_hub, start_server, stop_server
-from tests.integration.conftest import fresh
+from tests.integration.conftest import AUTH, fresh
 from tests.integration.test_redis_workers import OCTET, create, subscribe
 from tests.redis import RedisServer
 
 pytestmark = needs_redis_hub
 
 RECOVERY = 20.0
+BEFORE = 100
+"""Writes before the outage. A resuming subscriber asks for ``start = last + 1``; the restarted
+stream must not have reached that sequence yet, or the resume could not tell the two apart."""
 
 
 @pytest.fixture
@@ -43,21 +54,78 @@ def put(http: httpx.Client, key: str, value: int) -> httpx.Response:
     return http.put(f"/array/full/{key}", content=body, headers=OCTET)
 
 
-def until_ok(http: httpx.Client, key: str, value: int) -> None:
-    deadline = time.monotonic() + RECOVERY
-    while True:
-        response = put(http, key, value)
-        if response.status_code == 200:
-            return
-        assert response.status_code == 503, response.text
-        assert time.monotonic() < deadline, "did not recover after Redis came back"
-        time.sleep(0.2)
+def stored(http: httpx.Client, key: str) -> list[int]:
+    response = http.get(f"/array/full/{key}", headers={"Accept": "application/octet-stream"})
+    assert response.status_code == 200, response.text
+    values: list[int] = np.frombuffer(response.content, "<i8").tolist()
+    return values
 
 
-def test_redis_lost_then_back(own_redis: RedisServer, faulty: RunningServer, key: str) -> None:
+@dataclass
+class Resuming:
+    """A raw subscriber with ``notify_gaps`` that resumes as the stock client does: after an
+    abnormal close (1012) it reconnects with ``start = last sequence + 1``, retrying while the
+    server refuses. It keeps every frame after the schemas, and every close code."""
+
+    server: RunningServer
+    key: str
+    frames: list[dict[str, Any]] = field(default_factory=list)
+    closes: list[int] = field(default_factory=list)
+    connected: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def data(self) -> list[dict[str, Any]]:
+        return [f for f in self.frames if f["type"] == "array-data"]
+
+    def _run(self) -> None:
+        last: int | None = None
+        while not self.stop.is_set():
+            query = "envelope_format=msgpack&notify_gaps=true"
+            if last is not None:
+                query += f"&start={last + 1}"
+            url = f"{self.server.ws_url}/api/v1/stream/single/{self.key}?{query}"
+            try:
+                with connect(url, additional_headers=AUTH, open_timeout=5) as conn:
+                    assert msgpack.unpackb(conn.recv(timeout=5))["type"] == "array-schema"
+                    self.connected.set()
+                    while not self.stop.is_set():
+                        try:
+                            frame = msgpack.unpackb(conn.recv(timeout=0.2))
+                        except TimeoutError:
+                            continue
+                        self.frames.append(frame)
+                        if "sequence" in frame:
+                            last = frame["sequence"]
+            except ConnectionClosed as closed:
+                self.closes.append(closed.rcvd.code if closed.rcvd else 1006)
+            except Exception:  # refused or dropped while the server recovers: try again
+                pass
+            self.connected.clear()
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = RECOVERY) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_redis_killed_mid_stream_then_back(
+    own_redis: RedisServer, faulty: RunningServer, key: str
+) -> None:
     from tiled.client import from_uri
 
     client = from_uri(faulty.url, api_key=faulty.api_key)
+    ok: list[int] = []  # values whose write answered 200, in order
     with fresh(faulty) as http:
         create(http, key, np.zeros(3, dtype="<i8"))
         updates = Collector()
@@ -65,33 +133,104 @@ def test_redis_lost_then_back(own_redis: RedisServer, faulty: RunningServer, key
         sub.new_data.add_callback(updates)
         sub.start_in_thread()
         raw = [subscribe(faulty, key) for _ in range(4)]
+        told = Resuming(faulty, key)
         try:
-            assert put(http, key, 1).status_code == 200
-            np.testing.assert_array_equal(updates.get().data(), [1, 1, 1])
+            wait_until(told.connected.is_set, "the notify_gaps subscriber")
+            for value in range(1, BEFORE + 1):
+                assert put(http, key, value).status_code == 200
+                ok.append(value)
+            wait_until(lambda: len(told.data()) == BEFORE, "the writes before the outage")
+            assert [int(u.data()[0]) for u in updates.take(BEFORE)] == ok
 
-            own_redis.stop()
+            own_redis.stop()  # SIGKILL, mid-stream: subscribers are connected and live
             for conn in raw:  # subscribers on every worker are told to come back later
                 with pytest.raises(ConnectionClosed) as closed:
                     while True:
                         conn.recv(timeout=10)
                 assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
-            for _ in range(4):
-                response = put(http, key, 2)
+            wait_until(lambda: 1012 in told.closes, "the notify_gaps subscriber's 1012")
+            for n in range(1, 9):
+                response = put(http, key, -n)
                 assert response.status_code == 503, response.text
-                assert response.json()["detail"]
-                assert "Retry-After" in response.headers
+                assert "Nothing was stored" in response.json()["detail"]
+                assert response.headers["Retry-After"] == "1"
+            patch = http.patch(
+                f"/array/full/{key}",
+                params={"offset": "3", "shape": "1", "extend": "true"},
+                content=np.array([-1], "<i8").tobytes(),
+                headers=OCTET,
+            )
+            assert patch.status_code == 503, patch.text
+            created = http.post("/metadata/", json=array_body(f"{key}b", np.zeros(1)))
+            edited = http.put(f"/metadata/{key}", json={"metadata": {"lost": True}})
+            for response in (created, edited):
+                assert response.status_code == 503, response.text
+                assert "Nothing was stored" in response.json()["detail"]
             # Nothing half-applied: the refused writes were not stored.
-            stored = http.get(f"/array/full/{key}", headers={"Accept": "application/octet-stream"})
-            assert np.frombuffer(stored.content, "<i8").tolist() == [1, 1, 1]
+            assert stored(http, key) == [BEFORE] * 3
+            assert http.get(f"/metadata/{key}b").status_code == 404
+            node = http.get(f"/metadata/{key}").json()["data"]["attributes"]
+            assert node["metadata"] == {} and node["structure"]["shape"] == [3]
 
-            own_redis.start()
-            until_ok(http, key, 3)
-            # The stock client reconnects by itself and sees writes made after the recovery.
-            got = updates.wait_for(lambda u: u.data()[0] == 3, timeout=RECOVERY)
-            np.testing.assert_array_equal(got.data(), [3, 3, 3])
-            for _ in range(4):  # both workers serve writes again
-                assert put(http, key, 4).status_code == 200
+            own_redis.start()  # same port, empty: every stream restarts at sequence 1
+            after: list[int] = []
+            deadline = time.monotonic() + RECOVERY
+            value = BEFORE + 1
+            while len(after) < 20:
+                response = put(http, key, value)
+                if response.status_code == 200:
+                    after.append(value)
+                    value += 1
+                else:  # a worker still probing Redis: refused, nothing stored
+                    assert response.status_code == 503, response.text
+                    assert "Nothing was stored" in response.json()["detail"]
+                    assert time.monotonic() < deadline, "did not recover after Redis came back"
+                    time.sleep(0.1)
+            ok.extend(after)
+            assert stored(http, key) == [after[-1]] * 3
+
+            # The stock client resumed by itself and sees the writes made after the recovery.
+            got = updates.wait_for(lambda u: u.data()[0] == after[-1], timeout=RECOVERY)
+            np.testing.assert_array_equal(got.data(), [after[-1]] * 3)
+
+            # notify_gaps: every write that succeeded arrived, or a notice covers it.
+            def accounted() -> bool:
+                epochs = [f for f in told.frames if f["type"] == "stream-epoch"]
+                lost_to_restart = epochs[-1]["current_sequence"] if epochs else 0
+                return len(told.data()) + lost_to_restart >= len(ok)
+
+            wait_until(accounted, "every write after the restart")
+            check_notified(told.frames, ok)
         finally:
             sub.disconnect()
+            told.close()
             for conn in raw:
                 conn.close()
+
+
+def check_notified(frames: list[dict[str, Any]], ok: list[int]) -> None:
+    """Sequences run on one by one; a jump or a restart comes right after a notice saying so,
+    and the values received are the written ones minus exactly those the notices declared
+    lost (those of the restarted stream published before the subscriber was back)."""
+    expected_next: int | None = None
+    notice: dict[str, Any] | None = None
+    received: list[int] = []
+    declared_lost = 0
+    for frame in frames:
+        if frame["type"] in ("stream-gap", "stream-epoch"):
+            notice = frame
+            continue
+        sequence = frame["sequence"]
+        if expected_next is not None and sequence != expected_next:
+            assert notice is not None, f"sequence {sequence} after {expected_next - 1}, untold"
+            if notice["type"] == "stream-gap":
+                assert notice["missed_to"] + 1 == sequence, notice
+                declared_lost += notice["count"]
+            else:
+                assert sequence <= notice["current_sequence"] + 1, notice
+                declared_lost += sequence - 1
+        notice = None
+        expected_next = sequence + 1
+        received.append(int(np.frombuffer(frame["payload"], "<i8")[0]))
+    assert received == ok[:BEFORE] + ok[BEFORE + declared_lost :]
+    assert len(received) + declared_lost == len(ok)

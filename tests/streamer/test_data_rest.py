@@ -76,6 +76,25 @@ def test_get_waits_for_the_next_entry_by_default(rs_server: RunningServer, sid: 
         assert response.content == b"next"
 
 
+def test_trailing_slash_is_the_same_route(rs_server: RunningServer, sid: str) -> None:
+    """``/data/{sid}/`` is served like ``/data/{sid}`` (as Redis Streamer's route patch does),
+    not redirected: a multipart POST does not follow a 307."""
+    with http(rs_server) as client:
+        files = [("entries", ("e0", b"one")), ("entries", ("e1", b"two"))]
+        posted = client.post(f"/data/{sid}/", files=files)
+        assert posted.status_code == 200, posted.text
+        ids = posted.json()
+        assert len(ids) == 2
+        response = client.get(f"/data/{sid}/", params={"last_entry_id": "0", "count": 10})
+        assert response.status_code == 200
+        assert response.content == b"onetwo"
+        assert orjson.loads(response.headers["x-offsets"]) == [[sid, ids[0], 3], [sid, ids[1], 6]]
+        assert client.get(f"/data/{sid}x/", params={"last_entry_id": "0"}).status_code == 404
+        graphql = client.post("/graphql/", json={"query": "{ streamIds }"})
+        assert graphql.status_code == 200
+        assert f"default:{sid}" in graphql.json()["data"]["streamIds"]
+
+
 def test_rest_errors(rs_server: RunningServer, sid: str) -> None:
     with http(rs_server) as client:
         assert client.get(f"/data/{sid}").status_code == 404

@@ -176,10 +176,6 @@ def test_refusals_at_the_handshake(rs_server: RunningServer, sid: str) -> None:
     with pytest.raises(InvalidStatus) as refused:
         ws(rs_server, f"/data/{sid}/pull", headers={"Authorization": "Apikey wrong"})
     assert refused.value.response.status_code == 401
-    with pytest.raises(InvalidStatus) as refused:  # a stream nobody pushed to
-        ws(rs_server, f"/data/{sid}/pull")
-    assert refused.value.response.status_code == 404
-    assert b"No such stream" in refused.value.response.body
     push_raw(rs_server, sid, [b"x"])
     with pytest.raises(InvalidStatus) as refused:
         ws(rs_server, f"/data/{sid}/pull", "count=0")
@@ -188,5 +184,23 @@ def test_refusals_at_the_handshake(rs_server: RunningServer, sid: str) -> None:
         ws(rs_server, f"/data/{sid}/pull", "max_queue_bytes=0")
     assert refused.value.response.status_code == 400
     with pytest.raises(InvalidStatus) as refused:
-        ws(rs_server, f"/data/{sid}+nope{sid}/pull")
-    assert refused.value.response.status_code == 404
+        ws(rs_server, f"/data/{sid}+{sid}/pull")
+    assert refused.value.response.status_code == 400
+
+
+def test_pull_waits_for_streams_nobody_pushed_to_yet(rs_server: RunningServer, sid: str) -> None:
+    """As Redis Streamer's blocking read of a key that does not exist yet: empty heartbeats, then
+    the entries once they are pushed (``$``: from the moment the reader connected)."""
+    other = f"{sid}b"
+    push_raw(rs_server, other, [b"old"])  # exists, but before this reader connected
+    with ws(rs_server, f"/data/{sid}+{other}/pull", "block=200&count=5") as conn:
+        assert conn.recv(timeout=10) == "[]" and conn.recv(timeout=10) == b""  # heartbeat
+        push_raw(rs_server, sid, [b"first", b"second"])
+        push_raw(rs_server, other, [b"third"])
+        got: list[tuple[str, bytes]] = []
+        deadline = time.monotonic() + 10
+        while len(got) < 3:
+            assert time.monotonic() < deadline, got
+            header, data = conn.recv(timeout=10), conn.recv(timeout=10)
+            got.extend((name, payload) for name, _, payload in split(header, data))
+    assert sorted(got) == sorted([(sid, b"first"), (sid, b"second"), (other, b"third")])

@@ -22,6 +22,7 @@ from tests.conftest import RunningServer, needs_redis_hub, start_server, stop_se
 from tests.streamer.conftest import AUTH
 
 PROTOCOL = "graphql-transport-ws"
+JSON = "application/json"
 
 
 def gql(client: httpx.Client, query: str, **variables: Any) -> dict[str, Any]:
@@ -85,7 +86,7 @@ def test_stream_describes_pushed_entries(root: httpx.Client, key: str) -> None:
             "maxDeletedEntryId": "0-0",
             "radixTreeKeys": 0,
             "groups": 0,
-            "error": None,
+            "error": "",
             "meta": {},
             "firstEntryData": base64.b64encode(b'{"x": [1, 2]}').decode(),
             "lastEntryData": base64.b64encode(b"hello").decode(),
@@ -107,7 +108,7 @@ def test_stream_describes_pushed_entries(root: httpx.Client, key: str) -> None:
     )
     assert data["device"]["stream"] == {"id": f"{key}:glf", "length": 3}
     assert data["device"]["missing"] == {
-        "id": f"{key}:nope", "error": "no such key", "meta": None, "length": 0
+        "id": f"{key}:nope", "error": "no such key", "meta": {}, "length": 0
     }  # fmt: skip
 
 
@@ -140,8 +141,8 @@ def test_stream_listing_and_metadata(root: httpx.Client, key: str) -> None:
     )["device"]
     assert device["streamIds"] == ["a", "b"]
     assert device["streams"] == [
-        {"id": "a", "length": 1, "error": None, "meta": {}},
-        {"id": "b", "length": 2, "error": None, "meta": {}},
+        {"id": "a", "length": 1, "error": "", "meta": {}},
+        {"id": "b", "length": 2, "error": "", "meta": {}},
         {"id": "c", "length": 0, "error": "no such key", "meta": {"format": "mp4"}},
     ]
     streams = (
@@ -150,7 +151,7 @@ def test_stream_listing_and_metadata(root: httpx.Client, key: str) -> None:
     )
     assert gql(root, streams, i=["b", "zz"], m=None, p=f"{key}:")["streams"] == [
         {"id": "b", "length": 2, "lastEntryString": "3"},
-        {"id": "zz", "length": 0, "lastEntryString": None},
+        {"id": "zz", "length": 0, "lastEntryString": ""},
     ]
     assert gql(root, streams, i=None, m="a*", p=f"{key}:")["streams"] == [
         {"id": "a", "length": 1, "lastEntryString": "1"}
@@ -172,6 +173,49 @@ def test_stream_listing_and_metadata(root: httpx.Client, key: str) -> None:
     assert node["data"]["attributes"]["metadata"] == {"h": 480}
     errors = gql_errors(root, update, d=key, m=[1, 2], u=False)
     assert errors == ["meta must be a JSON object, not [1, 2]"]
+
+
+def test_metadata_only_stream_as_redis_streamer_lists_it(root: httpx.Client, key: str) -> None:
+    """A stream with metadata and no entry (updateStreamMeta only) is in ``streams`` (length 0,
+    error "no such key", empty entry fields, its meta) but not in ``streamIds``, as Redis
+    Streamer's XINFO on a missing key shows it; deleteStream removes its metadata."""
+    set_meta = (
+        "mutation($d: String!, $m: JSON!) "
+        '{ updateStreamMeta(streamId: "cam", deviceId: $d, meta: $m) }'
+    )
+    gql(root, set_meta, d=key, m={"fps": 30})
+    push(root, "imu", [b'{"g": 9.8}'], device=key)
+    listed = gql(
+        root,
+        f"query($p: String!) {{ streams(prefix: $p) {{ {STREAM_FIELDS} }} }}",
+        p=f"{key}:",
+    )["streams"]
+    assert [s["id"] for s in listed] == ["cam", "imu"]
+    assert listed[0] == {
+        "id": "cam", "length": 0, "entriesAdded": 0, "firstEntryId": "", "lastEntryId": "",
+        "lastGeneratedId": "", "recordedFirstEntryId": "", "maxDeletedEntryId": "",
+        "radixTreeKeys": 0, "groups": 0, "error": "no such key", "meta": {"fps": 30},
+        "firstEntryData": "", "lastEntryData": "", "firstEntryString": "", "lastEntryString": "",
+        "firstEntryJson": {}, "lastEntryJson": {}, "firstEntryTime": "", "lastEntryTime": "",
+        "year": "",
+    }  # fmt: skip
+    assert listed[1]["error"] == "" and listed[1]["lastEntryJson"] == {"g": 9.8}
+    ids = "query($p: String!, $s: Boolean!) { streamIds(prefix: $p, searchMeta: $s) }"
+    assert gql(root, ids, p=f"{key}:", s=False)["streamIds"] == ["imu"]
+    assert gql(root, ids, p=f"{key}:", s=True)["streamIds"] == ["cam", "imu"]
+
+    # As XTRIM, DEL meta, DEL stream answer: no entries, metadata, no stream key.
+    delete = "mutation($d: String!, $s: String!) { deleteStream(streamId: $s, deviceId: $d) }"
+    assert gql(root, delete, d=key, s="cam")["deleteStream"] == {
+        "data_deleted": False, "meta_deleted": True, "stream_deleted": False
+    }  # fmt: skip
+    assert gql(root, delete, d=key, s="imu")["deleteStream"] == {
+        "data_deleted": True, "meta_deleted": False, "stream_deleted": True
+    }  # fmt: skip
+    assert gql(root, ids, p=f"{key}:", s=True)["streamIds"] == []
+    gone = gql(root, "query($i: String!) { stream(id: $i) { error meta length } }", i=f"{key}:cam")
+    assert gone["stream"] == {"error": "no such key", "meta": {}, "length": 0}
+    assert root.get(f"/api/v1/metadata/streams/{key}/cam").status_code == 404
 
 
 def test_delete_stream(root: httpx.Client, key: str) -> None:
@@ -269,6 +313,13 @@ def test_device_lifecycle(root: httpx.Client, key: str) -> None:
     errors = gql_errors(root, CONNECT, d=":event", m={})
     assert errors == ["':event' is not a device id (':...' ids are reserved)"]
     assert "cannot name a stream or device" in gql_errors(root, CONNECT, d="a/b", m={})[0]
+
+
+def test_unparsable_requests_are_400(root: httpx.Client) -> None:
+    for body in (b"{", b"\xff\xfe"):  # not JSON; not even UTF-8 (was a 500)
+        response = root.post("/graphql", content=body, headers={"Content-Type": JSON})
+        assert response.status_code == 400, response.text
+        assert response.text == "Unable to parse request body as JSON"
 
 
 # -- auth -----------------------------------------------------------------------------------

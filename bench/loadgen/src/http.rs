@@ -1,5 +1,6 @@
 //! HTTP loops over keep-alive HTTP/1.1 connections (hyper's low-level client, no pool): `put`
-//! (stream-only array writes, paced or flat out) and `get` (control-plane reads).
+//! (stream-only array writes, paced or flat out; frame id and send time stamped, see `frames`)
+//! and `get` (control-plane reads, over TCP or a Unix socket).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,9 +13,11 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Map, Value};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 use crate::error::{LoadError, LoadResult};
+use crate::frames::stamp;
+use crate::pace;
 use crate::report::{emit, percentiles, rate};
 use crate::target::Target;
 
@@ -42,6 +45,8 @@ pub struct Plan {
     pub duration: Duration,
     /// Most requests in total (PUT only; 0 = no limit but the duration).
     pub max_requests: u64,
+    /// Connect to this Unix socket instead of `target.addr` (same requests and `Host`).
+    pub unix: Option<std::path::PathBuf>,
 }
 
 #[derive(Default)]
@@ -54,7 +59,14 @@ struct ConnStats {
     last_error: Option<String>,
 }
 
-async fn open(target: &Target) -> Result<SendRequest<Full<Bytes>>, String> {
+async fn open(target: &Target, unix: Option<&std::path::Path>) -> Result<SendRequest<Full<Bytes>>, String> {
+    if let Some(path) = unix {
+        let stream = UnixStream::connect(path).await.map_err(|e| format!("connect {}: {e}", path.display()))?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        return Ok(sender);
+    }
     let stream = TcpStream::connect(target.addr).await.map_err(|e| format!("connect: {e}"))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let (sender, connection) =
@@ -87,14 +99,7 @@ async fn connection(plan: Arc<Plan>, index: usize, frame_ids: Arc<AtomicU64>, st
     let mut stats = ConnStats::default();
     let deadline = start + plan.duration;
     let mut sender: Option<SendRequest<Full<Bytes>>> = None;
-    let mut ticker = plan.rate.map(|r| {
-        let period = Duration::from_secs_f64(plan.connections as f64 / r.max(1e-3));
-        // Spread the connections' ticks over one period.
-        let offset = period.mul_f64(index as f64 / plan.connections as f64);
-        let mut ticker = tokio::time::interval_at((start + offset).into(), period);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        ticker
-    });
+    let mut ticker = plan.rate.map(|r| pace::ticker(r, plan.connections, index, start));
     let mut body = vec![0u8; plan.put_size.unwrap_or(0)];
     let mut consecutive_errors = 0;
     let mut turn = index;
@@ -106,7 +111,7 @@ async fn connection(plan: Arc<Plan>, index: usize, frame_ids: Arc<AtomicU64>, st
             }
         }
         if sender.is_none() {
-            match open(&plan.target).await {
+            match open(&plan.target, plan.unix.as_deref()).await {
                 Ok(s) => sender = Some(s),
                 Err(e) => {
                     stats.errors += 1;
@@ -123,8 +128,7 @@ async fn connection(plan: Arc<Plan>, index: usize, frame_ids: Arc<AtomicU64>, st
                 if plan.max_requests > 0 && id >= plan.max_requests {
                     break;
                 }
-                let n = body.len().min(8);
-                body[..n].copy_from_slice(&id.to_le_bytes()[..n]);
+                stamp(&mut body, id);
                 request(&plan, &plan.paths[0], Bytes::copy_from_slice(&body), Method::PUT)
             }
             None => {
@@ -170,21 +174,17 @@ pub async fn run(plan: Plan, mode: &str) -> LoadResult<()> {
     let plan = Arc::new(plan);
     let frame_ids = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    let tasks: Vec<_> = (0..plan.connections)
-        .map(|i| tokio::spawn(connection(Arc::clone(&plan), i, Arc::clone(&frame_ids), start)))
-        .collect();
-    let mut all = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        if let Ok(stats) = task.await {
-            all.push(stats);
-        }
-    }
+    let mut all =
+        pace::run_each(plan.connections, |i| connection(Arc::clone(&plan), i, Arc::clone(&frame_ids), start)).await;
     let elapsed = start.elapsed().as_secs_f64();
     let ok: u64 = all.iter().map(|s| s.ok).sum();
     let mut latencies: Vec<u32> = all.iter_mut().flat_map(|s| std::mem::take(&mut s.latencies_us)).collect();
     let mut out = Map::new();
     out.insert("mode".into(), mode.into());
     out.insert("url".into(), plan.target.url.clone().into());
+    if let Some(path) = &plan.unix {
+        out.insert("unix".into(), path.display().to_string().into());
+    }
     out.insert("paths".into(), json!(plan.paths));
     out.insert("connections".into(), (plan.connections as u64).into());
     out.insert("target_rate".into(), plan.rate.map_or(Value::Null, Value::from));
@@ -219,7 +219,7 @@ pub async fn create_array(base: &Target, api_key: Option<&str>, key: &str, size:
             "management": "writable",
         }],
     });
-    let mut sender = open(base).await.map_err(LoadError::Setup)?;
+    let mut sender = open(base, None).await.map_err(LoadError::Setup)?;
     let mut builder = Request::builder()
         .method(Method::POST)
         .uri("/api/v1/metadata/")

@@ -2,13 +2,19 @@
 //! and many sockets. Run with `cargo run --release -p ferrotile-loadgen -- <subcommand> --help`.
 //!
 //! Subcommands: `subscribers` (N WebSocket subscribers, counting messages and checking the
-//! msgpack `sequence` per socket for gaps and duplicates), `idle` (N quiet sockets held open),
-//! `put` (stream-only `PUT /array/full/{key}?persist=false`, paced or flat out) and `get`
-//! (control-plane GET loop). Each prints a readable summary on stderr and one JSON line on stdout.
+//! msgpack `sequence` per socket for gaps and duplicates; with `--frames`, counting frames by the
+//! id the writers embed and measuring their latency), `idle` (N quiet sockets held open), `put`
+//! (stream-only `PUT /array/full/{key}?persist=false`, paced or flat out), `push` (the same frames
+//! over `WS /api/v1/stream/push/{key}`, acknowledged by sequence) and `get` (control-plane GET
+//! loop, over TCP or a Unix socket). Each prints a readable summary on stderr and one JSON line on
+//! stdout.
 //! Only loopback targets are accepted; every loop is bounded in count and time.
 
 mod error;
+mod frames;
 mod http;
+mod pace;
+mod push;
 mod report;
 mod target;
 mod ws;
@@ -49,6 +55,43 @@ struct SocketArgs {
     connect_timeout: f64,
 }
 
+/// What `put` and `push` share: the frames and their pacing.
+#[derive(Args)]
+struct WriterArgs {
+    /// Bytes per frame: a 1-D uint8 array of this length, its frame id in the first 8 bytes and
+    /// the CLOCK_MONOTONIC send time (ns) in the next 8.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// Create the array first (POST /api/v1/metadata/; an existing one is accepted).
+    #[arg(long)]
+    create: bool,
+    /// Total frames per second over all connections.
+    #[arg(long, conflicts_with = "max", required_unless_present = "max")]
+    rate: Option<f64>,
+    /// Send as fast as the server answers (PUT responses, push acks).
+    #[arg(long)]
+    max: bool,
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Stop after this many frames in total (0 = only the duration limits).
+    #[arg(long, default_value_t = 0)]
+    requests: u64,
+    #[arg(long)]
+    api_key: Option<String>,
+}
+
+impl WriterArgs {
+    fn rate(&self) -> Option<f64> {
+        if self.max {
+            None
+        } else {
+            self.rate
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Open N subscribers, count messages and bytes, check sequences; print READY when connected.
@@ -61,6 +104,14 @@ enum Command {
         /// Stop early once every socket has received this many data messages (0 = never).
         #[arg(long, default_value_t = 0)]
         expect: u64,
+        /// Count frames by the id in their first 8 bytes and time them by the send time in the
+        /// next 8, found in each message as is (`raw`) or in a msgpack envelope's `payload`.
+        #[arg(long, value_enum)]
+        frames: Option<frames::Payload>,
+        /// Stop once no data message has arrived for this many seconds after the first one
+        /// (0 = never).
+        #[arg(long, default_value_t = 0.0)]
+        idle_stop: f64,
     },
     /// Open N idle subscribers, report the connect rate, hold them open; print READY when connected.
     Idle {
@@ -78,33 +129,30 @@ enum Command {
         /// Array key (path under the root).
         #[arg(long, default_value = "x")]
         key: String,
-        /// Body bytes per PUT (a 1-D uint8 array of this length; frame id in the first 8 bytes).
-        #[arg(long, default_value_t = 1024)]
-        size: usize,
-        /// Create the array first (POST /api/v1/metadata/; an existing one is accepted).
+        #[command(flatten)]
+        writer: WriterArgs,
+    },
+    /// Frames over WebSocket push (WS /api/v1/stream/push/{key}), one binary message each,
+    /// acknowledged by JSON `{"sequence": N}`.
+    Push {
+        /// Push URL, e.g. ws://127.0.0.1:8000/api/v1/stream/push/x?persist=false&mode=full (the
+        /// array is the last path segment; each message replaces the whole 1-D array)
         #[arg(long)]
-        create: bool,
-        /// Total PUTs per second over all connections.
-        #[arg(long, conflicts_with = "max", required_unless_present = "max")]
-        rate: Option<f64>,
-        /// Send as fast as responses come back.
-        #[arg(long)]
-        max: bool,
-        #[arg(long, default_value_t = 1)]
-        connections: usize,
-        #[arg(long, default_value_t = 10.0)]
-        duration: f64,
-        /// Stop after this many PUTs in total (0 = only the duration limits).
-        #[arg(long, default_value_t = 0)]
-        requests: u64,
-        #[arg(long)]
-        api_key: Option<String>,
+        url: String,
+        /// Frames awaiting their ack per socket.
+        #[arg(long, default_value_t = 64)]
+        window: usize,
+        #[command(flatten)]
+        writer: WriterArgs,
     },
     /// Control-plane GET loop (paths cycled per connection).
     Get {
-        /// Server base URL, e.g. http://127.0.0.1:8000
+        /// Server base URL, e.g. http://127.0.0.1:8000 (its authority is the `Host` header)
         #[arg(long)]
         url: String,
+        /// Connect to this Unix socket instead (e.g. the Granian socket behind the edge).
+        #[arg(long)]
+        unix: Option<std::path::PathBuf>,
         /// Path(s) to GET; repeat for several.
         #[arg(long = "path", default_value = "/api/v1/")]
         paths: Vec<String>,
@@ -121,7 +169,14 @@ fn seconds(value: f64) -> Duration {
     Duration::from_secs_f64(value.clamp(0.0, 3600.0))
 }
 
-fn socket_run(args: SocketArgs, duration: f64, expect: u64, read_buffer: usize) -> LoadResult<ws::SocketRun> {
+fn socket_run(
+    args: SocketArgs,
+    duration: f64,
+    expect: u64,
+    read_buffer: usize,
+    frames: Option<frames::Payload>,
+    idle_stop: f64,
+) -> LoadResult<ws::SocketRun> {
     Ok(ws::SocketRun {
         target: target::parse(&args.url)?,
         count: args.count,
@@ -131,34 +186,58 @@ fn socket_run(args: SocketArgs, duration: f64, expect: u64, read_buffer: usize) 
         duration: seconds(duration),
         expect,
         read_buffer,
+        frames,
+        idle_stop: seconds(idle_stop),
     })
 }
 
 async fn run(command: Command) -> LoadResult<()> {
     match command {
-        Command::Subscribers { sockets, duration, expect } => {
-            ws::run_sockets(socket_run(sockets, duration, expect, 64 * 1024)?, "subscribers").await
+        Command::Subscribers { sockets, duration, expect, frames, idle_stop } => {
+            ws::run_sockets(socket_run(sockets, duration, expect, 64 * 1024, frames, idle_stop)?, "subscribers").await
         }
-        Command::Idle { sockets, hold } => ws::run_sockets(socket_run(sockets, hold, 0, 4096)?, "idle").await,
-        Command::Put { url, key, size, create, rate, max, connections, duration, requests, api_key } => {
+        Command::Idle { sockets, hold } => {
+            ws::run_sockets(socket_run(sockets, hold, 0, 4096, None, 0.0)?, "idle").await
+        }
+        Command::Push { url, window, writer } => {
+            let target = target::parse(&url)?;
+            if writer.create {
+                let path = url.split('?').next().unwrap_or_default();
+                let key = path.rsplit('/').next().unwrap_or_default();
+                http::create_array(&target::join(&target, "/"), writer.api_key.as_deref(), key, writer.size).await?;
+            }
+            let plan = push::PushPlan {
+                target,
+                size: writer.size,
+                rate: writer.rate(),
+                api_key: writer.api_key,
+                connections: writer.connections,
+                window,
+                duration: seconds(writer.duration),
+                max_frames: writer.requests,
+            };
+            push::run(plan).await
+        }
+        Command::Put { url, key, writer } => {
             let base = target::parse(&url)?;
-            if create {
-                http::create_array(&base, api_key.as_deref(), &key, size).await?;
+            if writer.create {
+                http::create_array(&base, writer.api_key.as_deref(), &key, writer.size).await?;
             }
             let path = format!("/api/v1/array/full/{key}?persist=false");
             let plan = http::Plan {
                 target: target::join(&base, &path),
                 paths: vec![path],
-                put_size: Some(size),
-                api_key,
-                connections,
-                rate: if max { None } else { rate },
-                duration: seconds(duration),
-                max_requests: requests,
+                put_size: Some(writer.size),
+                rate: writer.rate(),
+                api_key: writer.api_key,
+                connections: writer.connections,
+                duration: seconds(writer.duration),
+                max_requests: writer.requests,
+                unix: None,
             };
             http::run(plan, "put").await
         }
-        Command::Get { url, paths, connections, duration, api_key } => {
+        Command::Get { url, unix, paths, connections, duration, api_key } => {
             let base = target::parse(&url)?;
             let plan = http::Plan {
                 target: base,
@@ -169,6 +248,7 @@ async fn run(command: Command) -> LoadResult<()> {
                 rate: None,
                 duration: seconds(duration),
                 max_requests: 0,
+                unix,
             };
             http::run(plan, "get").await
         }

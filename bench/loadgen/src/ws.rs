@@ -1,5 +1,6 @@
-//! WebSocket subscribers: `subscribers` (count messages, check sequences) and `idle` (hold many
-//! quiet sockets). Handshakes run with bounded concurrency; every socket stops at a deadline.
+//! WebSocket subscribers: `subscribers` (count messages, check sequences; with `--frames`, count
+//! frames by their embedded id and measure latency, see `frames`) and `idle` (hold many quiet
+//! sockets). Handshakes run with bounded concurrency; every socket stops at a deadline.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::error::{LoadError, LoadResult};
+use crate::frames::{monotonic_ns, payload_of, FrameStats, Payload};
 use crate::report::{emit, rate};
 use crate::target::Target;
 
@@ -38,6 +40,10 @@ pub struct SocketRun {
     pub expect: u64,
     /// Bytes of read buffer per socket.
     pub read_buffer: usize,
+    /// Count frames by embedded id (and latency) in messages of this form; `None` = by sequence.
+    pub frames: Option<Payload>,
+    /// Stop once no data message has arrived for this long after the first one (zero = never).
+    pub idle_stop: Duration,
 }
 
 /// What one socket saw.
@@ -59,6 +65,8 @@ struct SocketStats {
     /// Why the socket ended before the run did (close frame or error), if it did.
     ended: Option<String>,
     connected: bool,
+    /// Frame ids and latency (with `--frames`).
+    frames: Option<FrameStats>,
 }
 
 /// The `sequence` field of a msgpack (binary) or JSON (text) envelope, if it has one.
@@ -100,6 +108,8 @@ struct Shared {
     failed: AtomicU64,
     done: AtomicU64,
     last_connect: LastInstant,
+    /// When the latest data message arrived on any socket (zero: none yet).
+    last_data: LastInstant,
 }
 
 /// The latest of several instants, as nanoseconds since a base (lock-free).
@@ -173,12 +183,29 @@ async fn socket(
         };
         stats.messages += 1;
         stats.bytes += frame.len() as u64;
-        if let Some(seq) = sequence_of(&frame, binary) {
+        let is_data = match run.frames {
+            Some(kind) => match payload_of(&frame, kind) {
+                Some(payload) => {
+                    stats.frames.get_or_insert_with(FrameStats::default).record(payload, monotonic_ns());
+                    true
+                }
+                None => false,
+            },
+            None => false,
+        };
+        let seq = if run.frames == Some(Payload::Raw) { None } else { sequence_of(&frame, binary) };
+        if is_data || seq.is_some() {
             // The delivery window spans data messages only (not the schema sent on connect).
             let now = Instant::now();
             stats.first_rx.get_or_insert(now);
             stats.last_rx = Some(now);
+            shared.last_data.mark();
             stats.data += 1;
+            if run.expect > 0 && stats.data == run.expect {
+                shared.done.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if let Some(seq) = seq {
             match stats.first_seq {
                 None => stats.first_seq = Some(seq),
                 Some(_) if seq > stats.last_seq + 1 => {
@@ -189,9 +216,6 @@ async fn socket(
                 Some(_) => {}
             }
             stats.last_seq = stats.last_seq.max(seq);
-            if run.expect > 0 && stats.data == run.expect {
-                shared.done.fetch_add(1, Ordering::Relaxed);
-            }
         }
     }
     stats
@@ -210,6 +234,7 @@ pub async fn run_sockets(run: SocketRun, mode: &str) -> LoadResult<()> {
         failed: AtomicU64::new(0),
         done: AtomicU64::new(0),
         last_connect: LastInstant::new(t0),
+        last_data: LastInstant::new(t0),
     });
     let gate = Arc::new(Semaphore::new(run.connect_concurrency.max(1)));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -230,6 +255,10 @@ pub async fn run_sockets(run: SocketRun, mode: &str) -> LoadResult<()> {
     let deadline = window_start + run.duration;
     while Instant::now() < deadline {
         if run.expect > 0 && connected > 0 && shared.done.load(Ordering::Relaxed) >= connected {
+            break;
+        }
+        let last_data = shared.last_data.get();
+        if !run.idle_stop.is_zero() && !last_data.is_zero() && t0.elapsed() > last_data + run.idle_stop {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -289,6 +318,37 @@ fn summarize(
     if let Some(reason) = ended_early.first().or(failures.first()) {
         out.insert("first_problem".into(), (*reason).clone().into());
     }
+    if run.frames.is_some() {
+        out.extend(frame_summary(all));
+    }
+    out
+}
+
+/// Frame figures summed over the sockets: unique frames, duplicates, holes, fewest unique on
+/// one socket, and latency percentiles (`lat_p50_ms`, ...) over every frame of every socket.
+fn frame_summary(all: &[SocketStats]) -> Map<String, Value> {
+    let stats: Vec<&FrameStats> = all.iter().filter(|s| s.connected).filter_map(|s| s.frames.as_ref()).collect();
+    let mut latency = FrameStats::default().latency_us;
+    for s in &stats {
+        latency.add(&s.latency_us).expect("histograms of the same bounds");
+    }
+    let fewest = if stats.len() < all.iter().filter(|s| s.connected).count() {
+        0 // a connected socket got no frame at all
+    } else {
+        stats.iter().map(|s| s.unique).min().unwrap_or(0)
+    };
+    let mut out = Map::new();
+    out.insert("frames_unique".into(), stats.iter().map(|s| s.unique).sum::<u64>().into());
+    out.insert("frame_dups".into(), stats.iter().map(|s| s.dups).sum::<u64>().into());
+    out.insert("frame_holes".into(), stats.iter().map(|s| s.holes()).sum::<u64>().into());
+    out.insert("min_unique_per_socket".into(), fewest.into());
+    out.insert("max_frame_id".into(), stats.iter().filter_map(|s| s.max_id).max().map_or(Value::Null, Value::from));
+    for (name, q) in [("lat_p50_ms", 0.5), ("lat_p99_ms", 0.99), ("lat_p999_ms", 0.999), ("lat_max_ms", 1.0)] {
+        let value =
+            if latency.is_empty() { Value::Null } else { Value::from(latency.value_at_quantile(q) as f64 / 1000.0) };
+        out.insert(name.into(), value);
+    }
+    out.insert("lat_samples".into(), latency.len().into());
     out
 }
 

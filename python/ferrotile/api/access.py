@@ -40,16 +40,26 @@ def route_of(path: str) -> str:
     return "healthz" if path == "/healthz" else "other"
 
 
+def client_address(scope: Scope) -> str | None:
+    """The client's address: the first hop of ``X-Forwarded-For`` (the edge appends the peer it
+    forwards for; a proxy in front of it, e.g. HAProxy, adds the original client first)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"x-forwarded-for":
+            first = value.decode("latin-1").split(",")[0].strip()
+            return first or None
+    client = scope.get("client")
+    return client[0] if client else None
+
+
 def _log(
     scope: Scope, method: str, status: int | None, seconds: float, sent: int | None, **extra: Any
 ) -> None:
-    client = scope.get("client")
     line = orjson.dumps(
         {
             **extra,
             "ts": round(time.time(), 6),
             "pid": os.getpid(),
-            "client": client[0] if client else None,
+            "client": client_address(scope),
             "method": method,
             "path": scope.get("path", ""),
             "status": status,

@@ -1,18 +1,19 @@
-"""``/api/v1/array/full|block/{path}``: write (PUT, PATCH) and read (GET) array data.
+"""``/api/v1/array/full|block/{path}``: read (GET) array data, create writable arrays, and the
+writes the edge does not serve.
 
-Every write is validated completely (dtype, byte count, block index, bounds) before anything is
-stored or streamed; then it is stored (unless ``persist=false``) and only then published, so a
-subscriber never sees data that the server rejected. While the streaming cache (Redis) is known
-to be unreachable, a write is refused with 503 before anything is stored; if publishing fails
-after storing, the 503's detail says the write was stored (see ``docs/api.md``).
+Writes of dense arrays (PUT full/block, PATCH) are served by the edge
+(``rust/src/edge/arrays.rs``), which validates them completely before anything is stored or
+streamed and hands the persisted part to :mod:`ferrotile.api.array_store`. It forwards here what
+is not a writable dense array: sparse arrays (Tiled serves them on the same routes) and the
+refusals worded by this app (not an array: 404; registered files: 405).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
-import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -20,18 +21,17 @@ from ferrotile.api import register as registered
 from ferrotile.api import sparse
 from ferrotile.api.auth import Access
 from ferrotile.api.common import (
-    changed,
-    ensure_streamable,
-    json_response,
-    publish,
-    query_bool,
     require,
 )
 from ferrotile.api.creation import FamilyWriter, ParsedSource, directory_source, register
 from ferrotile.api.errors import ApiError
-from ferrotile.api.formats import ARRAY_SERIALIZERS, OCTET, array_response, negotiate
+from ferrotile.api.formats import (
+    ARRAY_SERIALIZERS,
+    array_response,
+    check_response_size,
+    negotiate,
+)
 from ferrotile.catalog.models import DataSource, Node
-from ferrotile.errors import PatchOutOfBounds
 from ferrotile.state import AppState
 from ferrotile.storage.dtypes import data_type_to_numpy
 from ferrotile.storage.slicing import (
@@ -41,8 +41,7 @@ from ferrotile.storage.slicing import (
     parse_slice,
 )
 from ferrotile.storage.structure import ArrayStructure
-from ferrotile.storage.zarr_array import ZarrArray, array_from_body
-from ferrotile.streaming import messages
+from ferrotile.storage.zarr_array import ZarrArray
 
 ZARR = "application/x-zarr"
 EXTEND_NO_PERSIST = (
@@ -112,124 +111,47 @@ def _block(request: Request, structure: ArrayStructure) -> tuple[tuple[int, ...]
         raise ApiError(422, str(exc)) from None
 
 
-async def _body_array(
-    request: Request, structure: ArrayStructure, shape: tuple[int, ...]
-) -> tuple[bytes, np.ndarray]:
-    content_type = request.headers.get("content-type", OCTET).split(";")[0].strip()
-    if content_type != OCTET:
-        raise ApiError(415, f"Unsupported Content-Type {content_type!r}; send {OCTET}")
-    body = await request.body()
-    try:
-        return body, array_from_body(body, structure.dtype, shape)
-    except ValueError as exc:
-        raise ApiError(400, str(exc)) from None
-
-
-async def _publish(
-    state: AppState,
-    node: Node,
-    body: bytes,
-    structure: ArrayStructure,
-    shape: tuple[int, ...],
-    *,
-    stored: bool,
-    **where: Any,
-) -> None:
-    header = messages.array_data(mimetype=OCTET, shape=shape, **where)
-    await publish(state, node.id, header, body, (structure.dtype.str, shape), stored=stored)
+def _served_by_edge() -> ApiError:
+    return ApiError(
+        421,
+        "Dense array writes are served by the server's public port (the edge), "
+        "not by the control plane's socket",
+    )
 
 
 async def put_full(request: Request) -> Response:
+    """Sparse arrays only: the edge serves dense ones (and forwards the rest here)."""
     state = require(request, Access.WRITE)
     node = await state.node(request.path_params["path"])
     if node.structure_family == "sparse":  # Tiled serves sparse arrays on the same routes
         return await sparse.put_full(request, state, node)
-    structure = _writable_structure(node)
-    persist = query_bool(request, "persist", True)
-    body, data = await _body_array(request, structure, structure.shape)
-    ensure_streamable(state)
-    if persist:
-        async with state.arrays.lock(node.id):
-            await asyncio.to_thread(state.arrays.get(node).write_full, data)
-    await _publish(state, node, body, structure, structure.shape, stored=persist)
-    return json_response(None)
+    _writable_structure(node)  # 404 / 405 with this app's wording
+    raise _served_by_edge()
 
 
 async def put_block(request: Request) -> Response:
+    """Sparse arrays only: the edge serves dense ones (and forwards the rest here)."""
     state = require(request, Access.WRITE)
     node = await state.node(request.path_params["path"])
     if node.structure_family == "sparse":  # Tiled serves sparse arrays on the same routes
         return await sparse.put_block(request, state, node)
-    structure = _writable_structure(node)
-    block, shape = _block(request, structure)
-    persist = query_bool(request, "persist", True)
-    body, data = await _body_array(request, structure, shape)
-    ensure_streamable(state)
-    if persist:
-        async with state.arrays.lock(node.id):
-            await asyncio.to_thread(state.arrays.get(node).write_block, block, data)
-    await _publish(state, node, body, structure, shape, stored=persist, block=block)
-    return json_response(None)
-
-
-def _check_bounds(
-    structure: ArrayStructure, offset: tuple[int, ...], shape: tuple[int, ...]
-) -> None:
-    padded = offset + (0,) * (len(shape) - len(offset))
-    if len(shape) != len(structure.shape) or len(padded) != len(shape):
-        raise ApiError(422, f"shape {shape} does not match the array's rank {len(structure.shape)}")
-    if any(o < 0 for o in padded):
-        raise ApiError(422, f"offset {offset} must not be negative")
-    ends = tuple(o + s for o, s in zip(padded, shape, strict=True))
-    if any(e > n for e, n in zip(ends, structure.shape, strict=True)):
-        raise ApiError(
-            409,
-            f"Slice at offset {offset} with shape {shape} does not fit within current array "
-            f"shape {structure.shape}. Use ?extend=true to extend the array dimensions to fit.",
-        )
+    _writable_structure(node)
+    raise _served_by_edge()
 
 
 async def patch_full(request: Request) -> Response:
+    """Refusals only: the edge serves PATCH of dense arrays (and forwards the rest here)."""
     state = require(request, Access.WRITE)
-    path = request.path_params["path"]
-    node = await state.node(path)
+    node = await state.node(request.path_params["path"])
     _writable_structure(node)
-    offset = _param(request, "offset")
-    shape = _param(request, "shape")
-    if offset is None or shape is None:
-        raise ApiError(422, "Query parameters 'offset' and 'shape' are required")
-    extend = query_bool(request, "extend", False)
-    persist = query_bool(request, "persist", True)
-    if extend and not persist:
-        raise ApiError(400, EXTEND_NO_PERSIST)
-    async with state.arrays.lock(node.id):
-        # Re-read under the lock: a concurrent PATCH may have grown the array (through another
-        # worker too: its cache invalidation may still be on its way, so read the catalog then).
-        node = await state.node(path, fresh=state.shared_catalog)
-        structure = _structure(node)
-        body, data = await _body_array(request, structure, shape)
-        if not persist:
-            _check_bounds(structure, offset, shape)
-        ensure_streamable(state)
-        if persist:
-            array = state.arrays.get(node)
-            try:
-                new = await asyncio.to_thread(array.patch, data, offset, extend, structure)
-            except PatchOutOfBounds as exc:
-                raise ApiError(409, str(exc)) from None
-            except ValueError as exc:
-                raise ApiError(422, str(exc)) from None
-            if new.shape != structure.shape:
-                ds_id = node.data_sources[0].id
-                assert ds_id is not None
-                node = await state.catalog.update_structure(node, ds_id, new.to_json())
-                await changed(state, node, stored=True)
-            structure = new
-        await _publish(state, node, body, structure, shape, stored=persist, offset=offset)
-    return json_response(structure.to_json())
+    raise _served_by_edge()
 
 
-def _selection(request: Request, shape: tuple[int, ...]) -> tuple[Any, ...]:
+def _selection(
+    request: Request, state: AppState, structure: ArrayStructure, shape: tuple[int, ...]
+) -> tuple[Any, ...]:
+    """The ``slice`` of an array (or block) of ``shape``; refused (400) before anything is read
+    when the result would exceed ``response_bytesize_limit``, as computed from the shape."""
     try:
         selection = parse_slice(request.query_params.get("slice"), shape)
         result_shape = normalize_selection(selection, shape).shape
@@ -241,6 +163,8 @@ def _selection(request: Request, shape: tuple[int, ...]) -> tuple[Any, ...]:
             check_expected_shape(parse_int_tuple(expected, "expected_shape"), result_shape)
         except ValueError as exc:
             raise ApiError(422, str(exc)) from None
+    nbytes = math.prod(result_shape) * structure.dtype.itemsize
+    check_response_size(nbytes, state.settings.response_bytesize_limit)
     return selection
 
 
@@ -251,7 +175,7 @@ async def get_full(request: Request) -> Response:
         return await sparse.get_full(request, state, node)
     structure = _structure(node)
     negotiate(request, "array", ARRAY_SERIALIZERS)  # 406 before any read
-    selection = _selection(request, structure.shape)
+    selection = _selection(request, state, structure, structure.shape)
     if registered.is_external(node):  # files registered in place: read through their adapter
         data = await registered.read_registered_array(state, node, structure, selection)
         return array_response(request, data, state.settings.response_bytesize_limit)
@@ -267,7 +191,7 @@ async def get_block(request: Request) -> Response:
     structure = _structure(node)
     block, shape = _block(request, structure)
     negotiate(request, "array", ARRAY_SERIALIZERS)  # 406 before any read
-    selection = _selection(request, shape)
+    selection = _selection(request, state, structure, shape)
     if registered.is_external(node):  # files registered in place: read through their adapter
         data = await registered.read_registered_array(state, node, structure, selection, block)
         return array_response(request, data, state.settings.response_bytesize_limit)

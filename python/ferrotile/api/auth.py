@@ -37,13 +37,28 @@ def key_matches(candidate: str, api_key: str) -> bool:
     return hmac.compare_digest(candidate.encode(), api_key.encode())
 
 
+#: Tiled 0.2.20's answer (400, this detail, trailing space included) to an ``Authorization``
+#: header whose scheme is neither ``Apikey`` nor ``Bearer``.
+BAD_SCHEME = (
+    "Authorization header must include the authorization type followed by a space and then "
+    "the secret, as in 'Bearer SECRET' or 'Apikey SECRET'. "
+)
+
+
 def check_header(authorization: str | None, api_key: str) -> Credentials:
-    """Classify an ``Authorization`` header; a scheme other than Apikey/Bearer is a 400."""
+    """Classify an ``Authorization`` header as Tiled 0.2.20 does.
+
+    An unknown scheme is a 400 with Tiled's detail (not a 401: the client sent something that
+    is not a credential at all); ``Apikey`` without a key counts as no credentials; ``Bearer``
+    tokens do not exist in single-user mode, so they never match.
+    """
     if not authorization:
         return Credentials.NONE
     scheme, _, value = authorization.partition(" ")
     if scheme.lower() not in ("apikey", "bearer"):
-        raise ApiError(400, f"Unsupported authorization scheme {scheme!r}; use 'Apikey <key>'")
+        raise ApiError(400, BAD_SCHEME)
+    if scheme.lower() == "apikey" and not value.strip():
+        return Credentials.NONE
     if scheme.lower() == "apikey" and key_matches(value.strip(), api_key):
         return Credentials.VALID
     return Credentials.INVALID

@@ -11,6 +11,7 @@ from ferrotile.api.errors import ApiError
 from ferrotile.catalog.models import STRUCTURE_FAMILIES
 from ferrotile.catalog.paths import validate_key
 from ferrotile.errors import InvalidKey
+from ferrotile.validation import check_data_source_depth, check_depth
 
 MAX_SPECS = 20
 MAX_SPEC_NAME = 255
@@ -92,13 +93,22 @@ class NodeFields:
 
 
 def parse_node_fields(body: dict[str, Any]) -> NodeFields:
-    """Check the common fields of a creation body; raise :class:`ApiError` naming the problem."""
+    """Check the common fields of a creation body; raise :class:`ApiError` naming the problem.
+
+    The nesting of the metadata and of every data source's documents is checked here (the one
+    place both creation routes, POST /metadata and POST /register, pass through): 422 by
+    :class:`~ferrotile.validation.TooDeep`, before anything is stored.
+    """
     family = body.get("structure_family")
     if family not in STRUCTURE_FAMILIES:
         raise ApiError(422, f"Unknown structure_family {family!r}")
     metadata = body.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise ApiError(422, "metadata must be a JSON object")
+    check_depth(metadata)
+    sources = body.get("data_sources")
+    for source in sources if isinstance(sources, list) else []:
+        check_data_source_depth(source)
     raw_key = body.get("id")
     key = str(uuid.uuid4()) if raw_key is None else raw_key
     if not isinstance(key, str):

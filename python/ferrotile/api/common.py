@@ -14,6 +14,7 @@ from ferrotile.api.errors import ApiError
 from ferrotile.catalog.models import Node
 from ferrotile.errors import StreamUnavailable
 from ferrotile.state import AppState
+from ferrotile.validation import MAX_INT64, parse_int
 
 JSON = "application/json"
 
@@ -67,17 +68,15 @@ def query_bool(request: Request, name: str, default: bool) -> bool:
     raise ApiError(422, f"Query parameter {name!r} must be true or false, not {raw!r}")
 
 
-def query_int(request: Request, name: str, default: int, *, minimum: int = 0) -> int:
+def query_int(
+    request: Request, name: str, default: int, *, minimum: int = 0, maximum: int = MAX_INT64
+) -> int:
+    """An integer query parameter (absent: ``default``); 422 naming it when malformed or out of
+    ``minimum..maximum`` (see :func:`ferrotile.validation.parse_int`)."""
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(422, f"Query parameter {name!r} must be an integer, not {raw!r}") from None
-    if value < minimum:
-        raise ApiError(422, f"Query parameter {name!r} must be >= {minimum}")
-    return value
+    return parse_int(raw, name, minimum=minimum, maximum=maximum)
 
 
 #: Seconds a client is asked to wait after a 503 from an unavailable streaming cache.

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 import orjson
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from ferrotile.errors import (
@@ -17,6 +18,9 @@ from ferrotile.errors import (
     PatchOutOfBounds,
     StreamUnavailable,
 )
+from ferrotile.validation import InputRejected
+
+log = logging.getLogger("ferrotile.api")
 
 
 class ApiError(Exception):
@@ -51,6 +55,8 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
 
 async def domain_error_handler(request: Request, exc: Exception) -> Response:
     """Map the domain exceptions that carry their own meaning to status codes."""
+    if isinstance(exc, InputRejected):
+        return error_response(exc.status, str(exc))
     if isinstance(exc, KeyConflict | NotEmpty | PatchOutOfBounds):
         return error_response(409, str(exc))
     if isinstance(exc, InvalidKey):
@@ -58,6 +64,21 @@ async def domain_error_handler(request: Request, exc: Exception) -> Response:
     if isinstance(exc, CatalogError):
         return error_response(500, f"Catalog error: {exc}")
     return error_response(400, str(exc))
+
+
+async def client_disconnect_handler(request: Request, exc: Exception) -> Response:
+    """The request body ended early: the client went away mid-upload, or its chunked encoding
+    was malformed (Granian reports both as a disconnect). Bodies are read whole before anything
+    is stored, so nothing was written; this is the client's doing, so no traceback."""
+    log.info(
+        "%s %s: request body incomplete (client disconnected or malformed chunked encoding); "
+        "nothing was stored",
+        request.method,
+        request.url.path,
+    )
+    return error_response(
+        400, "The request body is incomplete or malformed (e.g. invalid chunked encoding)"
+    )
 
 
 async def stream_unavailable_handler(request: Request, exc: Exception) -> Response:
@@ -74,4 +95,6 @@ EXCEPTION_HANDLERS = {
     PatchOutOfBounds: domain_error_handler,
     InvalidKey: domain_error_handler,
     CatalogError: domain_error_handler,
+    InputRejected: domain_error_handler,
+    ClientDisconnect: client_disconnect_handler,
 }

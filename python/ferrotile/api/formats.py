@@ -242,6 +242,15 @@ def _serialize(media_type: str, serialize: Callable[[], bytes]) -> bytes:
         ) from None
 
 
+def check_response_size(nbytes: int, limit: int) -> None:
+    """Tiled's 400 when an array response would be larger than ``response_bytesize_limit``."""
+    if nbytes > limit:
+        raise ApiError(
+            400,
+            f"Response would exceed {limit}. Use slicing ('?slice=...') to request smaller chunks.",
+        )
+
+
 def array_response(request: Request, data: np.ndarray, limit: int) -> Response:
     """Serve ``data`` in the negotiated media type.
 
@@ -255,11 +264,7 @@ def array_response(request: Request, data: np.ndarray, limit: int) -> Response:
         ``response_bytesize_limit``: larger data is refused with 400, as Tiled does.
     """
     media_type = negotiate(request, "array", ARRAY_SERIALIZERS)
-    if data.nbytes > limit:
-        raise ApiError(
-            400,
-            f"Response would exceed {limit}. Use slicing ('?slice=...') to request smaller chunks.",
-        )
+    check_response_size(data.nbytes, limit)
     body = _serialize(media_type, lambda: ARRAY_SERIALIZERS[media_type](data))
     return Response(body, media_type=media_type)
 

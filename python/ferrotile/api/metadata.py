@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections.abc import Sequence
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -25,7 +24,8 @@ from ferrotile.api.common import (
 from ferrotile.api.creation import WRITERS
 from ferrotile.api.errors import ApiError
 from ferrotile.api.etag import with_etag
-from ferrotile.api.items import links, render
+from ferrotile.api.items import render
+from ferrotile.api.register import create_external, created_response, is_external_request
 from ferrotile.api.search import parse_fields
 from ferrotile.catalog.models import DataSource, Node
 from ferrotile.errors import NotEmpty
@@ -57,19 +57,16 @@ async def post_metadata(request: Request) -> Response:
     parent = await state.node(request.path_params["path"])
     if parent.structure_family != "container":
         raise ApiError(405, f"Cannot create a child of a {parent.structure_family!r} node")
-    create = parse_create(await read_json_object(request))
+    body = await read_json_object(request)
+    if is_external_request(body) and not body["data_sources"][0].get("assets"):
+        # An external data source whose files come later with PUT /data_source (Bluesky's
+        # TiledWriter creates file-series nodes this way); with assets, POST /register.
+        node = await create_external(state, parent, body, allow_no_assets=True)
+        return created_response(request, node)
+    create = parse_create(body)
     if await state.catalog.lookup((*parent.path, create.key)) is not None:
         raise ApiError(409, f"An entry named {create.key!r} already exists")
-
-    node = await create_child(state, parent, create)
-    body: dict[str, Any] = {
-        "id": node.key,
-        "links": links(node, base_url(request)),
-        "data_sources": [ds.to_json() for ds in node.data_sources],
-        "access_tags": sorted(node.access_tags),
-        "access_blob": {"tags": sorted(node.access_tags)},
-    }
-    return json_response(body)
+    return created_response(request, await create_child(state, parent, create))
 
 
 async def create_child(state: AppState, parent: Node, create: CreateRequest) -> Node:

@@ -35,6 +35,7 @@ from ferrotile.api.errors import ApiError
 from ferrotile.catalog.models import Node
 from ferrotile.state import AppState
 from ferrotile.streaming import messages
+from ferrotile.validation import MAX_JSON_DEPTH, TooDeep, check_depth, json_depth
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -101,6 +102,10 @@ async def patch_metadata(request: Request) -> Response:
         raise ApiError(422, "Field 'specs' is required (null for no change)")
     content_type = body.get("content-type")
     current_tags = sorted(node.access_tags)
+    # The patch itself first, since applying it recurses; the result is checked when stored.
+    # A JSON Patch value sits three levels below the body: {"metadata": [{"value": ...}]}.
+    if json_depth(body, MAX_JSON_DEPTH + 3) > MAX_JSON_DEPTH + 3:
+        raise TooDeep(f"The patch is nested too deep: metadata may nest {MAX_JSON_DEPTH} levels")
     if content_type == JSON_PATCH:
         metadata = _json_patch(node.metadata, body.get("metadata") or [], "metadata")
         raw_specs = _json_patch(node.specs, body.get("specs") or [], "specs")
@@ -153,8 +158,11 @@ async def store_metadata(
 ) -> Node:
     """Replace ``node``'s metadata (and specs; None keeps them), tell the other workers and
     announce it on the parent's stream (``container-child-metadata-updated``); return the node
-    as now stored. Refused with 503 before storing anything while the streaming cache is down.
+    as now stored. Refused with 503 before storing anything while the streaming cache is down,
+    and with 422 (:class:`~ferrotile.validation.TooDeep`) when the metadata nests too deep:
+    every metadata edit (PATCH, PUT, GraphQL, devices) passes through here.
     """
+    check_depth(metadata)
     ensure_streamable(state)
     updated, number = await state.catalog.replace_metadata(
         node,

@@ -43,9 +43,11 @@ from prometheus_client import (
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ferrotile import _core
 from ferrotile.api.auth import Access
 from ferrotile.api.common import require
 from ferrotile.config import MULTIPROC_ENV
+from ferrotile.state import AppState
 from ferrotile.streaming.hub import CONTROL_TOPIC, StreamHub
 
 #: Seconds between a worker's copies of its hub figures into the shared gauges (multiprocess).
@@ -135,7 +137,7 @@ class Metrics:
         }
         self._hub_seen: dict[str, int] = {}
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._streams: dict[int, Any] = {}
+        self._streams: dict[int | None, Any] = {}
         #: Subscription lists of the open WebSocket connections (see ``access``).
         self.connections: set[int] = set()
         self.open_subscriptions: dict[int, list[Any]] = {}
@@ -144,7 +146,7 @@ class Metrics:
 
     # -- hot paths: once per request / publish ------------------------------------------------
 
-    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+    def _request_children(self, method: str, route: str, status: int) -> tuple[Any, Any]:
         key = (method, route, status)
         children = self._children.get(key)
         if children is None:
@@ -152,18 +154,41 @@ class Metrics:
                 self.requests.labels(method, route, str(status)),
                 self.latency.labels(method, route),
             )
-        children[0].inc()
-        children[1].observe(seconds)
+        return children
 
-    def observe_publish(self, topic: int, messages: int, seconds: float) -> None:
+    def _stream_child(self, topic: int | None) -> Any:
         child = self._streams.get(topic)
         if child is None:
             label = str(topic) if len(self._streams) < MAX_STREAM_LABELS else "other"
-            if topic == CONTROL_TOPIC:
+            if topic is None:
+                label = "other"  # the edge's streams past its own label cap
+            elif topic == CONTROL_TOPIC:
                 label = "control"  # cache invalidations between processes
             child = self._streams[topic] = self.publishes.labels(label)
-        child.inc(messages)
+        return child
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        counter, latency = self._request_children(method, route, status)
+        counter.inc()
+        latency.observe(seconds)
+
+    def observe_publish(self, topic: int, messages: int, seconds: float) -> None:
+        self._stream_child(topic).inc(messages)
         self.publish_seconds.observe(seconds)
+
+    def add_edge(self, stats: dict[str, Any]) -> tuple[int, int, int]:
+        """Add the edge's counts since the last call (``Edge.take_stats()``) to the same metric
+        families; return its ``(dropped, missed, queue_bytes)`` totals and gauge."""
+        for (method, route, status), (buckets, total) in stats["requests"].items():
+            counter, latency = self._request_children(method, route, status)
+            counter.inc(sum(buckets))
+            _add_observations(latency, buckets, total)
+        for route, count in stats["websockets"].items():
+            self.websockets.labels(route).inc(count)
+        for topic, count in stats["published"].items():
+            self._stream_child(topic).inc(count)
+        _add_observations(self.publish_seconds, *stats["publish_latency"])
+        return stats["dropped"], stats["missed"], stats["queue_bytes"]
 
     # -- per connection -----------------------------------------------------------------------
 
@@ -174,9 +199,13 @@ class Metrics:
 
     # -- at scrape time -----------------------------------------------------------------------
 
-    def refresh(self, hub: StreamHub | None) -> None:
-        """Copy the hub's figures and the open subscriptions' counters into the metrics."""
+    def refresh(self, hub: StreamHub | None, edge: _core.Edge | None = None) -> None:
+        """Copy the hub's figures, the edge's counts and the open subscriptions' counters into
+        the metrics."""
         dropped, missed, backlog = self._folded[0], self._folded[1], 0
+        if edge is not None:
+            edge_dropped, edge_missed, edge_backlog = self.add_edge(edge.take_stats())
+            dropped, missed, backlog = dropped + edge_dropped, missed + edge_missed, edge_backlog
         for subscriptions in self.open_subscriptions.values():
             for subscription in subscriptions:
                 dropped += subscription.dropped
@@ -197,6 +226,17 @@ class Metrics:
             self._hub_seen[name] = value
 
 
+def _add_observations(histogram: Any, buckets: list[int], total: float) -> None:
+    """Add observations counted elsewhere with the same bounds (:data:`LATENCY_BUCKETS`):
+    ``prometheus_client`` keeps one value per bucket (not cumulative) and a sum, so adding the
+    counts there is what observing each value would have done."""
+    for value, count in zip(histogram._buckets, buckets, strict=False):
+        if count:
+            value.inc(count)
+    if total:
+        histogram._sum.inc(total)
+
+
 _metrics: Metrics | None = None
 
 
@@ -208,10 +248,10 @@ def metrics() -> Metrics:
     return _metrics
 
 
-async def refresh_forever(hub: StreamHub | None) -> None:
+async def refresh_forever(state: AppState) -> None:
     """Multiprocess mode: keep this worker's share of the gauges current for other scrapers."""
     while True:
-        metrics().refresh(hub)
+        metrics().refresh(state.hub, state.edge)
         await asyncio.sleep(REFRESH_INTERVAL)
 
 
@@ -229,8 +269,8 @@ def _forget_dead_workers(directory: Path) -> None:
             pass
 
 
-def exposition(hub: StreamHub | None) -> bytes:
-    metrics().refresh(hub)
+def exposition(state: AppState) -> bytes:
+    metrics().refresh(state.hub, state.edge)
     directory = os.environ.get(MULTIPROC_ENV)
     if not directory:
         return generate_latest(REGISTRY)
@@ -243,4 +283,4 @@ def exposition(hub: StreamHub | None) -> bytes:
 
 async def get_metrics(request: Request) -> Response:
     state = require(request, Access.READ)
-    return Response(exposition(state.hub), media_type=CONTENT_TYPE_LATEST)
+    return Response(exposition(state), media_type=CONTENT_TYPE_LATEST)

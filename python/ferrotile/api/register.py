@@ -25,6 +25,7 @@ from ferrotile.api.bodies import DS_FIELDS, parse_node_fields
 from ferrotile.api.common import (
     base_url,
     changed,
+    ensure_streamable,
     json_response,
     publish,
     read_json_object,
@@ -43,13 +44,16 @@ from ferrotile.storage.slicing import Selection, normalize_selection, parse_int_
 from ferrotile.storage.structure import ArrayStructure
 from ferrotile.storage.tables.arrow_io import InvalidTable, TableStructure
 from ferrotile.streaming import messages
+from ferrotile.validation import check_data_source_depth
 
 
 def _fail(exc: ExternalDataError) -> ApiError:
     return ApiError(exc.status, exc.detail, exc.headers)
 
 
-def _assets(raw: Any, readable: Sequence[Path]) -> tuple[Asset, ...]:
+def _assets(raw: Any, readable: Sequence[Path], *, allow_none: bool) -> tuple[Asset, ...]:
+    if allow_none and raw in (None, []):
+        return ()
     if not isinstance(raw, list) or not raw:
         raise ApiError(422, "A registered data source needs a non-empty list of assets")
     assets = []
@@ -117,8 +121,15 @@ def _structure(family: str, raw: Any, properties: dict[str, Any]) -> dict[str, A
     raise ApiError(422, f"Registering {family!r} data is not supported by this server")
 
 
-def parse_source(ds: Any, family: str, readable: Sequence[Path]) -> DataSource:
-    """Validate one external data source of a register / data_source request (no effects)."""
+def parse_source(
+    ds: Any, family: str, readable: Sequence[Path], *, allow_no_assets: bool = False
+) -> DataSource:
+    """Validate one external data source of a register / data_source request (no effects).
+
+    ``allow_no_assets``: an external data source created with ``POST /metadata`` before its
+    files exist (Bluesky's TiledWriter does this for file series); its assets come later with
+    ``PUT /data_source``, which checks them against the readable directories then.
+    """
     if not isinstance(ds, dict):
         raise ApiError(422, "A data source must be a JSON object")
     extra = set(ds) - DS_FIELDS
@@ -160,7 +171,7 @@ def parse_source(ds: Any, family: str, readable: Sequence[Path]) -> DataSource:
         parameters=parameters,
         properties=properties,
         management="external",
-        assets=_assets(ds.get("assets"), readable),
+        assets=_assets(ds.get("assets"), readable, allow_none=allow_no_assets),
     )
 
 
@@ -170,35 +181,82 @@ async def post_register(request: Request) -> Response:
     if parent.structure_family != "container":
         raise ApiError(405, f"Cannot create a child of a {parent.structure_family!r} node")
     body = await read_json_object(request)
-    fields = parse_node_fields(body)
-    key, family, metadata, specs = (
-        fields.key,
-        fields.structure_family,
-        fields.metadata,
-        fields.specs,
+    node = await create_external(state, parent, body, allow_no_assets=False)
+    return created_response(request, node)
+
+
+def is_external_request(body: dict[str, Any]) -> bool:
+    """Whether a ``POST /metadata`` body declares an external (registered) data source."""
+    sources = body.get("data_sources")
+    return (
+        isinstance(sources, list)
+        and len(sources) == 1
+        and isinstance(sources[0], dict)
+        and sources[0].get("management") == "external"
     )
+
+
+async def create_external(
+    state: AppState, parent: Node, body: dict[str, Any], *, allow_no_assets: bool
+) -> Node:
+    """Record a node over external files (``POST /register``, or ``POST /metadata`` with an
+    external data source whose assets may come later) and announce it on the parent's stream.
+
+    Every check (fields, media type, structure, each asset inside a readable directory) is
+    made before anything is recorded, so a refused request leaves no trace.
+    """
+    fields = parse_node_fields(body)
+    family = fields.structure_family
     raw_sources = body.get("data_sources") or []
     if not isinstance(raw_sources, list) or len(raw_sources) > 1:
         raise ApiError(422, "A registered node takes exactly one data source")
     if not raw_sources and family != "container":
         raise ApiError(422, f"A registered {family} node needs one data source")
     readable = state.settings.readable
-    sources = [parse_source(ds, family, readable) for ds in raw_sources]
+    sources = [
+        parse_source(ds, family, readable, allow_no_assets=allow_no_assets) for ds in raw_sources
+    ]
+    key = fields.key
     if await state.catalog.lookup((*parent.path, key)) is not None:
         raise ApiError(409, f"An entry named {key!r} already exists")
+    ensure_streamable(state)
     try:
         node = await state.catalog.create_node(
             parent,
             key,
             structure_family=family,
-            metadata=metadata,
-            specs=specs,
+            metadata=fields.metadata,
+            specs=fields.specs,
             access_tags=[],
             data_sources=sources,
         )
     except KeyConflict:
         raise ApiError(409, f"An entry named {key!r} already exists") from None
-    await publish(state, parent.id, messages.child_created(node), stored=True)
+    await publish(state, parent.id, child_created(node), stored=True)
+    return node
+
+
+def child_created(node: Node) -> dict[str, Any]:
+    """``container-child-created`` for a registered node: its data sources with their assets
+    (the files it reads), as Tiled sends them.
+
+    Except where the stock client would drop the whole event: tiled 0.2.20's stream model
+    requires every asset's ``num`` and ``parameter``, so an event listing a single-file asset
+    (``num`` null: one TIFF, one ``.npy``, an HDF5 file) fails to parse there ("A websocket
+    message will be ignored") and the subscriber never hears of the node, as with Tiled. Such
+    a data source is sent without its assets (``include_data_sources=true`` on the node lists
+    them); file series (``num`` 0, 1, ...), e.g. Bluesky's, are sent with all of them.
+    """
+    message = messages.child_created(node)
+    message["data_sources"] = [
+        ds.to_json(include_assets=all(a.num is not None and a.parameter for a in ds.assets))
+        for ds in node.data_sources
+    ]
+    return message
+
+
+def created_response(request: Request, node: Node) -> Response:
+    """The body Tiled answers a node creation with (``POST /metadata`` and ``/register``)."""
     tags_out = sorted(node.access_tags)
     return json_response(
         {
@@ -238,6 +296,7 @@ async def put_data_source(request: Request) -> Response:
     raw = body.get("data_source")
     if not isinstance(raw, dict):
         raise ApiError(422, "The body must be {'data_source': {...}}")
+    check_data_source_depth(raw)  # it is streamed in the array-ref message
     ds_id = raw.get("id")
     current = next((ds for ds in node.data_sources if ds.id == ds_id), None)
     if current is None:

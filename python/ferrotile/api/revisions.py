@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ferrotile.api.auth import Access
-from ferrotile.api.common import base_url, json_response, require
+from ferrotile.api.common import base_url, json_response, query_int, require
 from ferrotile.api.errors import ApiError
 from ferrotile.api.search import page_links, page_params
 
@@ -31,13 +31,9 @@ async def delete_revision(request: Request) -> Response:
     """Delete revision ``?number=N``; 404 if the node has no such revision."""
     state = require(request, Access.WRITE)
     node = await state.node(request.path_params["path"])
-    raw = request.query_params.get("number")
-    if raw is None:
+    if "number" not in request.query_params:
         raise ApiError(422, "Query parameter 'number' is required")
-    try:
-        number = int(raw)
-    except ValueError:
-        raise ApiError(422, f"Query parameter 'number' must be an integer, not {raw!r}") from None
+    number = query_int(request, "number", 0, minimum=1)
     if not await state.catalog.delete_revision(node, number):
         raise ApiError(404, f"No revision {number} for node {node.id}")
     return json_response(None)

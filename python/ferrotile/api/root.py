@@ -1,9 +1,12 @@
-"""``GET /api/v1/`` (About) and ``GET /healthz``: no authentication needed."""
+"""``GET /`` (a landing page), ``GET /api/v1/`` (About) and ``GET /healthz``: no
+authentication needed."""
 
 from __future__ import annotations
 
+import html
+
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 
 from ferrotile import __version__
 from ferrotile.api.common import base_url, json_response, state_of
@@ -41,3 +44,30 @@ async def about(request: Request) -> Response:
 
 async def healthz(request: Request) -> Response:
     return json_response({"status": "ready"})
+
+
+_LANDING = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>ferrotile</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:48rem;margin:2rem auto;padding:0 1rem}}
+pre{{background:#f4f4f4;padding:.8rem}}</style></head>
+<body><h1>ferrotile {version}</h1>
+<p>A data server that speaks Tiled's HTTP and WebSocket API, and Redis Streamer's.</p>
+<h2>Explore from Python</h2>
+<pre><code>$ pip install "tiled[client]"
+$ python
+&gt;&gt;&gt; from tiled.client import from_uri
+&gt;&gt;&gt; client = from_uri("{base}")</code></pre>
+<h2>Explore the API</h2>
+<ul>
+<li><a href="{base}/api/v1/">{base}/api/v1/</a>: the API's entry point (About)</li>
+<li><a href="{base}/docs">{base}/docs</a>: every route, its parameters and answers</li>
+<li><a href="{base}/openapi.json">{base}/openapi.json</a>: the same as OpenAPI 3.1</li>
+<li><a href="{base}/graphql">{base}/graphql</a>: GraphQL playground (Redis Streamer's schema)</li>
+</ul></body></html>
+"""
+
+
+async def landing(request: Request) -> Response:
+    """As Tiled's ``/``: where to go from here (the Python client, the API and its docs)."""
+    base = html.escape(base_url(request))
+    return HTMLResponse(_LANDING.format(version=html.escape(__version__), base=base))

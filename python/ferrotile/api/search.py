@@ -31,6 +31,7 @@ from ferrotile.catalog.queries import (
 )
 from ferrotile.state import AppState
 from ferrotile.storage.external.tree import is_file_container
+from ferrotile.validation import check_no_nul
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 300
@@ -65,6 +66,14 @@ def parse_queries(request: Request) -> list[Query]:
                 status = 422 if "must be a boolean" in str(exc) else 400
                 raise ApiError(status, str(exc)) from None
     return queries
+
+
+def check_query_text(request: Request) -> None:
+    """422 for a NUL character in any query parameter (name or value): neither catalog can look
+    it up (SQLite's JSON paths and PostgreSQL's text refuse it), so it could only fail later."""
+    for name, value in request.query_params.multi_items():
+        check_no_nul(name, "Query parameter names")
+        check_no_nul(value, f"Query parameter {name!r}")
 
 
 def page_params(request: Request) -> tuple[int, int]:
@@ -114,6 +123,7 @@ async def render_children(
 
 async def search(request: Request) -> Response:
     state = require(request, Access.READ)
+    check_query_text(request)
     node = await state.node(request.path_params["path"], in_files=True)
     if node.structure_family != "container":
         raise ApiError(404, f"{'/'.join(node.path)!r} is not a container; it cannot be searched")

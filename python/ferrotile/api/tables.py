@@ -26,7 +26,7 @@ from starlette.responses import Response
 
 from ferrotile.api import register as registered
 from ferrotile.api.auth import Access
-from ferrotile.api.common import json_response, publish, require
+from ferrotile.api.common import json_response, publish, query_int, require
 from ferrotile.api.creation import FamilyWriter, ParsedSource, register
 from ferrotile.api.errors import ApiError
 from ferrotile.api.formats import TABLE_SERIALIZERS, negotiate, table_response
@@ -49,6 +49,7 @@ from ferrotile.storage.tables.sql_store import (
     storage_for,
 )
 from ferrotile.streaming import messages
+from ferrotile.validation import MAX_INT64
 
 PARQUET = "application/x-parquet"
 SQL_TABLE = "application/x-tiled-sql-table"
@@ -181,15 +182,10 @@ def _parquet(ds: DataSource, structure: TableStructure) -> ParquetTable:
 
 
 def _partition(request: Request, structure: TableStructure) -> int:
-    raw = request.query_params.get("partition")
-    if raw is None:
+    if "partition" not in request.query_params:
         raise ApiError(422, "Query parameter 'partition' is required")
-    try:
-        partition = int(raw)
-    except ValueError:
-        raise ApiError(
-            422, f"Query parameter 'partition' must be an integer, not {raw!r}"
-        ) from None
+    # Negative or huge: answered by check_partition (400 out of range), as Tiled's range check.
+    partition = query_int(request, "partition", 0, minimum=-MAX_INT64)
     try:
         structure.check_partition(partition)
     except IndexError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 from ferrotile.catalog.models import Node
 
@@ -21,6 +22,9 @@ class NodeCache:
             raise ValueError("capacity must be at least 1")
         self._capacity = capacity
         self._entries: OrderedDict[tuple[str, ...], Node] = OrderedDict()
+        #: Told ``(path, subtree)`` (``(None, True)``: everything) when entries are dropped
+        #: because the node changed: the edge keeps its own cache of the same nodes.
+        self.on_evict: Callable[[tuple[str, ...] | None, bool], None] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -45,6 +49,8 @@ class NodeCache:
     def evict(self, path: tuple[str, ...]) -> None:
         """Drop the entry at ``path`` (if any)."""
         self._entries.pop(path, None)
+        if self.on_evict is not None:
+            self.on_evict(path, False)
 
     def evict_subtree(self, path: tuple[str, ...]) -> None:
         """Drop the entry at ``path`` and every entry below it.
@@ -56,7 +62,11 @@ class NodeCache:
         stale = [key for key in self._entries if key[:depth] == path]
         for key in stale:
             del self._entries[key]
+        if self.on_evict is not None:
+            self.on_evict(path, True)
 
     def clear(self) -> None:
         """Drop every entry."""
         self._entries.clear()
+        if self.on_evict is not None:
+            self.on_evict(None, True)

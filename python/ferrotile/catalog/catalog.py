@@ -173,6 +173,11 @@ class Catalog:
             future = self._executor.submit(lambda: None)
             future.add_done_callback(functools.partial(_relay, loop, drop))
 
+    def watch(self, on_evict: Callable[[tuple[str, ...] | None, bool], None]) -> None:
+        """Be told ``(path, subtree)`` whenever cached nodes are dropped because they changed
+        (``(None, True)``: everything), e.g. to keep another cache of the same nodes right."""
+        self._cache.on_evict = on_evict
+
     def _remember(self, node: Node | None) -> None:
         if node is not None:
             self._cache.put(node)

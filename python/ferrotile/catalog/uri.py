@@ -1,10 +1,12 @@
-"""Parsing of catalog database URIs (the ``ferrotile serve catalog DB_URI`` argument)."""
+"""Parsing of database URIs: the catalog (``ferrotile serve catalog DB_URI``) and a DuckDB table
+storage (``-w duckdb:///FILE``)."""
 
 from __future__ import annotations
 
 import os
 import urllib.parse
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ferrotile.errors import CatalogError
 
@@ -126,3 +128,44 @@ def redact(text: str, location: CatalogLocation) -> str:
     for secret in location.secrets:
         text = text.replace(secret, "***")
     return " ".join(text.split())
+
+
+DUCKDB_EXTRA = (
+    "DuckDB table storage needs the duckdb package: pip install 'ferrotile[duckdb]' "
+    "(or use sqlite:///FILE or postgresql://...)"
+)
+
+
+def duckdb_path(uri: str) -> Path:
+    """The file of a DuckDB URI, as Tiled reads it: ``duckdb:///rel.db`` and ``duckdb://./rel.db``
+    are relative to the working directory, ``duckdb:////abs.db`` is absolute.
+
+    Raises
+    ------
+    ValueError
+        Another host part, no path, or ``:memory:`` (not persistent, and not shared between
+        connections).
+    """
+    scheme, _, rest = uri.partition("://")
+    if scheme != "duckdb":
+        raise ValueError(f"Not a duckdb:// URI: {uri}")
+    host, slash, path = rest.partition("/")
+    if host not in ("", ".", "localhost") or not slash or not path or "?" in path:
+        raise ValueError(
+            f"Unsupported DuckDB URI {uri!r}: use duckdb:///relative.db, duckdb://./relative.db "
+            "or duckdb:////absolute.db"
+        )
+    if path == ":memory:":
+        raise ValueError("An in-memory DuckDB cannot hold table storage; give a file")
+    return Path(path)
+
+
+def has_duckdb() -> bool:
+    """Whether the DuckDB ADBC driver (the ``duckdb`` package) is installed."""
+    try:
+        import adbc_driver_duckdb
+
+        adbc_driver_duckdb.driver_path()  # the duckdb library itself, not only the shim
+    except ImportError:
+        return False
+    return True

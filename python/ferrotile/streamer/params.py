@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from ferrotile.validation import MAX_INT64, InvalidParameter, parse_int
+
 #: ``$``, ``0``/``-`` or an entry id ``<ms>[-<n>]`` (what a cursor may be).
 _CURSOR = re.compile(r"^(\$|-|0|\d{1,16}(-\d{1,16})?)$")
 _TRUE = ("1", "true", "yes", "on")
@@ -35,17 +37,26 @@ def flag(query: Mapping[str, str], name: str, default: bool) -> bool:
     raise StreamerInputError(f"{name} must be true or false, not {raw!r}")
 
 
-def integer(query: Mapping[str, str], name: str, default: int | None, minimum: int) -> int | None:
-    """An integer parameter (``None``/``none``/empty: ``default``), at least ``minimum``."""
+def integer(
+    query: Mapping[str, str],
+    name: str,
+    default: int | None,
+    minimum: int,
+    maximum: int = MAX_INT64,
+) -> int | None:
+    """An integer parameter (``None``/``none``/empty: ``default``), ``minimum..maximum`` (by
+    default at most what a signed 64-bit integer holds, so no value can overflow the hub)."""
     raw = query.get(name)
     if raw is None or raw == "" or raw.lower() == "none":
         return default
     try:
-        value = int(raw)
-    except ValueError:
+        value = parse_int(raw, name, minimum=-(10**30), maximum=10**30)  # syntax only
+    except InvalidParameter:
         raise StreamerInputError(f"{name} must be an integer, not {raw!r}") from None
     if value < minimum:
         raise StreamerInputError(f"{name} must be at least {minimum}, not {value}")
+    if value > maximum:
+        raise StreamerInputError(f"{name} must be at most {maximum}, not {value}")
     return value
 
 
@@ -57,9 +68,58 @@ def number(query: Mapping[str, str], name: str, default: float, minimum: float) 
         value = float(raw)
     except ValueError:
         raise StreamerInputError(f"{name} must be a number, not {raw!r}") from None
-    if not value >= minimum:
+    if not value >= minimum:  # also refuses nan
         raise StreamerInputError(f"{name} must be at least {minimum}, not {raw}")
     return value
+
+
+@dataclass(frozen=True)
+class PullOptions:
+    """The reading parameters shared by ``WS /data/{sid}/pull`` and ``GET /data/{sid}``."""
+
+    after: list[str]
+    count: int
+    block: int
+    max_fps: float
+    ack: bool
+    header: bool
+    latest: bool
+    max_queue_bytes: int | None
+
+
+def pull_options(query: Mapping[str, str], streams: int, default_block: int) -> PullOptions:
+    """Parse and check every reading parameter, as both read routes must (one set of rules).
+
+    Parameters
+    ----------
+    query : mapping
+        The request's query parameters.
+    streams : int
+        How many streams the URL names (``a+b``: 2), for the cursors.
+    default_block : int
+        ``block`` when absent (pull: 5000 ms, GET: 500 ms).
+
+    Raises
+    ------
+    StreamerInputError
+        Naming the first bad parameter (the routes answer 400).
+    """
+    after = cursors(query.get("last_entry_id", "$"), streams)
+    count = integer(query, "count", 1, 1)
+    block = integer(query, "block", default_block, 0)
+    options = PullOptions(
+        after=after,
+        count=1 if count is None else count,
+        block=default_block if block is None else block,
+        max_fps=number(query, "max_fps", 0.0, 0.0),
+        ack=flag(query, "ack", False),
+        header=flag(query, "header", True),
+        latest=flag(query, "latest", False),
+        max_queue_bytes=integer(query, "max_queue_bytes", None, 1),
+    )
+    if not options.header and streams > 1 and options.count > 1:
+        raise StreamerInputError("header=false with several streams and count>1 is ambiguous")
+    return options
 
 
 def stream_ids(raw: str) -> list[str]:

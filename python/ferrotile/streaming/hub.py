@@ -95,6 +95,11 @@ class StreamHub:
         self._origin = f"{os.getpid()}-{id(self)}"
         self.observer: PublishObserver | None = None
 
+    @property
+    def native(self) -> _core.Hub:
+        """The native hub, shared with the edge (which serves the data plane on it)."""
+        return self._hub
+
     async def start(self, invalidate: Invalidator | None = None) -> None:
         """Connect (Redis) and, with a shared cache, start listening for invalidations."""
         await self._hub.connect()

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from ferrotile.catalog.models import DataSource, Node
+from ferrotile.storage.structure import ArrayStructure
 
 SCHEMA_VERSION = 1
 
@@ -18,6 +19,19 @@ SCHEMA_VERSION = 1
 def timestamp() -> str:
     """Naive local ISO-8601 time, as Tiled's ``datetime.now().isoformat()``."""
     return datetime.now().isoformat()
+
+
+def schema(node: Node) -> dict[str, Any]:
+    """The first frame of a subscription to ``node``: its schema message (spec 6.3)."""
+    structure = (node.data_sources[0].structure if node.data_sources else None) or {}
+    if node.structure_family == "array":
+        return array_schema(ArrayStructure.from_json(structure).data_type)
+    if node.structure_family == "table":
+        # Tiled's table-schema carries the structure's arrow_schema data URI as is.
+        return {"type": "table-schema", "version": 1, "arrow_schema": structure.get("arrow_schema")}
+    if node.structure_family == "sparse":
+        return array_schema(structure.get("data_type") or {})
+    return container_schema()
 
 
 def array_schema(data_type: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 //! Wire encodings of stream messages: the envelope formats and array payload transcoding.
 
 pub mod array_json;
+pub mod entry_frames;
 pub mod envelope;
 mod msgpack;
 

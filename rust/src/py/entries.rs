@@ -12,6 +12,7 @@ use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use super::args::{id_strings, EntryArgs};
 use super::deliver::{self, Waiter};
 use super::objects::shared_payload;
+use crate::codec::entry_frames;
 use crate::hub::{EntryRead, EntrySubscription, Message};
 
 /// A subscription by entry id to one or more topics (see `ferrotile/_core.pyi`).
@@ -143,19 +144,7 @@ impl EntryWaiter {
 
     /// `[[name, id, end offset], ...]`, end offsets into the joined payloads.
     fn header_text(&self, entries: &[(usize, Arc<Message>)]) -> String {
-        let mut text = String::with_capacity(2 + entries.len() * 48);
-        text.push('[');
-        let mut end = 0;
-        for (k, (topic, message)) in entries.iter().enumerate() {
-            end += message.payload().map_or(0, |p| p.len());
-            if k > 0 {
-                text.push(',');
-            }
-            let name = self.names.get(*topic).map_or("\"\"", String::as_str);
-            text.push_str(&format!("[{name},\"{}\",{end}]", message.entry_id()));
-        }
-        text.push(']');
-        text
+        entry_frames::header_text(&self.names, entries)
     }
 
     /// The payloads concatenated: the message's shared object when there is one entry.
@@ -163,16 +152,7 @@ impl EntryWaiter {
         if let [(_, message)] = entries {
             return Ok(shared_payload(py, message));
         }
-        let parts: Vec<&[u8]> = entries.iter().filter_map(|(_, m)| m.payload().map(|p| p.as_ref())).collect();
-        let total = parts.iter().map(|p| p.len()).sum();
-        let joined = PyBytes::new_with(py, total, |buf| {
-            let mut at = 0;
-            for part in &parts {
-                buf[at..at + part.len()].copy_from_slice(part);
-                at += part.len();
-            }
-            Ok(())
-        })?;
+        let joined = PyBytes::new(py, &entry_frames::joined(entries));
         Ok(joined.into_any())
     }
 }

@@ -9,6 +9,7 @@ pyo3::import_exception!(ferrotile.errors, HubError);
 pyo3::import_exception!(ferrotile.errors, EnvelopeError);
 pyo3::import_exception!(ferrotile.errors, StreamUnavailable);
 pyo3::import_exception!(ferrotile.errors, EntryIdError);
+pyo3::import_exception!(ferrotile.errors, ServeError);
 
 impl From<CoreError> for PyErr {
     fn from(err: CoreError) -> PyErr {
@@ -19,6 +20,7 @@ impl From<CoreError> for PyErr {
             CoreError::Config(_) => PyValueError::new_err(message),
             CoreError::Unavailable(_) => StreamUnavailable::new_err(message),
             CoreError::EntryId(_) => EntryIdError::new_err(message),
+            CoreError::Listen(_) => ServeError::new_err(message),
         }
     }
 }
@@ -50,6 +52,8 @@ mod tests {
             let err = PyErr::from(CoreError::EntryId("1-1 is not greater".into()));
             assert!(err.is_instance_of::<EntryIdError>(py) && err.is_instance_of::<PyValueError>(py));
             assert!(err.is_instance_of::<HubError>(py));
+            let err = PyErr::from(CoreError::Listen("Port 1 on 127.0.0.1 is already in use".into()));
+            assert!(err.is_instance_of::<ServeError>(py) && !err.is_instance_of::<HubError>(py));
         });
     }
 }

@@ -38,6 +38,13 @@ fn integer(py: Python<'_>, value: u64) -> PyResult<Bound<'_, PyAny>> {
     Ok(value.into_pyobject(py)?.into_any())
 }
 
+impl PyHub {
+    /// The engine's hub (shared with the edge).
+    pub(crate) fn hub(&self) -> &Hub {
+        &self.inner
+    }
+}
+
 #[pymethods]
 impl PyHub {
     #[new]

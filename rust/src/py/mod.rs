@@ -2,8 +2,11 @@
 //! One class per engine type: `Hub`, `Subscription`, `EntrySubscription`.
 
 pub mod args;
+pub mod buffer;
 pub mod codec;
+pub mod control;
 mod deliver;
+pub mod edge;
 pub mod entries;
 pub mod errors;
 pub mod hub;

@@ -9,6 +9,8 @@ access for mutations is decided per field (:class:`~ferrotile.api.graphql.contex
 
 from __future__ import annotations
 
+import json
+
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -23,6 +25,13 @@ from ferrotile.api.streamer.common import authorized
 
 
 class _View(GraphQL[Context, None]):
+    def decode_json(self, data: str | bytes) -> object:
+        try:
+            return json.loads(data)
+        except UnicodeDecodeError as exc:
+            # Strawberry answers 400 to JSONDecodeError only; bytes that are not UTF-8 were a 500.
+            raise json.JSONDecodeError(f"the body is not UTF-8 ({exc.reason})", "", 0) from None
+
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:

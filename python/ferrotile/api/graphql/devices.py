@@ -24,6 +24,7 @@ from ferrotile.catalog.models import Node
 from ferrotile.state import AppState
 from ferrotile.streamer import streams
 from ferrotile.streamer.params import StreamerInputError
+from ferrotile.validation import check_depth
 
 EVENT_DEVICE = ":event"
 CONNECTED_EVENTS = "device.connected"
@@ -48,6 +49,14 @@ def json_object(meta: Any) -> dict[str, Any]:
     return meta
 
 
+def device_meta(meta: Any) -> dict[str, Any]:
+    """A device's ``meta`` argument, refused before anything is stored when it could not be
+    stored: it is kept one level down, in the device's ``metadata["meta"]``."""
+    meta = json_object(meta)
+    check_depth({"meta": meta})
+    return meta
+
+
 async def _container(state: AppState, device_id: str) -> Node:
     """The device's container as stored now (created if missing)."""
     path = device_path(state, device_id)
@@ -68,7 +77,7 @@ async def _fire(state: AppState, stream: str, event: dict[str, Any]) -> bool:
 
 
 async def connect(state: AppState, device_id: str, meta: Any) -> dict[str, bool]:
-    meta = json_object(meta)
+    meta = device_meta(meta)
     node = await _container(state, device_id)
     was_connected = node.metadata.get("connected") is True
     was_seen = node.metadata.get("seen") is True
@@ -87,7 +96,7 @@ async def connect(state: AppState, device_id: str, meta: Any) -> dict[str, bool]
 
 
 async def update_meta(state: AppState, device_id: str, meta: Any) -> dict[str, bool]:
-    meta = json_object(meta)
+    meta = device_meta(meta)
     await _save(state, await _container(state, device_id), meta=meta)
     event = {"device_id": device_id, "meta": meta}
     return {"meta_set": True, f"fired:{META_EVENTS}": await _fire(state, META_EVENTS, event)}

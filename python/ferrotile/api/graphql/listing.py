@@ -9,6 +9,7 @@ stream``); with it, also those that so far only have metadata.
 
 from __future__ import annotations
 
+import asyncio
 from fnmatch import fnmatchcase
 
 from ferrotile.api.graphql.types import NO_SUCH_KEY, Stream
@@ -61,14 +62,21 @@ async def select(
     prefix: str,
 ) -> list[tuple[str, Node]]:
     """The streams named ``{prefix}...`` matching ``{prefix}{match}``, prefix stripped, sorted."""
-    pattern = f"{prefix}{match or '*'}"
+    # Sorting and glob-matching every stream is the CPU-heavy part: off the event loop.
+    named = await asyncio.to_thread(_matching, found, f"{prefix}{match or '*'}", prefix)
     selected = []
-    for name, node in sorted(found, key=lambda pair: pair[0]):
-        if not name.startswith(prefix) or not fnmatchcase(name, pattern):
-            continue
+    for name, node in named:
         if search_meta or await has_entries(state, node):
             selected.append((name[len(prefix) :], node))
     return selected
+
+
+def _matching(found: list[tuple[str, Node]], pattern: str, prefix: str) -> list[tuple[str, Node]]:
+    return [
+        (name, node)
+        for name, node in sorted(found, key=lambda pair: pair[0])
+        if name.startswith(prefix) and fnmatchcase(name, pattern)
+    ]
 
 
 async def find(state: AppState, full: str) -> Node | None:
@@ -98,8 +106,8 @@ async def find(state: AppState, full: str) -> Node | None:
 
 
 async def describe(state: AppState, label: str, node: Node | None) -> Stream:
-    """The ``Stream`` of ``node`` shown as ``label`` (no node: ``error`` "no such key", no meta,
-    as Redis answers for a key that does not exist)."""
+    """The ``Stream`` of ``node`` shown as ``label`` (no node: ``error`` "no such key" and
+    ``meta`` ``{}``, as Redis Streamer shows a key that does not exist)."""
     if node is None:
         return Stream(id=label, error=NO_SUCH_KEY)
     assert state.hub is not None

@@ -15,6 +15,7 @@ from ferrotile.api.graphql.context import CanWrite, Context, state_of
 from ferrotile.api.metadata import delete_node
 from ferrotile.api.metadata_edit import store_metadata
 from ferrotile.streamer import streams
+from ferrotile.validation import check_depth
 
 Ctx = Info[Context, Any]
 
@@ -35,6 +36,7 @@ class Mutation:
     ) -> JSON:
         state = state_of(info)
         wanted = devices.json_object(meta)
+        check_depth(wanted)  # before ensure() creates the stream's device and node
         name = streams.stream_name(state, stream_id, device_id)
         node = await state.catalog.lookup(name.path, fresh=True)
         if node is None:
@@ -47,7 +49,9 @@ class Mutation:
 
     @strawberry.mutation(
         permission_classes=[CanWrite],
-        description="Delete a stream: its entries, its metadata and its node",
+        description="Delete a stream: its entries, its metadata and its node. Answers, as "
+        "Redis Streamer's XTRIM, DEL meta, DEL stream do: data_deleted (it held entries), "
+        "meta_deleted (it had metadata), stream_deleted (it ever had an entry)",
     )
     async def delete_stream(
         self, info: Ctx, stream_id: str, device_id: str = streams.DEFAULT_DEVICE
@@ -64,7 +68,7 @@ class Mutation:
             {
                 "data_deleted": bool(described and described["length"]),
                 "meta_deleted": bool(node.metadata),
-                "stream_deleted": True,
+                "stream_deleted": described is not None,
             }
         )
 

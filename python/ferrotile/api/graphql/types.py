@@ -41,28 +41,28 @@ def as_json(data: bytes | None) -> Any:
         return None
 
 
-def as_base64(data: bytes | None) -> Base64 | None:
-    return None if data is None else Base64(data)
-
-
 @strawberry.type(description="One stream, described as Redis XINFO STREAM would")
 class Stream:
+    """As Redis Streamer's ``Stream``: no field is null. A stream without entries (metadata
+    only, or none at all) has ``error`` "no such key", length 0 and empty entry fields ('' for
+    ids, times, data and strings, ``{}`` for JSON), as its ``XINFO`` error leaves them."""
+
     id: str
     length: int = 0
     entries_added: int = 0
-    first_entry_id: str | None = None
-    last_entry_id: str | None = None
-    last_generated_id: str | None = None
-    recorded_first_entry_id: str | None = None
-    max_deleted_entry_id: str | None = None
+    first_entry_id: str = ""
+    last_entry_id: str = ""
+    last_generated_id: str = ""
+    recorded_first_entry_id: str = ""
+    max_deleted_entry_id: str = ""
     # Redis internals and consumer groups: no equivalent here.
     radix_tree_keys: int = 0
     radix_tree_nodes: int = 0
     groups: int = 0
-    error: str | None = strawberry.field(
-        default=None, description="'no such key' for a stream that has metadata but no entries"
+    error: str = strawberry.field(
+        default="", description="'no such key' for a stream without entries, else ''"
     )
-    meta: JSON | None = None
+    meta: JSON = strawberry.field(default_factory=dict)
     first_entry: strawberry.Private[bytes | None] = None
     last_entry: strawberry.Private[bytes | None] = None
 
@@ -76,46 +76,63 @@ class Stream:
             meta=JSON(meta),
             length=info["length"],
             entries_added=info["entries_added"],
-            first_entry_id=info["first_entry_id"],
-            last_entry_id=info["last_entry_id"],
-            last_generated_id=info["last_entry_id"],
-            recorded_first_entry_id=info["first_entry_id"],
-            max_deleted_entry_id=info["max_deleted_entry_id"],
+            first_entry_id=info["first_entry_id"] or "",
+            last_entry_id=info["last_entry_id"] or "",
+            last_generated_id=info["last_entry_id"] or "",
+            recorded_first_entry_id=info["first_entry_id"] or "",
+            max_deleted_entry_id=info["max_deleted_entry_id"] or "",
             first_entry=info["first_entry"],
             last_entry=info["last_entry"],
         )
 
-    @strawberry.field(description="The oldest retained entry, base64")
-    def first_entry_data(self) -> Base64 | None:
-        return as_base64(self.first_entry)
+    @strawberry.field(description="The oldest retained entry, base64 ('' without entries)")
+    def first_entry_data(self) -> Base64:
+        return Base64(self.first_entry or b"")
 
-    @strawberry.field(description="The newest entry, base64")
-    def last_entry_data(self) -> Base64 | None:
-        return as_base64(self.last_entry)
+    @strawberry.field(description="The newest entry, base64 ('' without entries)")
+    def last_entry_data(self) -> Base64:
+        return Base64(self.last_entry or b"")
 
-    @strawberry.field(description="The oldest retained entry as UTF-8 text (null if it is not)")
+    @strawberry.field(
+        description="The oldest retained entry as UTF-8 text ('' without entries, null if the "
+        "entry is not UTF-8)"
+    )
     def first_entry_string(self) -> str | None:
-        return as_text(self.first_entry)
+        return as_text(self.first_entry or b"")
 
-    @strawberry.field(description="The newest entry as UTF-8 text (null if it is not)")
+    @strawberry.field(
+        description="The newest entry as UTF-8 text ('' without entries, null if the entry is "
+        "not UTF-8)"
+    )
     def last_entry_string(self) -> str | None:
-        return as_text(self.last_entry)
+        return as_text(self.last_entry or b"")
 
-    @strawberry.field(description="The oldest retained entry parsed as JSON (null if it is not)")
+    @strawberry.field(
+        description="The oldest retained entry parsed as JSON ({} without entries, null if the "
+        "entry is not JSON)"
+    )
     def first_entry_json(self) -> JSON | None:
-        return JSON(as_json(self.first_entry))
+        return JSON({}) if self.first_entry is None else JSON(as_json(self.first_entry))
 
-    @strawberry.field(description="The newest entry parsed as JSON (null if it is not)")
+    @strawberry.field(
+        description="The newest entry parsed as JSON ({} without entries, null if the entry is "
+        "not JSON)"
+    )
     def last_entry_json(self) -> JSON | None:
-        return JSON(as_json(self.last_entry))
+        return JSON({}) if self.last_entry is None else JSON(as_json(self.last_entry))
 
-    @strawberry.field(description="The oldest retained entry's time: ISO 8601 UTC or strftime")
-    def first_entry_time(self, format: str | None = None) -> str | None:
-        return entry_time(self.first_entry_id, format)
+    @strawberry.field(
+        description="The oldest retained entry's time: ISO 8601 UTC or strftime(format) ('' "
+        "without entries)"
+    )
+    def first_entry_time(self, format: str | None = None) -> str:
+        return entry_time(self.first_entry_id, format) or ""
 
-    @strawberry.field(description="The newest entry's time: ISO 8601 UTC or strftime")
-    def last_entry_time(self, format: str | None = None) -> str | None:
-        return entry_time(self.last_entry_id, format)
+    @strawberry.field(
+        description="The newest entry's time: ISO 8601 UTC or strftime(format) ('' without entries)"
+    )
+    def last_entry_time(self, format: str | None = None) -> str:
+        return entry_time(self.last_entry_id, format) or ""
 
 
 @strawberry.type(description="One entry of a stream (subscription with count 0)")

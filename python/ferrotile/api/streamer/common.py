@@ -1,26 +1,22 @@
-"""What the Redis Streamer routes share: authentication (the same API key, query parameter,
-cookie and public mode as the rest of ferrotile), stream resolution and error mapping."""
+"""What the Redis Streamer REST routes share: authentication (the same API key, query
+parameter, cookie and public mode as the rest of ferrotile), stream resolution and error
+mapping. (The WebSocket routes, push and pull, are served by the edge:
+``rust/src/edge/streamer``.)"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
 from starlette.requests import HTTPConnection
-from starlette.websockets import WebSocket
 
 from ferrotile.api.auth import Access, authorize, credentials
 from ferrotile.api.common import state_of
-from ferrotile.api.errors import ApiError, error_response
+from ferrotile.api.errors import ApiError
 from ferrotile.catalog.models import Node
 from ferrotile.state import AppState
 from ferrotile.streamer import streams
 from ferrotile.streamer.params import StreamerInputError, flag, stream_ids
 from ferrotile.streamer.streams import StreamName
-
-#: WebSocket close codes: bad input (policy violation), too big, streaming cache lost.
-CLOSE_BAD_INPUT = 1008
-CLOSE_TOO_BIG = 1009
-CLOSE_UNAVAILABLE = 1012
 
 
 def authorized(conn: HTTPConnection, access: Access) -> AppState:
@@ -62,9 +58,3 @@ def header_names(query: Mapping[str, str], wanted: Sequence[StreamName]) -> list
 
 def bad_input(exc: StreamerInputError) -> ApiError:
     return ApiError(400, str(exc))
-
-
-async def refuse(ws: WebSocket, exc: StreamerInputError | ApiError) -> None:
-    """Refuse a WebSocket handshake with an HTTP status and ``{"detail": ...}``."""
-    error = bad_input(exc) if isinstance(exc, StreamerInputError) else exc
-    await ws.send_denial_response(error_response(error.status, error.detail))

@@ -24,7 +24,7 @@ from ferrotile.api.errors import ApiError
 from ferrotile.api.streamer.common import authorized, bad_input, existing, header_names, names
 from ferrotile.errors import EntryIdError, StreamUnavailable
 from ferrotile.streamer import streams
-from ferrotile.streamer.params import StreamerInputError, cursors, flag, integer
+from ferrotile.streamer.params import StreamerInputError, pull_options
 
 DEFAULT_BLOCK_MS = 500
 #: A GET never holds its request longer than this (``block=0`` means "wait this long").
@@ -36,10 +36,9 @@ async def get_data(request: Request) -> Response:
     query = request.query_params
     try:
         wanted = names(state, request)
-        after = cursors(query.get("last_entry_id", "$"), len(wanted))
-        count = integer(query, "count", 1, 1) or 1
-        block = integer(query, "block", DEFAULT_BLOCK_MS, 0)
-        latest = flag(query, "latest", False)
+        # The pull socket's parameters and rules; header, ack and max_fps are checked but
+        # change nothing here (one read; the offsets are always in x-offsets).
+        options = pull_options(query, len(wanted), DEFAULT_BLOCK_MS)
         labels = header_names(query, wanted)
     except StreamerInputError as exc:
         raise bad_input(exc) from None
@@ -47,12 +46,18 @@ async def get_data(request: Request) -> Response:
     assert state.hub is not None
     try:
         subscription = await state.hub.subscribe_entries(
-            [n.id for n in nodes], labels, after, count=count, latest=latest
+            [n.id for n in nodes],
+            labels,
+            options.after,
+            count=options.count,
+            latest=options.latest,
+            max_queue_bytes=options.max_queue_bytes,
         )
     except StreamUnavailable as exc:
         raise unavailable(str(exc)) from None
     try:
-        frames, close = await subscription.next_read(min(block or MAX_BLOCK_MS, MAX_BLOCK_MS))
+        block = options.block or MAX_BLOCK_MS
+        frames, close = await subscription.next_read(min(block, MAX_BLOCK_MS))
         cursor = "+".join(subscription.cursors)
     finally:
         subscription.cancel()

@@ -10,17 +10,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from ferrotile.storage.external.errors import NotReadable
+from ferrotile.storage.external.errors import ExternalDataError, NotReadable
 
 
 def local_path(uri: str) -> Path:
-    """The path of a ``file://localhost/abs`` or ``file:///abs`` URI (other schemes refused)."""
+    """The path of a ``file://localhost/abs`` or ``file:///abs`` URI (other schemes refused with
+    :class:`NotReadable`, a NUL character with :class:`ExternalDataError`)."""
     parsed = urlparse(uri)
     if parsed.scheme != "file":
         raise NotReadable(f"Only file:// data URIs can be registered, not {uri!r}")
     if parsed.netloc not in ("", "localhost"):
         raise NotReadable(f"Only local files (file://localhost/...) can be registered: {uri!r}")
-    return Path(unquote(parsed.path))
+    path = unquote(parsed.path)
+    if "\x00" in path:  # no file can be named so; the OS would refuse it later, less clearly
+        raise ExternalDataError(f"Data URIs must not contain NUL characters (%00): {uri!r}")
+    return Path(path)
 
 
 def check_readable(uri: str, readable: Sequence[Path]) -> Path:

@@ -1,5 +1,6 @@
 """Lazy readers of registered array files: images (single or numbered series), ``.npy``, HDF5
-datasets and zarr arrays.
+datasets (in one file, or the same dataset in several files joined along the first axis) and
+zarr arrays.
 
 Each reader knows the shape and dtype that are *on disk now* and reads only what a forward
 selection (non-negative ints, positive-step slices, one per dimension) needs. Comparing that
@@ -217,3 +218,59 @@ class ZarrDirectory:
             return np.asarray(self._array[forward])
         except Exception as exc:
             raise _corrupt(self._root, exc) from None
+
+
+class Hdf5Series:
+    """The same dataset in several HDF5 files, concatenated along the first axis: how Tiled's
+    HDF5 adapter serves several ``data_uris`` (e.g. one file per Bluesky StreamResource of one
+    data key, or an HDF5 file series written from a template)."""
+
+    def __init__(self, paths: Sequence[Path], dataset: str) -> None:
+        self._parts: list[Hdf5Dataset] = []
+        try:
+            for path in paths:
+                self._parts.append(Hdf5Dataset(path, dataset))
+        except Unreadable:
+            self.close()
+            raise
+        first = self._parts[0].shape
+        for part in self._parts[1:]:
+            if not first or part.shape[1:] != first[1:] or part.dtype != self._parts[0].dtype:
+                found = [(str(p.paths[0]), p.shape, str(p.dtype)) for p in self._parts]
+                self.close()
+                raise Unreadable(
+                    f"The files of {dataset!r} cannot be joined along their first axis: {found}"
+                )
+        self._starts = np.cumsum([0, *(part.shape[0] for part in self._parts)])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (int(self._starts[-1]), *self._parts[0].shape[1:])
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self._parts[0].dtype
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        return tuple(part.paths[0] for part in self._parts)
+
+    def read(self, forward: Forward) -> np.ndarray:
+        first, rest = forward[0], forward[1:]
+        if isinstance(first, int):
+            index = int(np.searchsorted(self._starts, first, side="right")) - 1
+            return self._parts[index].read((first - int(self._starts[index]), *rest))
+        wanted = np.arange(first.start, first.stop, first.step)
+        pieces = []
+        for part, start, stop in zip(self._parts, self._starts[:-1], self._starts[1:], strict=True):
+            local = wanted[(wanted >= start) & (wanted < stop)] - start
+            if local.size:
+                chosen = slice(int(local[0]), int(local[-1]) + 1, first.step)
+                pieces.append(part.read((chosen, *rest)))
+        if not pieces:
+            return self._parts[0].read((slice(0, 0), *rest))
+        return np.concatenate(pieces, axis=0)
+
+    def close(self) -> None:
+        for part in self._parts:
+            part.close()

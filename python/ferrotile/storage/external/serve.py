@@ -22,12 +22,13 @@ from ferrotile.storage.external.allowlist import check_readable
 from ferrotile.storage.external.arrays import (
     FileArray,
     Hdf5Dataset,
+    Hdf5Series,
     ImageFiles,
     NpyFile,
     ZarrDirectory,
 )
 from ferrotile.storage.external.errors import NotReady, Unreadable, UnsupportedMimetype
-from ferrotile.storage.slicing import Selection, normalize_selection
+from ferrotile.storage.slicing import NormalizedSelection, Selection, normalize_selection
 from ferrotile.storage.structure import ArrayStructure
 
 
@@ -63,6 +64,8 @@ def open_array(ds: DataSource, readable: Sequence[Path]) -> FileArray:
         dataset = ds.parameters.get("dataset") or ds.parameters.get("path")
         if not dataset:
             raise Unreadable("An HDF5 array data source needs parameters.dataset")
+        if len(paths) > 1:
+            return Hdf5Series(paths, str(dataset))
         return Hdf5Dataset(paths[0], str(dataset))
     if mimetype == mt.ZARR:
         return ZarrDirectory(paths[0], str(ds.parameters.get("path") or ""))
@@ -126,7 +129,12 @@ def read_array(
         return _cast(_apply(whole, selection), structure)
     norm = normalize_selection(selection, advertised)
     if actual != advertised:
+        # Tiled's order (``force_reshape``): longer along the leading axis is truncated, the
+        # same number of elements is reshaped, shorter along the leading axis is "not yet".
         same_rank_tail = len(actual) == len(advertised) and actual[1:] == advertised[1:]
+        longer = same_rank_tail and actual[0] > advertised[0]
+        if not longer and _count(actual) == _count(advertised):
+            return _cast(_read_reshaped(array, advertised, norm), structure)
         if not same_rank_tail:
             raise Unreadable(
                 f"Can not reshape array of shape {actual} to the advertised shape {advertised}"
@@ -147,6 +155,33 @@ def read_array(
     if norm.flip_axes:
         out = np.flip(out, norm.flip_axes)
     return _cast(out, structure)
+
+
+def _count(shape: Sequence[int]) -> int:
+    return int(np.prod(shape, dtype=np.int64))
+
+
+def _read_reshaped(
+    array: FileArray, advertised: tuple[int, ...], norm: NormalizedSelection
+) -> np.ndarray:
+    """``norm`` (advertised coordinates) of a file holding the same elements in another shape,
+    e.g. an HDF5 dataset of (3, 5, 7) registered as (3, 1, 5, 7).
+
+    When both shapes share the leading axis, row ``i`` of one is row ``i`` of the other, so
+    only the selected rows are read; otherwise the whole array is read and reshaped.
+    """
+    actual = array.shape
+    forward = norm.forward
+    if actual and advertised and actual[0] == advertised[0]:
+        first, rest = forward[0], forward[1:]
+        rows = array.read((first, *(slice(0, n) for n in actual[1:])))
+        if isinstance(first, int):
+            out = rows.reshape(advertised[1:])[rest]
+        else:
+            out = rows.reshape((rows.shape[0], *advertised[1:]))[(slice(None), *rest)]
+    else:
+        out = array.read(tuple(slice(0, n) for n in actual)).reshape(advertised)[forward]
+    return np.flip(out, norm.flip_axes) if norm.flip_axes else out
 
 
 def _needs_rows(first: Any) -> int:

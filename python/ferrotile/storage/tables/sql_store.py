@@ -1,4 +1,4 @@
-"""Appendable tables in a SQL database (SQLite or PostgreSQL), written through ADBC ingest.
+"""Appendable tables in a SQL database (SQLite, PostgreSQL or DuckDB), written through ADBC.
 
 Layout
 ------
@@ -14,8 +14,13 @@ Layout
 * Types SQL lacks are stored as their physical integers (timestamps, dates, times, durations),
   dictionaries as their values, narrow or unsigned integers in a wide-enough signed type
   (``uint64`` values above 2**63-1 are refused); reads cast back to the declared types.
-* SQLite stores a floating-point NaN as NULL (PostgreSQL keeps NaN): on SQLite storage a NaN
-  reads back as null (pandas shows both as NaN).
+* SQLite stores a floating-point NaN as NULL (PostgreSQL and DuckDB keep NaN): on SQLite
+  storage a NaN reads back as null (pandas shows both as NaN).
+* DuckDB (``duckdb:///FILE``, the ``duckdb`` extra): one database instance per process, shared
+  by every pooled connection (two instances of one file in a process would not see each
+  other's writes); a DuckDB file is locked by the process that opens it, so it serves one
+  process (``--workers 1``). Its ADBC ingest fills every column by position, so rows go
+  through a temporary table and ``INSERT ... SELECT`` names the columns.
 * ``ferrotile_tables`` records each table's layout, so a ``table_name`` reused with another
   layout is refused instead of corrupting data.
 
@@ -36,6 +41,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
 
+from ferrotile.catalog.uri import DUCKDB_EXTRA, duckdb_path
 from ferrotile.errors import StorageError
 
 from .arrow_io import InvalidTable
@@ -43,6 +49,8 @@ from .arrow_io import InvalidTable
 __all__ = ["SQLStorage", "TableNameConflict", "layout_of", "sanitize_uri", "storage_for"]
 
 TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+#: DuckDB: the temporary table an append is staged in (per connection, dropped at once).
+_STAGING = "ferrotile_staging"
 _IDLE_MAX = 8
 _NUMERIC = {
     "bool": (pa.bool_(), "BOOLEAN", "INTEGER"),
@@ -154,7 +162,7 @@ class SQLStorage:
     Parameters
     ----------
     uri : str
-        ``sqlite:///path`` or ``postgresql://user@host:port/db``.
+        ``sqlite:///path``, ``postgresql://user@host:port/db`` or ``duckdb:///path``.
     """
 
     def __init__(self, uri: str) -> None:
@@ -163,14 +171,41 @@ class SQLStorage:
             self.dialect = "sqlite"
         elif scheme in ("postgresql", "postgres"):
             self.dialect = "postgresql"
+        elif scheme == "duckdb":
+            self.dialect = "duckdb"
         else:
-            raise ValueError(f"Unsupported table storage {uri!r}: use sqlite:/// or postgresql://")
+            raise ValueError(
+                f"Unsupported table storage {uri!r}: use sqlite:///, postgresql:// or duckdb:///"
+            )
         self.uri = uri
         self._idle: list[Any] = []
         self._lock = threading.Lock()
         self._ready = False
+        #: DuckDB: the first connection; every other one is a clone sharing its database.
+        self._duckdb: Any = None
+        self._duckdb_lock = threading.Lock()  # not _lock: _ensure_ready connects holding it
+
+    def _connect_duckdb(self, autocommit: bool) -> Any:
+        with self._duckdb_lock:
+            if self._duckdb is None:
+                try:
+                    import adbc_driver_duckdb.dbapi as duckdb
+                except ImportError:
+                    raise StorageError(DUCKDB_EXTRA) from None
+                path = duckdb_path(self.uri)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    self._duckdb = duckdb.connect(str(path))
+                except Exception as exc:  # e.g. the file is locked by another process
+                    raise StorageError(f"Cannot open the DuckDB table storage: {exc}") from exc
+            conn = self._duckdb.adbc_clone()
+        if autocommit:
+            conn.adbc_connection.set_autocommit(True)
+        return conn
 
     def _connect(self, autocommit: bool = False) -> Any:
+        if self.dialect == "duckdb":
+            return self._connect_duckdb(autocommit)
         if self.dialect == "sqlite":
             import adbc_driver_sqlite.dbapi as sqlite
 
@@ -186,7 +221,7 @@ class SQLStorage:
         return postgresql.connect(self.uri, autocommit=autocommit)
 
     def _sql(self, statement: str) -> str:
-        if self.dialect == "sqlite":
+        if self.dialect != "postgresql":  # SQLite and DuckDB take "?" placeholders
             return statement
         count = iter(range(1, statement.count("?") + 1))
         return re.sub(r"\?", lambda _: f"${next(count)}", statement)
@@ -197,17 +232,19 @@ class SQLStorage:
         with self._lock:
             if self._ready:
                 return
-            pk = (
-                "INTEGER PRIMARY KEY AUTOINCREMENT"
-                if self.dialect == "sqlite"
-                else "BIGSERIAL PRIMARY KEY"
-            )
+            pk = {
+                "sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT",
+                "postgresql": "BIGSERIAL PRIMARY KEY",
+                "duckdb": "BIGINT PRIMARY KEY DEFAULT nextval('ferrotile_datasets_id')",
+            }[self.dialect]
             conn = self._connect(autocommit=True)
             try:
                 with conn.cursor() as cursor:
                     if self.dialect == "sqlite":
                         # Readers do not block the writer (persistent in the file).
                         cursor.execute("PRAGMA journal_mode = WAL")
+                    if self.dialect == "duckdb":  # DuckDB has no identity columns
+                        cursor.execute("CREATE SEQUENCE IF NOT EXISTS ferrotile_datasets_id")
                     cursor.execute(
                         "CREATE TABLE IF NOT EXISTS ferrotile_tables"
                         " (name TEXT PRIMARY KEY, layout TEXT NOT NULL)"
@@ -248,25 +285,31 @@ class SQLStorage:
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
-        for conn in idle:
+        with self._duckdb_lock:
+            root, self._duckdb = self._duckdb, None
+        for conn in [*idle, *([root] if root is not None else [])]:
             with contextlib.suppress(Exception):
                 conn.close()
 
     def _create_table(self, cursor: Any, name: str, layout: list[str]) -> None:
-        column = 2 if self.dialect == "sqlite" else 1  # (arrow, PostgreSQL, SQLite)
-        row_id = (
-            "_row_id INTEGER PRIMARY KEY AUTOINCREMENT"
-            if self.dialect == "sqlite"
-            else "_row_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
-        )
+        column = 2 if self.dialect == "sqlite" else 1  # (arrow, PostgreSQL/DuckDB, SQLite)
+        row_id = {
+            "sqlite": "_row_id INTEGER PRIMARY KEY AUTOINCREMENT",
+            "postgresql": "_row_id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+            # No key nor index: DuckDB's zone maps find a dataset's rows in appended blocks.
+            "duckdb": f"_row_id BIGINT NOT NULL DEFAULT nextval('{name}_row_id')",
+        }[self.dialect]
+        if self.dialect == "duckdb":  # names match TABLE_NAME: safe inside the literal
+            cursor.execute(f'CREATE SEQUENCE "{name}_row_id"')
         columns = ", ".join(f"c{i} {_NUMERIC[key][column]}" for i, key in enumerate(layout))
         cursor.execute(
             f'CREATE TABLE "{name}" ({row_id}, _dataset_id BIGINT NOT NULL,'
             f" _partition_id INTEGER NOT NULL, {columns})"
         )
-        cursor.execute(
-            f'CREATE INDEX "{name}_dataset" ON "{name}" (_dataset_id, _partition_id, _row_id)'
-        )
+        if self.dialect != "duckdb":
+            cursor.execute(
+                f'CREATE INDEX "{name}_dataset" ON "{name}" (_dataset_id, _partition_id, _row_id)'
+            )
 
     def create_dataset(self, schema: pa.Schema, table_name: str | None = None) -> tuple[str, int]:
         """Register a new appendable table; returns its SQL table name and dataset id.
@@ -340,7 +383,15 @@ class SQLStorage:
         if n == 0:
             return
         with self.transaction() as cursor:
-            cursor.adbc_ingest(table_name, pa.table(columns), mode="append")
+            if self.dialect != "duckdb":
+                cursor.adbc_ingest(table_name, pa.table(columns), mode="append")
+                return
+            # DuckDB's ingest appends by position (the table starts with _row_id): stage the
+            # rows in a temporary table of this connection, then insert them by name.
+            cursor.adbc_ingest(_STAGING, pa.table(columns), mode="create", temporary=True)
+            names = ", ".join(columns)
+            cursor.execute(f'INSERT INTO "{table_name}" ({names}) SELECT {names} FROM {_STAGING}')
+            cursor.execute(f"DROP TABLE {_STAGING}")
 
     def read(
         self,

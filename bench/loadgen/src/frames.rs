@@ -1,0 +1,147 @@
+//! Bench frames: the writer puts a little-endian u64 frame id in bytes 0..8 of each payload and
+//! its CLOCK_MONOTONIC send time (ns) in bytes 8..16 (ids start at 0 when the writer starts); a
+//! subscriber counts unique frames, duplicates and the ids missing below the highest one seen
+//! (holes; reordering by concurrent writers is not a hole) per socket, and the latency from the
+//! stamp to its receipt (same host).
+
+use hdrhistogram::Histogram;
+
+/// Frame ids tracked per socket for duplicates (more are counted, not checked).
+const MAX_TRACKED_IDS: u64 = 1 << 26;
+/// Highest latency the histogram holds, in microseconds (larger ones are clamped to it).
+const MAX_LATENCY_US: u64 = 600_000_000;
+
+/// How a subscriber's messages carry the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Payload {
+    /// The whole binary message is the frame (the reference relays, Redis Streamer `header=0`).
+    Raw,
+    /// A msgpack envelope (`envelope_format=msgpack`) whose `payload` holds the frame.
+    Msgpack,
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of the writer's stamp (and of Python's
+/// `time.monotonic_ns`), which `std::time::Instant` does not expose.
+pub fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `now` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(now.tv_nsec).unwrap_or(0)
+}
+
+/// Writes the frame id and the send time into the first 16 bytes (as far as the frame has them).
+pub fn stamp(frame: &mut [u8], id: u64) {
+    let head = id.to_le_bytes().into_iter().chain(monotonic_ns().to_le_bytes());
+    for (byte, value) in frame.iter_mut().zip(head) {
+        *byte = value;
+    }
+}
+
+/// The frame inside a message: the message itself, or the `payload` of a msgpack envelope
+/// (`None` for other envelopes, e.g. the schema).
+pub fn payload_of(message: &[u8], kind: Payload) -> Option<&[u8]> {
+    match kind {
+        Payload::Raw => Some(message).filter(|m| !m.is_empty()), // empty = Redis Streamer heartbeat
+        Payload::Msgpack => {
+            let rmpv::ValueRef::Map(entries) = rmpv::decode::read_value_ref(&mut &message[..]).ok()? else {
+                return None;
+            };
+            entries.into_iter().find_map(|(k, v)| match (k, v) {
+                (rmpv::ValueRef::String(k), rmpv::ValueRef::Binary(bytes)) if k.as_bytes() == b"payload" => Some(bytes),
+                _ => None,
+            })
+        }
+    }
+}
+
+/// What one socket saw of the frames.
+#[derive(Debug)]
+pub struct FrameStats {
+    seen: Vec<u64>,
+    /// Distinct frame ids received.
+    pub unique: u64,
+    /// Frames whose id had been received before.
+    pub dups: u64,
+    /// The highest id received, if any.
+    pub max_id: Option<u64>,
+    /// Latency (receipt - stamp) in microseconds.
+    pub latency_us: Histogram<u64>,
+}
+
+impl Default for FrameStats {
+    fn default() -> Self {
+        Self {
+            seen: Vec::new(),
+            unique: 0,
+            dups: 0,
+            max_id: None,
+            latency_us: Histogram::new_with_bounds(1, MAX_LATENCY_US, 2).expect("static bounds are valid"),
+        }
+    }
+}
+
+impl FrameStats {
+    /// Ids below the highest one received that never arrived (0 before any frame).
+    pub fn holes(&self) -> u64 {
+        self.max_id.map_or(0, |max| (max + 1).saturating_sub(self.unique))
+    }
+
+    /// Counts one frame received at `now_ns` (CLOCK_MONOTONIC). Frames under 8 bytes carry no id.
+    pub fn record(&mut self, frame: &[u8], now_ns: u64) {
+        let Some(id) = frame.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes"))) else {
+            return;
+        };
+        if let Some(sent) = frame.get(8..16).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes"))) {
+            let _ = self.latency_us.record((now_ns.saturating_sub(sent) / 1000).clamp(1, MAX_LATENCY_US));
+        }
+        self.max_id = Some(self.max_id.map_or(id, |max| max.max(id)));
+        if id >= MAX_TRACKED_IDS {
+            self.unique += 1;
+            return;
+        }
+        let (word, bit) = (usize::try_from(id / 64).expect("below MAX_TRACKED_IDS"), 1u64 << (id % 64));
+        if word >= self.seen.len() {
+            self.seen.resize(word + 1, 0);
+        }
+        if self.seen[word] & bit == 0 {
+            self.seen[word] |= bit;
+            self.unique += 1;
+        } else {
+            self.dups += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_unique_dups_gaps_and_latency() {
+        let mut stats = FrameStats::default();
+        let mut frame = [0u8; 32];
+        for id in [0, 1, 1, 4, 3, 5] {
+            stamp(&mut frame, id);
+            stats.record(&frame, monotonic_ns() + 2_000_000);
+        }
+        assert_eq!((stats.unique, stats.dups, stats.holes(), stats.max_id), (5, 1, 1, Some(5)));
+        assert_eq!(stats.latency_us.len(), 6);
+        assert!(stats.latency_us.value_at_quantile(0.5) >= 1900, "2 ms stamped in the past");
+        stats.record(&[1, 2, 3], 0); // too short to carry an id
+        assert_eq!(stats.unique, 5);
+    }
+
+    #[test]
+    fn finds_the_payload() {
+        let mut buf = Vec::new();
+        rmp::encode::write_map_len(&mut buf, 2).unwrap();
+        rmp::encode::write_str(&mut buf, "type").unwrap();
+        rmp::encode::write_str(&mut buf, "array-data").unwrap();
+        rmp::encode::write_str(&mut buf, "payload").unwrap();
+        rmp::encode::write_bin(&mut buf, &[7; 16]).unwrap();
+        assert_eq!(payload_of(&buf, Payload::Msgpack), Some(&[7u8; 16][..]));
+        assert_eq!(payload_of(b"\x81\xa4type\xa6schema", Payload::Msgpack), None);
+        assert_eq!(payload_of(b"abc", Payload::Raw), Some(&b"abc"[..]));
+        assert_eq!(payload_of(b"", Payload::Raw), None);
+    }
+}

@@ -1,0 +1,407 @@
+//! `PUT /api/v1/array/full|block/{path}` and `PATCH /api/v1/array/full/{path}` on dense arrays.
+//!
+//! The body is read into one buffer sized from `Content-Length` and validated here (dtype,
+//! byte count, block, bounds) against the node's structure before anything is stored or
+//! streamed. A stream-only write (`persist=false`) never enters Python; a persisted one is
+//! handed to the control plane's storage once (no copy), which validates it again under its
+//! node lock; then the message is published from here. Writes of one node are serialised from
+//! storing to publishing, so subscribers see them in the order they were stored. Other nodes
+//! (sparse arrays, registered files, anything not a writable dense array) go to the control
+//! plane unchanged.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use parking_lot::Mutex;
+use serde_json::json;
+
+use super::auth::{self, Access};
+use super::body;
+use super::control::{ArrayInfo, ArrayWrite, Refusal, WriteKind};
+use super::dispatch::Shared;
+use super::nodes::Node;
+use super::query::{BadParameter, Query};
+use super::respond::{self, Body};
+use crate::error::CoreError;
+use crate::hub::Outgoing;
+
+/// The only body type of array writes.
+const OCTET: &str = "application/octet-stream";
+const EXTEND_NO_PERSIST: &str = "Cannot PATCH an array with both parameters extend=True and persist=False. \
+    To extend the array, you must persist the changes. \
+    To skip persisting the changes, you must not extend the array.";
+
+/// Which route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `PUT /array/full`.
+    PutFull,
+    /// `PUT /array/block`.
+    PutBlock,
+    /// `PATCH /array/full`.
+    Patch,
+}
+
+/// What to do with a request.
+pub enum Served {
+    /// The answer.
+    Answer(Response<Body>),
+    /// Not a dense writable array: the control plane answers (sparse writes, 404/405 wording).
+    Forward(Box<Request<Incoming>>),
+}
+
+/// One lock per node for persisted writes (store, then publish).
+#[derive(Default)]
+pub struct WriteLocks {
+    locks: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl WriteLocks {
+    fn get(&self, node: u64) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock();
+        // Forget the locks nobody holds, so the map stays as small as the writes in flight.
+        if locks.len() > 1024 {
+            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        }
+        Arc::clone(locks.entry(node).or_default())
+    }
+}
+
+fn answer(status: StatusCode, detail: &str) -> Served {
+    Served::Answer(respond::error(status, detail))
+}
+
+/// `(3,)`, `(2, 3)`, `()`: a shape as the control plane's messages print it.
+pub fn py_tuple(values: &[u64]) -> String {
+    match values {
+        [] => "()".into(),
+        [one] => format!("({one},)"),
+        many => format!("({})", many.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")),
+    }
+}
+
+/// Serves one write.
+pub async fn serve(shared: Arc<Shared>, request: Request<Incoming>, route: Route, path: String) -> Served {
+    let query = Query::parse(request.uri().query());
+    if let Err(denied) =
+        auth::check(request.headers(), &query, &shared.config.api_key, Access::Write, shared.config.public)
+    {
+        return answer(denied.status, denied.detail);
+    }
+    let node = match shared.nodes.resolve(&path).await {
+        Ok(node) => node,
+        Err(refusal) => return Served::Answer(refusal.response()),
+    };
+    let Some(array) = node.info.array.clone().filter(|_| node.info.family == "array" && !node.info.external) else {
+        return Served::Forward(Box::new(request));
+    };
+    let write = match parse_write(&query, route, &array) {
+        Ok(write) => write,
+        Err((status, detail)) => return answer(status, &detail),
+    };
+    let content_type = request.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or(OCTET);
+    let content_type = content_type.split(';').next().unwrap_or("").trim();
+    if content_type != OCTET {
+        return answer(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &format!("Unsupported Content-Type {content_type:?}; send {OCTET}"),
+        );
+    }
+    if let Err(e) = body::check_declared(request.headers(), shared.config.max_body_bytes) {
+        let (status, detail) = e.answer();
+        return answer(status, &detail);
+    }
+    let expected = write.shape.iter().product::<u64>().saturating_mul(array.itemsize);
+    let declared = body::content_length(request.headers());
+    if let Some(declared) = declared.filter(|n| *n != expected) {
+        return answer(StatusCode::BAD_REQUEST, &length_detail(expected, &write.shape, &array.dtype, declared));
+    }
+    // Nothing longer than the write can be right: stop reading there.
+    let cap = shared.config.max_body_bytes.min(expected.saturating_add(1));
+    let body = match body::read(request.into_body(), declared, cap, shared.config.body_timeout).await {
+        Ok(body) => body,
+        Err(body::BodyError::TooLarge(_))
+            if cap <= expected.saturating_add(1) && expected < shared.config.max_body_bytes =>
+        {
+            let detail = format!(
+                "Expected {expected} bytes for shape {} and dtype {}, got more",
+                py_tuple(&write.shape),
+                array.dtype
+            );
+            return answer(StatusCode::BAD_REQUEST, &detail);
+        }
+        Err(e) => {
+            let (status, detail) = e.answer();
+            return answer(status, &detail);
+        }
+    };
+    let is_patch = matches!(write.kind, WriteKind::Patch { .. });
+    Served::Answer(match apply(&shared, &node, &path, write, body).await {
+        Ok(applied) if is_patch => {
+            respond::json(StatusCode::OK, serde_json::to_vec(&applied.structure).unwrap_or_default())
+        }
+        Ok(_) => respond::json(StatusCode::OK, &b"null"[..]),
+        Err(refusal) => refusal.response(),
+    })
+}
+
+/// A validated write: what to store and publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteSpec {
+    /// Which write.
+    pub kind: WriteKind,
+    /// The shape of the written region (the body's shape).
+    pub shape: Vec<u64>,
+    /// Stored as well as streamed.
+    pub persist: bool,
+}
+
+/// A refusal: status and detail.
+type Refused = (StatusCode, String);
+
+fn from_bad(bad: BadParameter) -> Refused {
+    (bad.status, bad.detail)
+}
+
+fn parse_write(query: &Query, route: Route, array: &ArrayInfo) -> Result<WriteSpec, Refused> {
+    let persist = query.flag("persist", true).map_err(from_bad)?;
+    match route {
+        Route::PutFull => Ok(WriteSpec { kind: WriteKind::Full, shape: array.shape.clone(), persist }),
+        Route::PutBlock => {
+            let Some(block) = query.indices("block").map_err(from_bad)? else {
+                return Err((
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Query parameter 'block' is required, e.g. ?block=0,0".into(),
+                ));
+            };
+            block_spec(array, block, persist)
+        }
+        Route::Patch => {
+            let (Some(offset), Some(shape)) =
+                (query.indices("offset").map_err(from_bad)?, query.indices("shape").map_err(from_bad)?)
+            else {
+                return Err((
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Query parameters 'offset' and 'shape' are required".into(),
+                ));
+            };
+            let extend = query.flag("extend", false).map_err(from_bad)?;
+            patch_spec(array, offset, shape, extend, persist)
+        }
+    }
+}
+
+/// A write of chunk `block`.
+pub fn block_spec(array: &ArrayInfo, block: Vec<u64>, persist: bool) -> Result<WriteSpec, Refused> {
+    let shape = block_shape(array, &block).ok_or_else(|| {
+        let chunks: Vec<String> = array.chunks.iter().map(|c| format!("{c:?}")).collect();
+        let detail = format!("Block index out of range: block {} for chunks [{}]", py_tuple(&block), chunks.join(", "));
+        (StatusCode::UNPROCESSABLE_ENTITY, detail)
+    })?;
+    Ok(WriteSpec { kind: WriteKind::Block(block), shape, persist })
+}
+
+/// A write of the region at `offset` of `shape` (growing the array if `extend`).
+pub fn patch_spec(
+    array: &ArrayInfo,
+    offset: Vec<u64>,
+    shape: Vec<u64>,
+    extend: bool,
+    persist: bool,
+) -> Result<WriteSpec, Refused> {
+    if extend && !persist {
+        return Err((StatusCode::BAD_REQUEST, EXTEND_NO_PERSIST.into()));
+    }
+    if !persist {
+        check_bounds(array, &offset, &shape)?;
+    }
+    Ok(WriteSpec { kind: WriteKind::Patch { offset, shape: shape.clone(), extend }, shape, persist })
+}
+
+/// The shape of chunk `block`, if it exists.
+fn block_shape(array: &ArrayInfo, block: &[u64]) -> Option<Vec<u64>> {
+    if block.len() != array.chunks.len() {
+        return None;
+    }
+    block.iter().zip(&array.chunks).map(|(b, sizes)| sizes.get(usize::try_from(*b).ok()?).copied()).collect()
+}
+
+/// A stream-only PATCH must fit the current shape (a persisted one is checked by the storage).
+fn check_bounds(array: &ArrayInfo, offset: &[u64], shape: &[u64]) -> Result<(), Refused> {
+    if shape.len() != array.shape.len() || offset.len() > shape.len() {
+        let detail = format!("shape {} does not match the array's rank {}", py_tuple(shape), array.shape.len());
+        return Err((StatusCode::UNPROCESSABLE_ENTITY, detail));
+    }
+    let fits = shape.iter().enumerate().all(|(i, n)| {
+        let start = offset.get(i).copied().unwrap_or(0);
+        start.checked_add(*n).is_some_and(|end| end <= array.shape[i])
+    });
+    if !fits {
+        let detail = format!(
+            "Slice at offset {} with shape {} does not fit within current array shape {}. \
+             Use ?extend=true to extend the array dimensions to fit.",
+            py_tuple(offset),
+            py_tuple(shape),
+            py_tuple(&array.shape)
+        );
+        return Err((StatusCode::CONFLICT, detail));
+    }
+    Ok(())
+}
+
+/// 503 with `Retry-After`, saying whether the write was stored.
+fn unavailable(error: &CoreError, stored: bool) -> Refusal {
+    let detail = if stored {
+        format!(
+            "{error}. The write WAS stored, but was not streamed to subscribers \
+             (they are disconnected with 1012 and resume when the cache is back)."
+        )
+    } else {
+        format!("{error}. Nothing was stored or streamed.")
+    };
+    let mut refusal = Refusal::new(StatusCode::SERVICE_UNAVAILABLE, &detail);
+    refusal.headers.push(("Retry-After".into(), "1".into()));
+    refusal
+}
+
+/// Tiled's `array-data` header (the `offset` and `block` keys are present even when null:
+/// the stock client requires them).
+fn header(write: &WriteSpec, offset: Option<&[u64]>) -> Vec<u8> {
+    let (offset, block) = match &write.kind {
+        WriteKind::Full => (None, None),
+        WriteKind::Block(block) => (None, Some(block.clone())),
+        WriteKind::Patch { offset, .. } => (Some(offset.clone()), None),
+        WriteKind::Append { .. } => (offset.map(<[u64]>::to_vec), None),
+    };
+    let value = json!({
+        "type": "array-data",
+        "timestamp": super::timestamp::now(),
+        "mimetype": OCTET,
+        "shape": write.shape,
+        "offset": offset,
+        "block": block,
+    });
+    serde_json::to_vec(&value).unwrap_or_default()
+}
+
+/// What a write did.
+pub struct Applied {
+    /// The node as known after it (its structure changed if the write grew the array).
+    pub node: Arc<Node>,
+    /// The array's structure after it (Tiled's JSON).
+    pub structure: serde_json::Value,
+    /// The stream sequence of its message (0 when streaming is off).
+    pub sequence: u64,
+    /// The array's length along its first axis after an append.
+    pub length: Option<u64>,
+}
+
+fn length_detail(expected: u64, shape: &[u64], dtype: &str, got: u64) -> String {
+    format!("Expected {expected} bytes for shape {} and dtype {dtype}, got {got}", py_tuple(shape))
+}
+
+/// Checks the body against the write, stores it (if `persist`) and publishes it.
+pub async fn apply(
+    shared: &Arc<Shared>,
+    node: &Arc<Node>,
+    path: &str,
+    write: WriteSpec,
+    body: Bytes,
+) -> Result<Applied, Refusal> {
+    let array = node.info.array.clone().ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "not an array"))?;
+    let expected = write.shape.iter().product::<u64>().saturating_mul(array.itemsize);
+    if body.len() as u64 != expected {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            &length_detail(expected, &write.shape, &array.dtype, body.len() as u64),
+        ));
+    }
+    let hub = shared.hub.as_ref();
+    if hub.is_some_and(|h| !h.is_connected()) {
+        // Known to be down: refuse before storing anything.
+        let down = CoreError::Unavailable("The streaming cache (Redis) is unavailable; retry shortly".into());
+        return Err(unavailable(&down, false));
+    }
+    let shape: Vec<usize> = write.shape.iter().map(|n| *n as usize).collect();
+    let lock = write.persist.then(|| shared.write_locks.get(node.info.id));
+    let _held = match &lock {
+        Some(lock) => Some(lock.lock().await),
+        None => None,
+    };
+    let mut applied = Applied { node: Arc::clone(node), structure: array.structure.clone(), sequence: 0, length: None };
+    let mut offset = None;
+    if write.persist {
+        let request =
+            ArrayWrite { node: node.info.id, path: path.to_owned(), kind: write.kind.clone(), body: body.clone() };
+        let stored = shared.nodes.control().store(request).await?;
+        applied.structure = stored.array.structure.clone();
+        if let WriteKind::Append { .. } = write.kind {
+            offset = stored.offset.clone();
+            applied.length = stored.array.shape.first().copied();
+        }
+        if node.info.array.as_ref() != Some(&stored.array) {
+            applied.node = shared.nodes.update_array(path, node, stored.array);
+        }
+    } else if let WriteKind::Patch { offset: at, .. } = &write.kind {
+        offset = Some(at.clone());
+    }
+    // Validated and encoded before publishing: a message that cannot be built is a 422 (the
+    // write was validated against the same dtype and shape, so this is not expected).
+    let message = Outgoing::new(&header(&write, offset.as_deref()), Some(&body), Some((&array.dtype, &shape)), None)
+        .map_err(|e| Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()))?;
+    if let Some(hub) = hub {
+        let started = std::time::Instant::now();
+        applied.sequence = hub.publish(node.info.id, message).await.map_err(|e| unavailable(&e, write.persist))?;
+        shared.stats.published(node.info.id, 1, started.elapsed().as_secs_f64());
+    }
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn array() -> ArrayInfo {
+        ArrayInfo {
+            dtype: "<f8".into(),
+            itemsize: 8,
+            shape: vec![4, 6],
+            chunks: vec![vec![2, 2], vec![6]],
+            structure: json!({"shape": [4, 6]}),
+        }
+    }
+
+    #[test]
+    fn blocks_and_bounds() {
+        assert_eq!(block_shape(&array(), &[1, 0]), Some(vec![2, 6]));
+        assert_eq!(block_shape(&array(), &[2, 0]), None);
+        assert_eq!(block_shape(&array(), &[0]), None);
+        assert!(check_bounds(&array(), &[2], &[2, 6]).is_ok());
+        assert_eq!(check_bounds(&array(), &[3], &[2, 6]).unwrap_err().0, StatusCode::CONFLICT);
+        assert_eq!(check_bounds(&array(), &[u64::MAX], &[2, 6]).unwrap_err().0, StatusCode::CONFLICT);
+        assert_eq!(check_bounds(&array(), &[0], &[2]).unwrap_err().0, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(py_tuple(&[3]), "(3,)");
+        assert_eq!(py_tuple(&[2, 3]), "(2, 3)");
+    }
+
+    #[test]
+    fn writes_from_the_query() {
+        let q = Query::parse(Some("offset=1&shape=1,6"));
+        let write = parse_write(&q, Route::Patch, &array()).ok().unwrap();
+        assert_eq!(write.kind, WriteKind::Patch { offset: vec![1], shape: vec![1, 6], extend: false });
+        let q = Query::parse(Some("offset=4&shape=1,6&extend=true&persist=false"));
+        assert_eq!(parse_write(&q, Route::Patch, &array()).unwrap_err().0, StatusCode::BAD_REQUEST);
+        let q = Query::parse(Some("block=1,0&persist=false"));
+        let write = parse_write(&q, Route::PutBlock, &array()).ok().unwrap();
+        assert_eq!((write.shape, write.persist), (vec![2, 6], false));
+        let full = WriteSpec { kind: WriteKind::Full, shape: vec![4, 6], persist: true };
+        let header: serde_json::Value = serde_json::from_slice(&header(&full, None)).unwrap();
+        assert_eq!(header["type"], "array-data");
+        assert!(header["offset"].is_null() && header["block"].is_null());
+        assert_eq!(header["shape"], json!([4, 6]));
+    }
+}

@@ -1,0 +1,77 @@
+//! `Shared` (what every connection of one edge uses) and `dispatch`: which requests the edge
+//! serves itself and which go to the control plane.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use super::arrays::{self, Served, WriteLocks};
+use super::config::EdgeConfig;
+use super::forward::Upstream;
+use super::nodes::Nodes;
+use super::respond::Body;
+use super::route::{classify, Route};
+use super::stats::{route_label, Stats};
+use super::{access, push, streamer, subscribe, ws};
+use crate::hub::Hub;
+
+/// What the connections of one edge share.
+pub struct Shared {
+    /// The settings the edge started with.
+    pub config: EdgeConfig,
+    /// The forwarding client to the control plane.
+    pub upstream: Upstream,
+    /// What the control plane said about each path.
+    pub nodes: Nodes,
+    /// The process's streams (`None`: streaming is off, `--cache none`).
+    pub hub: Option<Hub>,
+    /// Counters for the metrics.
+    pub stats: Arc<Stats>,
+    /// Persisted writes of a node, one at a time.
+    pub write_locks: WriteLocks,
+}
+
+/// Serves one request: natively for the data plane's routes, else forwarded.
+pub async fn dispatch(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Response<Body>, Infallible> {
+    let route = classify(request.method(), request.uri().path(), ws::is_upgrade(&request));
+    Ok(match route {
+        Route::Forward => shared.upstream.forward(request, peer).await,
+        Route::Subscribe(path) => subscribe::handle(shared, request, path, peer).await,
+        Route::Push(path) => push::handle(shared, request, path).await,
+        Route::StreamerPush(sid) => streamer::push::handle(shared, request, sid).await,
+        Route::StreamerPull(sid) => streamer::pull::handle(shared, request, sid).await,
+        Route::Array(route, path) => {
+            let started = Instant::now();
+            let method = request.method().as_str().to_owned();
+            let uri_path = request.uri().path().to_owned();
+            match arrays::serve(Arc::clone(&shared), request, route, path).await {
+                Served::Forward(request) => shared.upstream.forward(*request, peer).await,
+                Served::Answer(response) => {
+                    let seconds = started.elapsed().as_secs_f64();
+                    let status = response.status().as_u16();
+                    shared.stats.request(&method, route_label(&uri_path), status, seconds);
+                    if shared.config.access_log {
+                        access::write(&access::Line {
+                            client: peer.ip(),
+                            method: &method,
+                            path: &uri_path,
+                            status: Some(status),
+                            seconds,
+                            bytes: None,
+                            last_sequence: None,
+                        });
+                    }
+                    response
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,255 @@
+//! `WS /api/v1/stream/push/{path}`: a writer streams an array node's frames over one
+//! WebSocket, one binary message per frame (or per block), acknowledged by sequence number, so
+//! that it pays no HTTP request per frame (see `docs/api.md`, "Pushing frames").
+//!
+//! Query parameters: `persist` (default true: stored as well as streamed) and `mode`:
+//! `append` (default: each message is one or more whole frames appended along the first axis;
+//! stored by extending the array), `full` (each message replaces the whole array). A text
+//! message `{"block": [i, ...]}` or `{"offset": [...], "shape": [...], "extend": false}` makes
+//! the next binary message that block or region instead. After each message is published the
+//! server sends `{"frames": k, "sequence": n}` (k: binary messages acknowledged so far on this
+//! connection, n: the stream sequence of the last one); acknowledgements are written without
+//! waiting when more messages are already queued, so a pipelining writer gets them in batches.
+//! A message that fails validation is neither stored nor streamed: the server sends `{"error":
+//! detail, "status": s, "frame": k}` and closes (1008 for bad input, 1009 too big, 1012 when
+//! the streaming cache is lost, 1011 otherwise); earlier frames stay.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::arrays::{self, WriteSpec};
+use super::auth::{self, Access};
+use super::control::{Refusal, WriteKind};
+use super::dispatch::Shared;
+use super::nodes::Node;
+use super::query::Query;
+use super::respond::{self, Body};
+use super::session::{self, frame};
+use super::ws::{self, Socket};
+
+/// How binary messages are read when no text message says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Append,
+    Full,
+}
+
+/// A text message's directive for the next binary message.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Directive {
+    block: Option<Vec<u64>>,
+    offset: Option<Vec<u64>>,
+    shape: Option<Vec<u64>>,
+    #[serde(default)]
+    extend: bool,
+}
+
+/// Answers the handshake; the session runs on its own task once upgraded.
+pub async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>, path: String) -> Response<Body> {
+    let query = Query::parse(request.uri().query());
+    if let Err(denied) =
+        auth::check(request.headers(), &query, &shared.config.api_key, Access::Write, shared.config.public)
+    {
+        return respond::error(denied.status, denied.detail);
+    }
+    let node = match shared.nodes.resolve(&path).await {
+        Ok(node) => node,
+        Err(refusal) => return refusal.response(),
+    };
+    if node.info.family != "array" || node.info.array.is_none() {
+        let detail = format!("only dense arrays can be pushed to, not a {} node", node.info.family);
+        return respond::error(StatusCode::BAD_REQUEST, &detail);
+    }
+    if node.info.external {
+        return respond::error(StatusCode::METHOD_NOT_ALLOWED, "Registered (external) data is read-only");
+    }
+    let persist = match query.flag("persist", true) {
+        Ok(persist) => persist,
+        Err(bad) => return respond::error(bad.status, &bad.detail),
+    };
+    let mode = match query.get("mode").unwrap_or("append") {
+        "append" => Mode::Append,
+        "full" => Mode::Full,
+        other => {
+            return respond::error(StatusCode::BAD_REQUEST, &format!("mode must be 'append' or 'full', not {other:?}"))
+        }
+    };
+    let (response, upgrade) = match ws::accept(&mut request) {
+        Ok(accepted) => accepted,
+        Err(refused) => return refused.response(),
+    };
+    shared.stats.websocket("stream");
+    tokio::spawn(run(shared, upgrade, node, path, persist, mode));
+    response
+}
+
+/// Why the session stops: the error message and close code, and the message's 1-based index.
+struct Failure {
+    status: StatusCode,
+    detail: String,
+    close: u16,
+}
+
+impl Failure {
+    fn from_refusal(refusal: &Refusal) -> Self {
+        let close = match refusal.status {
+            StatusCode::SERVICE_UNAVAILABLE => 1012,
+            StatusCode::PAYLOAD_TOO_LARGE => 1009,
+            s if s.is_client_error() => 1008,
+            _ => 1011,
+        };
+        Self { status: refusal.status, detail: refusal.detail(), close }
+    }
+
+    fn bad(detail: impl Into<String>) -> Self {
+        Self { status: StatusCode::UNPROCESSABLE_ENTITY, detail: detail.into(), close: 1008 }
+    }
+}
+
+async fn run(shared: Arc<Shared>, upgrade: OnUpgrade, mut node: Arc<Node>, path: String, persist: bool, mode: Mode) {
+    let Ok(upgraded) = upgrade.await else { return };
+    let mut socket = ws::socket(upgraded, shared.config.max_message_bytes);
+    let mut frames: u64 = 0;
+    // Stream-only appends are numbered from the stored length on.
+    let mut appended: u64 = node.info.array.as_ref().and_then(|a| a.shape.first().copied()).unwrap_or(0);
+    let mut directive: Option<Directive> = None;
+    loop {
+        // Acknowledgements go out as soon as nothing more is queued (one write for a burst).
+        let next = match socket.next().now_or_never() {
+            Some(next) => next,
+            None => {
+                if socket.flush().await.is_err() {
+                    return;
+                }
+                socket.next().await
+            }
+        };
+        let message = match next {
+            Some(Ok(message)) if !message.is_close() => message,
+            // The peer closed or broke the protocol (e.g. a message over the limit: 1009).
+            _ => return session::finish(socket).await,
+        };
+        if let Some(text) = message.as_text() {
+            match serde_json::from_str::<Directive>(text) {
+                Ok(d) => directive = Some(d),
+                Err(e) => {
+                    fail(socket, frames + 1, Failure::bad(format!("a text message must be a directive: {e}"))).await;
+                    return;
+                }
+            }
+            continue;
+        }
+        if !message.is_binary() {
+            continue;
+        }
+        frames += 1;
+        let body: Bytes = message.into_payload().into();
+        let array = node.info.array.clone().unwrap_or_else(unreachable_array);
+        let spec = match spec_of(directive.take(), mode, persist, &array, appended, body.len() as u64) {
+            Ok(spec) => spec,
+            Err(failure) => {
+                fail(socket, frames, failure).await;
+                return;
+            }
+        };
+        if matches!(spec.kind, WriteKind::Append { .. }) {
+            appended += spec.shape.first().copied().unwrap_or(0);
+        }
+        let published = arrays::apply(&shared, &node, &path, spec, body).await;
+        match published {
+            Ok(outcome) => {
+                node = outcome.node;
+                if let Some(length) = outcome.length {
+                    appended = length;
+                }
+                let ack = json!({ "frames": frames, "sequence": outcome.sequence }).to_string();
+                if socket.feed(frame(Bytes::from(ack), true)).await.is_err() {
+                    return;
+                }
+            }
+            Err(refusal) => {
+                fail(socket, frames, Failure::from_refusal(&refusal)).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Never reached: the handshake checked the node is a dense array.
+fn unreachable_array() -> super::control::ArrayInfo {
+    super::control::ArrayInfo {
+        dtype: "|u1".into(),
+        itemsize: 1,
+        shape: Vec::new(),
+        chunks: Vec::new(),
+        structure: serde_json::Value::Null,
+    }
+}
+
+/// What the next binary message is, from the directive or the mode.
+fn spec_of(
+    directive: Option<Directive>,
+    mode: Mode,
+    persist: bool,
+    array: &super::control::ArrayInfo,
+    appended: u64,
+    len: u64,
+) -> Result<WriteSpec, Failure> {
+    let frame_bytes = array.shape.iter().skip(1).product::<u64>().saturating_mul(array.itemsize);
+    let spec = match directive {
+        Some(Directive { block: Some(block), offset: None, shape: None, .. }) => {
+            arrays::block_spec(array, block, persist).map_err(|(status, detail)| Failure {
+                status,
+                detail,
+                close: 1008,
+            })?
+        }
+        Some(Directive { block: None, offset: Some(offset), shape: Some(shape), extend }) => {
+            arrays::patch_spec(array, offset, shape, extend, persist).map_err(|(status, detail)| Failure {
+                status,
+                detail,
+                close: 1008,
+            })?
+        }
+        Some(_) => return Err(Failure::bad("a directive gives either block, or offset and shape")),
+        None if mode == Mode::Full => WriteSpec { kind: WriteKind::Full, shape: array.shape.clone(), persist },
+        None => {
+            if array.shape.is_empty() || frame_bytes == 0 || !len.is_multiple_of(frame_bytes) || len == 0 {
+                return Err(Failure {
+                    status: StatusCode::BAD_REQUEST,
+                    detail: format!(
+                        "a message of {len} bytes is not a whole number of frames of {frame_bytes} bytes (shape {} without its first axis, dtype {})",
+                        arrays::py_tuple(&array.shape),
+                        array.dtype
+                    ),
+                    close: 1008,
+                });
+            }
+            let mut shape = array.shape.clone();
+            shape[0] = len / frame_bytes;
+            if persist {
+                WriteSpec { kind: WriteKind::Append { frames: shape[0] }, shape, persist }
+            } else {
+                let kind = WriteKind::Patch { offset: vec![appended], shape: shape.clone(), extend: false };
+                WriteSpec { kind, shape, persist }
+            }
+        }
+    };
+    Ok(spec)
+}
+
+/// Sends the error message and closes.
+async fn fail(mut socket: Socket, frame_index: u64, failure: Failure) {
+    let text = json!({ "error": failure.detail, "status": failure.status.as_u16(), "frame": frame_index }).to_string();
+    let _ = socket.send(frame(Bytes::from(text), true)).await;
+    let reason = format!("frame {frame_index}: {}", failure.detail);
+    session::close(socket, failure.close, &reason).await;
+}
