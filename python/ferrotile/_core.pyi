@@ -65,6 +65,13 @@ class Hub:
     max_queue_bytes
         The per-subscriber cap on the live backlog when :meth:`subscribe` or
         :meth:`subscribe_entries` names none (default 64 MiB).
+    max_total_bytes
+        One budget for the msgpack bytes retained in this process over all topics (with Redis:
+        in this process's mirrors); default 1 GiB. Past it the oldest messages of any topic are
+        evicted first, down to 15/16 of the budget; each topic keeps its newest message (so
+        many topics of big messages may stay over). Subscribers behind an evicted message are
+        handled as after any eviction (``on_overflow``; replays skip it), and those with
+        ``notify_gaps`` get a ``stream-gap`` notice with reason ``"evicted"``.
     key_prefix
         Prefix of every Redis key and of the live channel (Redis only).
 
@@ -92,6 +99,7 @@ class Hub:
         max_age: float | None = None,
         seq_ttl: float | None = None,
         max_queue_bytes: int | None = None,
+        max_total_bytes: int | None = None,
         key_prefix: str = "ferrotile:",
     ) -> Self: ...
     async def connect(self) -> None:
@@ -291,7 +299,8 @@ class Hub:
 
     def stats(self) -> dict[str, int]:
         """This process's ``topics``, ``retained_messages``, ``retained_bytes`` and
-        ``subscribers`` (with Redis: its mirrors), ``connected`` (1 or 0), and the Redis
+        ``subscribers`` (with Redis: its mirrors), the budget ``max_total_bytes`` and what it
+        evicted (``evicted_messages``, ``evicted_bytes``), ``connected`` (1 or 0), and the Redis
         reader's counters ``received``, ``reconnects``, ``epoch_changes``, ``gap_fills``,
         ``bad_messages`` (0 in process)."""
 

@@ -17,6 +17,7 @@ from ferrotile import __version__
 from ferrotile.catalog.uri import DUCKDB_EXTRA, duckdb_path, has_duckdb
 from ferrotile.cluster import guard
 from ferrotile.config import (
+    DEFAULT_CACHE_MAX_TOTAL_BYTES,
     DEFAULT_CLIENT_TIMEOUT,
     DEFAULT_DATA_TTL,
     DEFAULT_MAX_ARRAY_BYTES,
@@ -154,6 +155,17 @@ def _parser() -> argparse.ArgumentParser:
         help=(
             "retain at most B bytes of messages per node for replay; the newest message is "
             f"always kept (default {DEFAULT_RETENTION_BYTES})"
+        ),
+    )
+    catalog.add_argument(
+        "--cache-max-total-bytes",
+        type=int,
+        default=DEFAULT_CACHE_MAX_TOTAL_BYTES,
+        metavar="B",
+        help=(
+            "retain at most B bytes of messages in this process over all nodes; past it the "
+            "oldest messages of any node are dropped first, the newest of each node is kept "
+            f"(default {DEFAULT_CACHE_MAX_TOTAL_BYTES}, 1 GiB)"
         ),
     )
     catalog.add_argument(
@@ -348,6 +360,8 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, bool]:
         raise ServeError("--cache-max-count must be at least 1")
     if args.cache_max_bytes < 1:
         raise ServeError("--cache-max-bytes must be at least 1")
+    if args.cache_max_total_bytes < 1:
+        raise ServeError("--cache-max-total-bytes must be at least 1")
     for flag, value in (
         ("--streamer-maxlen", args.streamer_maxlen),
         ("--streamer-max-bytes", args.streamer_max_bytes),
@@ -373,6 +387,7 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, bool]:
         cache_seq_ttl=args.cache_seq_ttl or DEFAULT_SEQ_TTL,
         retention_count=args.cache_max_count,
         retention_bytes=args.cache_max_bytes,
+        cache_max_total_bytes=args.cache_max_total_bytes,
         host=args.host,
         port=args.port,
         workers=args.workers,

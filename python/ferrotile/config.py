@@ -24,6 +24,8 @@ DEFAULT_SEQ_TTL = 30 * 24 * 3600.0
 #: Per-node retention caps of the stream replay buffer (count and msgpack bytes).
 DEFAULT_RETENTION_COUNT = 10_000
 DEFAULT_RETENTION_BYTES = 256 * 1024 * 1024
+#: One budget for retained stream bytes in a process, over all nodes (fits a small machine).
+DEFAULT_CACHE_MAX_TOTAL_BYTES = 1024 * 1024 * 1024
 #: Redis Streamer API: entries kept per stream (its ``REDIS_STREAM_MAXLEN``) and the biggest
 #: WebSocket message or REST body a push may send.
 DEFAULT_STREAMER_MAXLEN = 1000
@@ -61,6 +63,10 @@ class Settings:
         Seconds a stream message is retained; idle seconds before a stream's sequence restarts.
     retention_count, retention_bytes
         Per-node cap on retained messages (count, and msgpack bytes; the newest is always kept).
+    cache_max_total_bytes
+        Most msgpack bytes retained in one process over all nodes (with Redis: in each
+        process's copies); past it the oldest messages of any node are evicted first (the
+        newest of each node stays), and subscribers that asked get gap notices.
     access_log
         Write a JSON line per request and WebSocket connection to stderr.
     streamer_device_prefixing
@@ -94,6 +100,7 @@ class Settings:
     cache_seq_ttl: float = DEFAULT_SEQ_TTL
     retention_count: int = DEFAULT_RETENTION_COUNT
     retention_bytes: int = DEFAULT_RETENTION_BYTES
+    cache_max_total_bytes: int = DEFAULT_CACHE_MAX_TOTAL_BYTES
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1

@@ -79,7 +79,8 @@ def test_help_documents_every_flag() -> None:
     result = run("serve", "catalog", "--help")
     assert result.returncode == 0
     flags = "--temp --init --write --read --api-key --public --cache --cache-data-ttl"
-    for flag in [*flags.split(), "--cache-seq-ttl", "--host", "--port", "--workers"]:
+    more = ["--cache-seq-ttl", "--cache-max-total-bytes", "--host", "--port", "--workers"]
+    for flag in [*flags.split(), *more]:
         assert flag in result.stdout
 
 
@@ -119,4 +120,8 @@ def test_wrong_redis_password_is_reported(redis_url: str) -> None:
 def test_retention_caps_must_be_positive() -> None:
     assert_one_line_error(
         run("serve", "catalog", "--temp", "--cache-max-count", "0"), "--cache-max-count"
+    )
+    assert_one_line_error(
+        run("serve", "catalog", "--temp", "--cache-max-total-bytes", "0"),
+        "--cache-max-total-bytes",
     )

@@ -25,6 +25,21 @@ def test_every_option_has_a_key_and_a_variable(catalog: argparse.ArgumentParser)
     assert env_name("cache_max_count") == "FERROTILE_CACHE_MAX_COUNT"
 
 
+def test_memory_budget_from_file_environment_and_command_line(
+    catalog: argparse.ArgumentParser, tmp_path: Path
+) -> None:
+    config = tmp_path / "c.yml"
+    config.write_text("cache_max_total_bytes: 1000\n")
+    file_values = from_file(config, options(catalog))
+    assert layered(catalog, [], file_values=file_values).cache_max_total_bytes == 1000
+    env = {"FERROTILE_CACHE_MAX_TOTAL_BYTES": "2000"}
+    assert layered(catalog, [], file_values=file_values, environ=env).cache_max_total_bytes == 2000
+    argv = ["--cache-max-total-bytes", "3000"]
+    args = layered(catalog, argv, file_values=file_values, environ=env)
+    assert args.cache_max_total_bytes == 3000
+    assert layered(catalog, []).cache_max_total_bytes == 1024**3  # 1 GiB by default
+
+
 def test_precedence(catalog: argparse.ArgumentParser, tmp_path: Path) -> None:
     config = tmp_path / "c.yml"
     config.write_text("port: 1001\nworkers: 3\ncache-max-count: 7\napi_key: file\n")

@@ -84,6 +84,7 @@ class StreamHub:
             max_bytes=settings.retention_bytes,
             max_age=settings.cache_data_ttl,
             seq_ttl=settings.cache_seq_ttl,
+            max_total_bytes=settings.cache_max_total_bytes,
         )
         self.shared = self._hub.is_shared
         self._down_since: float | None = None

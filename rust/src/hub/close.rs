@@ -2,6 +2,8 @@
 
 use std::borrow::Cow;
 
+use crate::error::CoreError;
+
 /// Why a subscription ended: a WebSocket close code and reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Close {
@@ -42,5 +44,13 @@ impl Close {
         let reason =
             format!("subscriber too slow: {backlog} bytes queued > max_queue_bytes={cap}; dropped {dropped} messages");
         Self { code: 1008, reason: Cow::Owned(reason) }
+    }
+
+    /// The close of a subscription whose backend failed with `err` (shut down, or unreachable).
+    pub(crate) fn backend_failed(err: &CoreError) -> Self {
+        match err {
+            CoreError::ShutDown => Self::SHUTTING_DOWN,
+            _ => Self::LIVE_LOST,
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! `HubConfig`: every setting of a hub in one struct, validated once: retention per topic
-//! (count, bytes, age), sequence expiry, the per-subscriber default cap, and the backend (in process, or a Redis URL and key prefix). Also the
+//! (count, bytes, age), sequence expiry, the per-subscriber default cap, the process-wide
+//! memory budget, and the backend (in process, or a Redis URL and key prefix). Also the
 //! per-topic `Retention` and its `RetentionOverride`. Pure data.
 
 use std::time::Duration;
@@ -8,6 +9,10 @@ use crate::error::{CoreError, CoreResult};
 
 /// The server default per-subscriber cap on the live backlog, in envelope bytes.
 pub const DEFAULT_MAX_QUEUE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The default budget for retained stream data in one process, over all topics: 1 GiB, which
+/// fits a small machine (a large one raises it).
+pub const DEFAULT_MAX_TOTAL_BYTES: usize = 1024 * 1024 * 1024;
 
 /// Where streams live.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -55,6 +60,10 @@ pub struct HubConfig {
     pub seq_ttl: Duration,
     /// The per-subscriber cap on the live backlog when a subscriber names none (>= 1).
     pub max_queue_bytes: usize,
+    /// Most envelope bytes retained in this process over all topics (>= 1; with Redis, in its
+    /// mirrors). Past it the oldest messages of any topic are evicted first, down to 15/16 of
+    /// it (each topic keeps its newest message, so many topics of big messages may stay over).
+    pub max_total_bytes: usize,
     /// Where streams live.
     pub backend: BackendConfig,
 }
@@ -67,6 +76,7 @@ impl Default for HubConfig {
             max_age: Duration::from_secs(3600),
             seq_ttl: Duration::from_secs(30 * 24 * 3600),
             max_queue_bytes: DEFAULT_MAX_QUEUE_BYTES,
+            max_total_bytes: DEFAULT_MAX_TOTAL_BYTES,
             backend: BackendConfig::Memory,
         }
     }
@@ -88,6 +98,7 @@ impl HubConfig {
         };
         positive("max_count", self.max_count)?;
         positive("max_queue_bytes", self.max_queue_bytes)?;
+        positive("max_total_bytes", self.max_total_bytes)?;
         if let BackendConfig::Redis { .. } = self.backend {
             // Redis expires keys after these: zero would delete a stream as it is written.
             for (name, value) in [("max_age", self.max_age), ("seq_ttl", self.seq_ttl)] {
@@ -146,6 +157,7 @@ mod tests {
         for bad in [
             HubConfig { max_count: 0, ..HubConfig::default() },
             HubConfig { max_queue_bytes: 0, ..HubConfig::default() },
+            HubConfig { max_total_bytes: 0, ..HubConfig::default() },
         ] {
             assert!(matches!(bad.validate(), Err(CoreError::Config(_))));
         }

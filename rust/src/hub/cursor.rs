@@ -12,6 +12,16 @@ use super::notice::{self, GapReason, Notice};
 use super::policy::{Overflow, Policy};
 use super::ring::{EpochStart, Ring};
 
+/// Why sequences from `from` on are no longer in `ring`: evicted for the process's budget, or
+/// past the topic's own retention.
+fn lost(ring: &Ring, from: u64) -> GapReason {
+    if from <= ring.evicted_through() {
+        GapReason::Evicted
+    } else {
+        GapReason::Expired
+    }
+}
+
 /// Where a subscription is in its topic's sequence (see the module docs).
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Cursor {
@@ -70,7 +80,7 @@ impl Cursor {
                 self.next = n.max(oldest);
                 if n > 0 && oldest > n {
                     self.missed = oldest - n;
-                    self.notice(Notice::Gap { from: n, to: oldest - 1, reason: GapReason::Expired });
+                    self.notice(Notice::Gap { from: n, to: oldest - 1, reason: lost(ring, n) });
                 }
             }
             // Resuming beyond the head: the history this client saw is gone (restart, flush).
@@ -183,7 +193,7 @@ impl Cursor {
         if self.next > self.replay_end && self.next <= head {
             let backlog = ring.bytes_from(self.next);
             if backlog > self.policy.max_queue_bytes || self.next < oldest {
-                self.overflow(head, oldest, backlog);
+                self.overflow(head, oldest, backlog, lost(ring, self.next));
             }
         }
         self.drain_notices(frames);
@@ -194,7 +204,8 @@ impl Cursor {
             if self.next < oldest {
                 if self.next <= self.replay_end {
                     // Tiled skips expired sequences silently during replay (notice if asked).
-                    self.skip_to(oldest.min(self.replay_end + 1), GapReason::Expired, frames);
+                    let reason = lost(ring, self.next);
+                    self.skip_to(oldest.min(self.replay_end + 1), reason, frames);
                     continue;
                 }
                 // Only reachable mid-batch; the overflow check above handles a cursor behind.
@@ -217,8 +228,8 @@ impl Cursor {
     }
 
     /// Applies the overflow policy to a live cursor whose backlog (`backlog` bytes up to
-    /// `head`) exceeds its cap, or that fell behind the oldest retained message.
-    fn overflow(&mut self, head: u64, oldest: u64, backlog: usize) {
+    /// `head`) exceeds its cap, or that fell behind the oldest retained message (for `lost`).
+    fn overflow(&mut self, head: u64, oldest: u64, backlog: usize, lost: GapReason) {
         let behind = self.next < oldest;
         let over = backlog > self.policy.max_queue_bytes && self.next < head;
         if !behind && !over {
@@ -241,7 +252,7 @@ impl Cursor {
                     self.missed += oldest - from;
                 }
                 self.dropped += head - from;
-                let reason = if over { GapReason::Overflow } else { GapReason::Expired };
+                let reason = if over { GapReason::Overflow } else { lost };
                 self.notice(Notice::Gap { from, to, reason });
                 self.next = head;
             }

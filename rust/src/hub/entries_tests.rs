@@ -33,7 +33,7 @@ fn at(topic: &Topic, ms: u64, payloads: &[&[u8]]) -> Vec<EntryId> {
 
 fn new_topic() -> Topic {
     let config = HubConfig::default();
-    Topic::new(config.retention(), config.seq_ttl)
+    Topic::new(config.retention(), config.seq_ttl, Arc::new(super::budget::Budget::new(usize::MAX)))
 }
 
 fn publish_entries(hub: &Hub, topic: u64, payloads: &[&[u8]], specs: &[IdSpec]) -> CoreResult<Vec<EntryId>> {

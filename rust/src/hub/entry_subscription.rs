@@ -17,7 +17,6 @@ use super::entry_id::{EntryId, Start};
 use super::message::Message;
 use super::policy::EntryOptions;
 use super::replay::{Replay, ReplayBatch};
-use super::subscription::close_for;
 use super::topic::Topic;
 
 /// Entries fetched per replay round trip.
@@ -317,7 +316,7 @@ impl EntrySubscription {
         };
         let batch = match result {
             Ok(batch) => batch,
-            Err(err) => return self.close_with(close_for(&err)),
+            Err(err) => return self.close_with(Close::backend_failed(&err)),
         };
         let mut st = self.state.lock();
         let lane = &mut st.lanes[index];

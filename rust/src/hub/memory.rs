@@ -53,7 +53,11 @@ impl Backend for Memory {
     }
 
     fn publish(&self, topic: u64, message: Outgoing) -> BoxFuture<'static, CoreResult<u64>> {
-        self.run(move |topics| Ok(topics.topic(topic)?.publish(message.into_draft(), Instant::now())))
+        self.run(move |topics| {
+            let seq = topics.topic(topic)?.publish(message.into_draft(), Instant::now());
+            topics.keep_within_budget();
+            Ok(seq)
+        })
     }
 
     fn publish_entries(&self, topic: u64, batch: EntryBatch) -> BoxFuture<'static, CoreResult<Vec<EntryId>>> {
@@ -62,12 +66,17 @@ impl Backend for Memory {
                 batch.into_items().into_iter().map(|(spec, message)| (spec, message.into_draft())).unzip();
             let topic = topics.topic(topic)?;
             let published = topic.publish_batch(drafts, &specs, Instant::now(), entry_id::wall_ms())?;
+            topics.keep_within_budget();
             Ok(published.into_iter().map(|(_, id)| id).collect())
         })
     }
 
     fn close_stream(&self, topic: u64) -> BoxFuture<'static, CoreResult<u64>> {
-        self.run(move |topics| Ok(topics.topic(topic)?.close_stream(Instant::now())))
+        self.run(move |topics| {
+            let seq = topics.topic(topic)?.close_stream(Instant::now());
+            topics.keep_within_budget();
+            Ok(seq)
+        })
     }
 
     fn current_sequence(&self, topic: u64) -> BoxFuture<'static, CoreResult<u64>> {

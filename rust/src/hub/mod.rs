@@ -9,12 +9,14 @@
 //! what the ring does not hold.
 //!
 //! Modules from the bottom up: pure data (`config`, `policy`, `close`, `entry_id`, `stats`,
-//! `stream_info`), `message` and `notice`, `outgoing`, `ring` (one stream's state), `topic`
-//! (a ring behind a lock, with its wake-up), `cursor` / `entry_cursor` (a subscriber's place
-//! and reads), `replay`, `subscription` / `entry_subscription`, `topics` (the map), `backend`
-//! and `memory`, then `Hub` here.
+//! `stream_info`), `message` and `notice`, `outgoing`, `budget` (the bytes retained in this
+//! process over all topics), `ring` (one stream's state), `topic` (a ring behind a lock, with
+//! its wake-up), `cursor` / `entry_cursor` (a subscriber's place and reads), `replay`,
+//! `subscription` / `entry_subscription`, `topics` (the map), `backend` and `memory`, then
+//! `Hub` here. No module imports one above it.
 
 mod backend;
+pub(crate) mod budget;
 mod close;
 mod config;
 mod cursor;
@@ -35,6 +37,8 @@ pub(crate) mod topic;
 pub(crate) mod topics;
 
 #[cfg(test)]
+mod budget_tests;
+#[cfg(test)]
 mod entries_tests;
 #[cfg(test)]
 mod policy_tests;
@@ -47,7 +51,9 @@ use std::time::{Duration, Instant};
 
 pub(crate) use backend::Backend;
 pub use close::Close;
-pub use config::{BackendConfig, HubConfig, Retention, RetentionOverride, DEFAULT_MAX_QUEUE_BYTES};
+pub use config::{
+    BackendConfig, HubConfig, Retention, RetentionOverride, DEFAULT_MAX_QUEUE_BYTES, DEFAULT_MAX_TOTAL_BYTES,
+};
 pub use entry_id::{EntryId, IdSpec, Start};
 pub use entry_subscription::{EntryRead, EntrySubscription};
 pub use message::{Extension, Message, MessageKind};
@@ -62,7 +68,6 @@ pub use subscription::{Batch, Subscription};
 use crate::codec::envelope::Header;
 use crate::codec::Envelope;
 use crate::error::{CoreError, CoreResult};
-use subscription::close_for;
 use topics::Topics;
 
 /// The streaming hub of one process (see the module docs). Cheap to clone: clones share it.
@@ -86,12 +91,13 @@ impl Hub {
         let config = Arc::new(config.validate()?);
         let (topics, backend): (Arc<Topics>, Arc<dyn Backend>) = match &config.backend {
             BackendConfig::Memory => {
-                let topics = Arc::new(Topics::new(config.retention(), config.seq_ttl));
+                let topics = Arc::new(Topics::new(config.retention(), config.seq_ttl, config.max_total_bytes));
                 (Arc::clone(&topics), Arc::new(memory::Memory::new(topics)))
             }
             BackendConfig::Redis { url, key_prefix } => {
                 // A mirror never restarts sequences on its own: Redis's counter TTL decides.
-                let topics = Arc::new(Topics::new(config.retention(), Duration::from_secs(u64::MAX / 4)));
+                let seq_ttl = Duration::from_secs(u64::MAX / 4);
+                let topics = Arc::new(Topics::new(config.retention(), seq_ttl, config.max_total_bytes));
                 let backend = crate::redis::RedisBackend::new(&config, url, key_prefix, Arc::clone(&topics))?;
                 (topics, Arc::new(backend))
             }
@@ -205,7 +211,7 @@ impl Hub {
                 Some(_) if !backend.is_connected() => subscription.close_with(Close::LIVE_LOST),
                 Some(replay) => match replay.head(topic).await {
                     Ok(head) => subscription.start(start, Some(head), Instant::now()),
-                    Err(err) => subscription.close_with(close_for(&err)),
+                    Err(err) => subscription.close_with(Close::backend_failed(&err)),
                 },
             }
             Ok(subscription)
@@ -240,7 +246,7 @@ impl Hub {
             for index in subscription.unresolved(&starts) {
                 match replay.last_entry_id(subscription.topic_ids()[index]).await {
                     Ok(last) => subscription.settle_new(index, last),
-                    Err(err) => subscription.close_with(close_for(&err)),
+                    Err(err) => subscription.close_with(Close::backend_failed(&err)),
                 }
             }
             Ok(subscription)
@@ -288,11 +294,16 @@ impl Hub {
     /// This process's figures, after expiring old messages, with the backend's counters.
     pub fn stats(&self) -> Stats {
         let counts = self.topics.counts();
+        let budget = self.topics.budget();
+        let (evicted_messages, evicted_bytes) = budget.evictions();
         Stats {
             topics: counts.topics,
             retained_messages: counts.retained_messages,
             retained_bytes: counts.retained_bytes,
             subscribers: counts.subscribers,
+            max_total_bytes: budget.max(),
+            evicted_messages,
+            evicted_bytes,
             connected: self.backend.is_connected(),
             backend: self.backend.counters(),
         }

@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::budget::Budget;
 use super::close::Close;
 use super::config::Retention;
 use super::entry_id::{self, EntryId, IdSpec};
@@ -76,12 +77,17 @@ pub(crate) struct Ring {
     base: u64,
     /// How the current epoch began.
     epoch_start: EpochStart,
+    /// The newest sequence of this epoch evicted to keep the process within its budget (0 if
+    /// none): gaps up to it are reported as "evicted".
+    evicted_through: u64,
+    /// The process-wide budget this ring's bytes count against.
+    budget: Arc<Budget>,
     /// Set when the topic is dropped or the hub shuts down.
     ended: Option<Close>,
 }
 
 impl Ring {
-    pub(crate) fn new(limits: Retention, seq_ttl: Duration) -> Self {
+    pub(crate) fn new(limits: Retention, seq_ttl: Duration, budget: Arc<Budget>) -> Self {
         Self {
             next_seq: 1,
             messages: VecDeque::new(),
@@ -100,6 +106,8 @@ impl Ring {
             epoch: 0,
             base: 1,
             epoch_start: EpochStart::Restart,
+            evicted_through: 0,
+            budget,
             ended: None,
         }
     }
@@ -131,12 +139,23 @@ impl Ring {
         self.epoch_start
     }
 
+    /// The newest sequence of this epoch evicted to keep within the process's budget.
+    pub(crate) fn evicted_through(&self) -> u64 {
+        self.evicted_through
+    }
+
     pub(crate) fn interrupts(&self) -> u64 {
         self.interrupts
     }
 
     pub(crate) fn ended(&self) -> Option<&Close> {
         self.ended.as_ref()
+    }
+
+    /// When the oldest message the budget may evict was published (`None`: only the newest is
+    /// left).
+    pub(crate) fn evictable_since(&self) -> Option<Instant> {
+        (self.messages.len() > 1).then(|| self.messages.front().map(|m| m.published())).flatten()
     }
 
     /// Retained messages, oldest first.
@@ -189,18 +208,31 @@ impl Ring {
         self.next_seq = base;
         self.base = base;
         self.epoch_start = how;
+        self.evicted_through = 0;
         self.epoch += 1;
     }
 
-    fn pop_front(&mut self) {
-        if let Some(m) = self.messages.pop_front() {
-            self.bytes -= m.size();
-            self.ends.pop_front();
-            self.ordinals.pop_front();
-            if m.kind() == MessageKind::Data {
-                self.max_deleted = self.max_deleted.max(m.entry_id());
-            }
+    fn pop_front(&mut self) -> Option<Arc<Message>> {
+        let m = self.messages.pop_front()?;
+        self.bytes -= m.size();
+        self.budget.release(m.size());
+        self.ends.pop_front();
+        self.ordinals.pop_front();
+        if m.kind() == MessageKind::Data {
+            self.max_deleted = self.max_deleted.max(m.entry_id());
         }
+        Some(m)
+    }
+
+    /// Evicts the oldest message to keep the process within its budget, unless it is the
+    /// newest (each topic keeps its newest); returns its size.
+    pub(crate) fn evict_oldest(&mut self) -> Option<usize> {
+        if self.messages.len() < 2 {
+            return None;
+        }
+        let evicted = self.pop_front()?;
+        self.evicted_through = evicted.sequence();
+        Some(evicted.size())
     }
 
     /// Empties the ring; its data messages count as deleted.
@@ -211,6 +243,7 @@ impl Ring {
         self.messages.clear();
         self.ends.clear();
         self.ordinals.clear();
+        self.budget.release(self.bytes);
         self.bytes = 0;
     }
 
@@ -238,6 +271,7 @@ impl Ring {
 
     fn push(&mut self, message: Arc<Message>) {
         self.bytes += message.size();
+        self.budget.add(message.size());
         self.total += message.size() as u64;
         self.ends.push_back(self.total);
         if message.kind() == MessageKind::Data {
@@ -384,5 +418,11 @@ impl Ring {
             last_id: self.last_id,
             max_deleted: self.max_deleted,
         })
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        self.budget.release(self.bytes);
     }
 }

@@ -27,6 +27,12 @@ pub struct Stats {
     pub retained_bytes: usize,
     /// Live subscriptions of this process.
     pub subscribers: usize,
+    /// The process-wide budget for retained bytes (`HubConfig::max_total_bytes`).
+    pub max_total_bytes: usize,
+    /// Messages evicted to keep within that budget, since the hub was made.
+    pub evicted_messages: u64,
+    /// Their envelope bytes.
+    pub evicted_bytes: u64,
     /// Whether the backend is connected (always true in process).
     pub connected: bool,
     /// The backend's own counters.

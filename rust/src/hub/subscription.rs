@@ -18,7 +18,6 @@ use super::policy::Policy;
 use super::replay::Replay;
 use super::topic::Topic;
 use crate::codec::Envelope;
-use crate::error::CoreError;
 
 /// Messages fetched per replay round trip.
 const REPLAY_BATCH: usize = 512;
@@ -56,14 +55,6 @@ pub struct Subscription {
 impl std::fmt::Debug for Subscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Subscription").field("topic", &self.id).field("envelope", &self.envelope).finish()
-    }
-}
-
-/// The close of a subscription whose backend failed.
-pub(crate) fn close_for(err: &CoreError) -> Close {
-    match err {
-        CoreError::ShutDown => Close::SHUTTING_DOWN,
-        _ => Close::LIVE_LOST,
     }
 }
 
@@ -121,7 +112,10 @@ impl Subscription {
         let ring = self.topic.lock(now);
         let mut st = self.state.lock();
         let State { cursor, fetch, buffer } = &mut *st;
-        if cursor.check(&ring) {
+        if buffer.is_empty() && fetch.is_none() {
+            // The common case: the ring alone.
+            cursor.read(&ring, max, &mut frames);
+        } else if cursor.check(&ring) {
             cursor.drain_notices(&mut frames);
             // What the backend replayed comes first, in order.
             while frames.len() < max && cursor.close.is_none() {
@@ -207,7 +201,7 @@ impl Subscription {
                 st.buffer.extend(batch.messages);
                 st.fetch = batch.next;
             }
-            Err(err) => st.cursor.close = Some(close_for(&err)),
+            Err(err) => st.cursor.close = Some(Close::backend_failed(&err)),
         }
     }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 
+use super::budget::Budget;
 use super::topic::Topic;
 use super::*;
 use crate::codec::envelope::Draft;
@@ -40,7 +41,7 @@ fn seqs(batch: &Batch) -> Vec<u64> {
 }
 
 fn topic(config: &HubConfig) -> Arc<Topic> {
-    Arc::new(Topic::new(config.retention(), config.seq_ttl))
+    Arc::new(Topic::new(config.retention(), config.seq_ttl, Arc::new(Budget::new(usize::MAX))))
 }
 
 /// A subscription made at `at` on a bare topic (for tests that move the clock).

@@ -10,6 +10,7 @@ use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
+use super::budget::Budget;
 use super::close::Close;
 use super::config::{Retention, RetentionOverride};
 use super::entry_id::{self, EntryId, IdSpec};
@@ -31,10 +32,11 @@ pub(crate) struct Topic {
 }
 
 impl Topic {
-    pub(crate) fn new(retention: Retention, seq_ttl: Duration) -> Self {
+    /// A topic whose messages count against `budget`.
+    pub(crate) fn new(retention: Retention, seq_ttl: Duration, budget: Arc<Budget>) -> Self {
         Self {
             retention,
-            ring: Mutex::new(Ring::new(retention, seq_ttl)),
+            ring: Mutex::new(Ring::new(retention, seq_ttl, budget)),
             notify: Notify::new(),
             subscribers: AtomicUsize::new(0),
         }
@@ -100,6 +102,23 @@ impl Topic {
         let limits = retention.apply(self.retention)?;
         self.ring.lock().set_limits(limits, now);
         Ok(())
+    }
+
+    /// When its oldest message the budget may evict was published (see
+    /// [`Ring::evictable_since`]), after lazy expiry.
+    pub(crate) fn evictable_since(&self, now: Instant) -> Option<Instant> {
+        self.lock(now).evictable_since()
+    }
+
+    /// Evicts its oldest message for the budget (never the newest): its size, and when the
+    /// next evictable one was published.
+    ///
+    /// Wakes nobody: a waiting subscriber has read up to the head, which is never evicted; one
+    /// behind it is reading, and meets the gap at its next read.
+    pub(crate) fn evict_oldest(&self) -> Option<(usize, Option<Instant>)> {
+        let mut ring = self.ring.lock();
+        let size = ring.evict_oldest()?;
+        Some((size, ring.evictable_since()))
     }
 
     /// `(oldest retained, head, fresh)`; `fresh` means no event since creation or restart.

@@ -2,13 +2,15 @@
 //! mirrors of the followed streams with Redis), created on first use, and what applies to all
 //! of them: interrupt, drop, end, shutdown, counts.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 
+use super::budget::Budget;
 use super::close::Close;
 use super::config::Retention;
 use super::topic::Topic;
@@ -30,12 +32,49 @@ pub(crate) struct Topics {
     seq_ttl: Duration,
     map: RwLock<HashMap<u64, Arc<Topic>>>,
     shut_down: AtomicBool,
+    budget: Arc<Budget>,
 }
 
 impl Topics {
-    /// Topics that start with `retention` and restart their sequence after `seq_ttl` idle.
-    pub(crate) fn new(retention: Retention, seq_ttl: Duration) -> Self {
-        Self { retention, seq_ttl, map: RwLock::default(), shut_down: AtomicBool::new(false) }
+    /// Topics that start with `retention`, restart their sequence after `seq_ttl` idle, and
+    /// retain at most `max_total_bytes` together.
+    pub(crate) fn new(retention: Retention, seq_ttl: Duration, max_total_bytes: usize) -> Self {
+        let budget = Arc::new(Budget::new(max_total_bytes));
+        Self { retention, seq_ttl, map: RwLock::default(), shut_down: AtomicBool::new(false), budget }
+    }
+
+    /// The process-wide budget.
+    pub(crate) fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
+    /// Call after adding messages: if the topics retain more than the budget, evicts the
+    /// oldest messages of any topic first (by publish time; each topic keeps its newest) down
+    /// to the budget's low-water mark. One sweep at a time; a caller finding one under way
+    /// leaves the work to it.
+    pub(crate) fn keep_within_budget(&self) {
+        let budget = &self.budget;
+        if !budget.is_over() {
+            return;
+        }
+        let Some(_sweep) = budget.try_sweep() else { return };
+        let topics: Vec<Arc<Topic>> = self.map.read().values().cloned().collect();
+        let now = Instant::now();
+        // The topics by the publish time of their oldest evictable message.
+        let mut oldest: BinaryHeap<Reverse<(Instant, usize)>> = topics
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.evictable_since(now).map(|since| Reverse((since, i))))
+            .collect();
+        let target = budget.low_water();
+        while budget.retained() > target {
+            let Some(Reverse((_, i))) = oldest.pop() else { break };
+            let Some((size, next)) = topics[i].evict_oldest() else { continue };
+            budget.count_eviction(size);
+            if let Some(since) = next {
+                oldest.push(Reverse((since, i)));
+            }
+        }
     }
 
     /// The topic, created if needed; `ShutDown` after [`Topics::shutdown`].
@@ -53,8 +92,9 @@ impl Topics {
         if self.is_shut_down() {
             return Err(CoreError::ShutDown);
         }
-        let (retention, seq_ttl) = (self.retention, self.seq_ttl);
-        Ok(Arc::clone(map.entry(id).or_insert_with(|| Arc::new(Topic::new(retention, seq_ttl)))))
+        let (retention, seq_ttl, budget) = (self.retention, self.seq_ttl, &self.budget);
+        let topic = map.entry(id).or_insert_with(|| Arc::new(Topic::new(retention, seq_ttl, Arc::clone(budget))));
+        Ok(Arc::clone(topic))
     }
 
     /// The topic if it exists (the Redis mirror only follows topics someone subscribed to).

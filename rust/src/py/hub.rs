@@ -50,7 +50,7 @@ impl PyHub {
     #[new]
     #[pyo3(signature = (
         cache = "memory", *, max_count = None, max_bytes = None, max_age = None, seq_ttl = None,
-        max_queue_bytes = None, key_prefix = "ferrotile:"
+        max_queue_bytes = None, max_total_bytes = None, key_prefix = "ferrotile:"
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -60,6 +60,7 @@ impl PyHub {
         max_age: Option<f64>,
         seq_ttl: Option<f64>,
         max_queue_bytes: Option<usize>,
+        max_total_bytes: Option<usize>,
         key_prefix: &str,
     ) -> PyResult<Self> {
         let defaults = HubConfig::default();
@@ -69,6 +70,7 @@ impl PyHub {
             max_age: max_age.map(|s| args::seconds("max_age", s)).transpose()?.unwrap_or(defaults.max_age),
             seq_ttl: seq_ttl.map(|s| args::seconds("seq_ttl", s)).transpose()?.unwrap_or(defaults.seq_ttl),
             max_queue_bytes: max_queue_bytes.unwrap_or(defaults.max_queue_bytes),
+            max_total_bytes: max_total_bytes.unwrap_or(defaults.max_total_bytes),
             backend: BackendConfig::parse(cache, key_prefix)?,
         };
         Ok(Self { inner: Hub::new(config)? })
@@ -234,6 +236,9 @@ impl PyHub {
             ("retained_messages", s.retained_messages as u64),
             ("retained_bytes", s.retained_bytes as u64),
             ("subscribers", s.subscribers as u64),
+            ("max_total_bytes", s.max_total_bytes as u64),
+            ("evicted_messages", s.evicted_messages),
+            ("evicted_bytes", s.evicted_bytes),
             ("connected", u64::from(s.connected)),
             ("received", b.received),
             ("reconnects", b.reconnects),
@@ -255,12 +260,14 @@ impl PyHub {
             }
         };
         format!(
-            "Hub({backend}, max_count={}, max_bytes={}, max_age={}, seq_ttl={}, max_queue_bytes={})",
+            "Hub({backend}, max_count={}, max_bytes={}, max_age={}, seq_ttl={}, max_queue_bytes={}, \
+             max_total_bytes={})",
             c.max_count,
             c.max_bytes,
             c.max_age.as_secs_f64(),
             c.seq_ttl.as_secs_f64(),
             c.max_queue_bytes,
+            c.max_total_bytes,
         )
     }
 }

@@ -148,6 +148,7 @@ async fn handle(shared: &Shared, bytes: Vec<u8>) -> CoreResult<()> {
         topic.rebase(sequence);
         topic.insert_external(message, now);
     }
+    shared.topics.keep_within_budget();
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::codec::envelope::parse_header;
 use crate::codec::Envelope;
+use crate::hub::budget::Budget;
 use crate::hub::ring::External;
 use crate::hub::topic::Topic;
 use crate::hub::{BackendConfig, Batch, Close, EntryOptions, Hub, Message, Policy, Start, Subscription};
@@ -81,7 +82,7 @@ fn marker(seq: u64) -> Arc<Message> {
 #[test]
 fn mirror_inserts_rebase_dedupe_and_restart() {
     let config = HubConfig::default();
-    let topic = Topic::new(config.retention(), config.seq_ttl);
+    let topic = Topic::new(config.retention(), config.seq_ttl, Arc::new(Budget::new(usize::MAX)));
     let now = Instant::now();
     // Joined mid-way: the mirror starts at the first sequence it sees.
     assert_eq!(topic.insert_external(marker(40), now), External::Appended);
