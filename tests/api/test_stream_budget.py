@@ -37,8 +37,12 @@ def test_retained_stream_bytes_stay_within_the_budget(budgeted: RunningServer) -
             for key in keys:
                 assert put(http, key, frame).status_code == 200
     # 16 nodes x 11 writes x 16 KiB = 2.9 MB went through; the process kept at most the budget.
-    retained = samples(budgeted)["ferrotile_stream_retained_bytes"]
+    figures = samples(budgeted)
+    retained = figures["ferrotile_stream_retained_bytes"]
     assert 0 < retained <= BUDGET
+    assert figures["ferrotile_stream_max_total_bytes"] == BUDGET
+    assert figures["ferrotile_stream_evicted_messages_total"] > 0
+    assert figures["ferrotile_stream_evicted_bytes_total"] >= retained
     # The first node lost its oldest writes to the budget: a replay from 1 is told why.
     with ws(budgeted, keys[0], "envelope_format=json&start=1&notify_gaps=true") as conn:
         assert recv(conn)["type"] == "array-schema"

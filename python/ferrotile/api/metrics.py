@@ -75,8 +75,14 @@ HUB_COUNTERS = {
     "gap_fills": "Gaps in the Redis stream the reader filled by reading back",
     "bad_messages": "Malformed stream messages skipped by the Redis reader",
 }
+#: Hub counters of the process-wide memory budget, as Prometheus counters.
+BUDGET_COUNTERS = {
+    "evicted_messages": "Stream messages evicted to keep within --cache-max-total-bytes",
+    "evicted_bytes": "Bytes of stream messages evicted to keep within --cache-max-total-bytes",
+}
 #: Hub figures exposed as gauges.
 HUB_GAUGES = {
+    "max_total_bytes": "The memory budget of retained stream data (--cache-max-total-bytes)",
     "topics": "Streams this process holds (retained or subscribed)",
     "retained_messages": "Stream messages retained in this process for replay",
     "retained_bytes": "Bytes of stream messages retained in this process for replay",
@@ -134,6 +140,9 @@ class Metrics:
         }
         self.hub_counters = {
             name: Counter(f"ferrotile_redis_{name}", text) for name, text in HUB_COUNTERS.items()
+        } | {
+            name: Counter(f"ferrotile_stream_{name}", text)
+            for name, text in BUDGET_COUNTERS.items()
         }
         self._hub_seen: dict[str, int] = {}
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
