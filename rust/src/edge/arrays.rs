@@ -9,23 +9,22 @@
 //! (sparse arrays, registered files, anything not a writable dense array) go to the control
 //! plane unchanged.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use parking_lot::Mutex;
 use serde_json::json;
 
 use super::auth::{self, Access};
 use super::body;
 use super::control::{ArrayInfo, ArrayWrite, Refusal, WriteKind};
-use super::dispatch::Shared;
 use super::nodes::Node;
 use super::query::{BadParameter, Query};
 use super::respond::{self, Body};
+use super::route::ArrayRoute as Route;
+use super::shared::Shared;
 use crate::error::CoreError;
 use crate::hub::Outgoing;
 
@@ -35,40 +34,12 @@ const EXTEND_NO_PERSIST: &str = "Cannot PATCH an array with both parameters exte
     To extend the array, you must persist the changes. \
     To skip persisting the changes, you must not extend the array.";
 
-/// Which route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    /// `PUT /array/full`.
-    PutFull,
-    /// `PUT /array/block`.
-    PutBlock,
-    /// `PATCH /array/full`.
-    Patch,
-}
-
 /// What to do with a request.
 pub enum Served {
     /// The answer.
     Answer(Response<Body>),
     /// Not a dense writable array: the control plane answers (sparse writes, 404/405 wording).
     Forward(Box<Request<Incoming>>),
-}
-
-/// One lock per node for persisted writes (store, then publish).
-#[derive(Default)]
-pub struct WriteLocks {
-    locks: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-impl WriteLocks {
-    fn get(&self, node: u64) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock();
-        // Forget the locks nobody holds, so the map stays as small as the writes in flight.
-        if locks.len() > 1024 {
-            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
-        }
-        Arc::clone(locks.entry(node).or_default())
-    }
 }
 
 fn answer(status: StatusCode, detail: &str) -> Served {

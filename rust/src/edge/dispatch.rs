@@ -1,5 +1,4 @@
-//! `Shared` (what every connection of one edge uses) and `dispatch`: which requests the edge
-//! serves itself and which go to the control plane.
+//! `dispatch`: which requests the edge serves itself and which go to the control plane.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -9,31 +8,12 @@ use std::time::Instant;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
-use super::arrays::{self, Served, WriteLocks};
-use super::config::EdgeConfig;
-use super::forward::Upstream;
-use super::nodes::Nodes;
+use super::arrays::{self, Served};
 use super::respond::Body;
 use super::route::{classify, Route};
-use super::stats::{route_label, Stats};
+use super::shared::Shared;
+use super::stats::route_label;
 use super::{access, push, streamer, subscribe, ws};
-use crate::hub::Hub;
-
-/// What the connections of one edge share.
-pub struct Shared {
-    /// The settings the edge started with.
-    pub config: EdgeConfig,
-    /// The forwarding client to the control plane.
-    pub upstream: Upstream,
-    /// What the control plane said about each path.
-    pub nodes: Nodes,
-    /// The process's streams (`None`: streaming is off, `--cache none`).
-    pub hub: Option<Hub>,
-    /// Counters for the metrics.
-    pub stats: Arc<Stats>,
-    /// Persisted writes of a node, one at a time.
-    pub write_locks: WriteLocks,
-}
 
 /// Serves one request: natively for the data plane's routes, else forwarded.
 pub async fn dispatch(

@@ -12,7 +12,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::config::EdgeConfig;
-use super::dispatch::{dispatch, Shared};
+use super::dispatch::dispatch;
+use super::shared::Shared;
 use crate::error::{CoreError, CoreResult};
 
 /// Pending connections the kernel queues before `accept`.

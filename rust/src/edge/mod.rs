@@ -23,19 +23,21 @@ mod query;
 mod respond;
 mod route;
 mod session;
+mod shared;
 mod stats;
 mod streamer;
 mod subscribe;
 mod timestamp;
+mod write_locks;
 mod ws;
 
 use std::sync::Arc;
 
 pub use config::EdgeConfig;
 pub use control::{ArrayInfo, ArrayWrite, Control, NodeInfo, Refusal, Stored, StreamName, StreamNode, WriteKind};
-use dispatch::Shared;
 use forward::Upstream;
 use nodes::Nodes;
+use shared::Shared;
 use stats::Stats;
 pub use stats::{Histogram, Snapshot};
 use tokio::sync::watch;
@@ -72,7 +74,7 @@ impl Edge {
             nodes: Nodes::new(control),
             hub,
             stats: Arc::new(Stats::new(latency_bounds)),
-            write_locks: arrays::WriteLocks::default(),
+            write_locks: write_locks::WriteLocks::default(),
         });
         let (stop, stopped) = watch::channel(false);
         runtime.spawn(listener::accept_loop(listener, Arc::clone(&shared), stopped));

@@ -27,11 +27,11 @@ use serde_json::json;
 use super::arrays::{self, WriteSpec};
 use super::auth::{self, Access};
 use super::control::{Refusal, WriteKind};
-use super::dispatch::Shared;
 use super::nodes::Node;
 use super::query::Query;
 use super::respond::{self, Body};
 use super::session::{self, frame};
+use super::shared::Shared;
 use super::ws::{self, Socket};
 
 /// How binary messages are read when no text message says otherwise.

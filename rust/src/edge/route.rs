@@ -3,7 +3,16 @@
 use http::Method;
 use percent_encoding::percent_decode_str;
 
-use super::arrays;
+/// Which array write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArrayRoute {
+    /// `PUT /array/full`.
+    PutFull,
+    /// `PUT /array/block`.
+    PutBlock,
+    /// `PATCH /array/full`.
+    Patch,
+}
 
 /// A request's route.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,7 +20,7 @@ pub enum Route {
     /// `WS /api/v1/stream/single/{path}` (Tiled subscription).
     Subscribe(String),
     /// `PUT /api/v1/array/full|block/{path}`, `PATCH /api/v1/array/full/{path}`.
-    Array(arrays::Route, String),
+    Array(ArrayRoute, String),
     /// `WS /api/v1/stream/push/{path}` (frames of an array node).
     Push(String),
     /// `WS /data/{sid}/push` (Redis Streamer).
@@ -51,10 +60,10 @@ pub fn classify(method: &Method, path: &str, upgrade: bool) -> Route {
     }
     let array = if *method == Method::PUT {
         rest(path, "/api/v1/array/full/")
-            .map(|p| (arrays::Route::PutFull, p))
-            .or_else(|| rest(path, "/api/v1/array/block/").map(|p| (arrays::Route::PutBlock, p)))
+            .map(|p| (ArrayRoute::PutFull, p))
+            .or_else(|| rest(path, "/api/v1/array/block/").map(|p| (ArrayRoute::PutBlock, p)))
     } else if *method == Method::PATCH {
-        rest(path, "/api/v1/array/full/").map(|p| (arrays::Route::Patch, p))
+        rest(path, "/api/v1/array/full/").map(|p| (ArrayRoute::Patch, p))
     } else {
         None
     };
@@ -80,11 +89,11 @@ mod tests {
         assert_eq!(classify(&Method::GET, "/data/a/push", false), Route::Forward);
         assert_eq!(
             classify(&Method::PUT, "/api/v1/array/block/x", false),
-            Route::Array(arrays::Route::PutBlock, "x".into())
+            Route::Array(ArrayRoute::PutBlock, "x".into())
         );
         assert_eq!(
             classify(&Method::PATCH, "/api/v1/array/full/x", false),
-            Route::Array(arrays::Route::Patch, "x".into())
+            Route::Array(ArrayRoute::Patch, "x".into())
         );
         assert_eq!(classify(&Method::PATCH, "/api/v1/array/block/x", false), Route::Forward);
         assert_eq!(classify(&Method::GET, "/api/v1/array/full/x", false), Route::Forward);

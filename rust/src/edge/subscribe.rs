@@ -16,11 +16,11 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use super::auth::{self, Credentials};
-use super::dispatch::Shared;
 use super::nodes::Node;
 use super::query::{BadParameter, Query};
 use super::respond::{self, Body};
 use super::session::{self, frame};
+use super::shared::Shared;
 use super::ws::{self, Socket};
 use crate::codec::Envelope;
 use crate::error::CoreError;

@@ -40,7 +40,7 @@ impl BackendConfig {
             }
             _ => Err(CoreError::Config(format!(
                 "cache must be \"memory\" or a redis:// or rediss:// URL, not {:?}",
-                crate::redis::redact(cache)
+                redact(cache)
             ))),
         }
     }
@@ -144,6 +144,14 @@ impl RetentionOverride {
             max_bytes: self.max_bytes.unwrap_or(base.max_bytes),
             max_age: self.max_age.unwrap_or(base.max_age),
         })
+    }
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
+        _ => url.to_owned(),
     }
 }
 

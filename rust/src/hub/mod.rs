@@ -23,7 +23,7 @@ mod cursor;
 mod entry_cursor;
 pub mod entry_id;
 mod entry_subscription;
-mod memory;
+pub(crate) mod memory;
 mod message;
 mod notice;
 mod outgoing;
@@ -52,7 +52,7 @@ use std::time::{Duration, Instant};
 pub(crate) use backend::Backend;
 pub use close::Close;
 pub use config::{
-    BackendConfig, HubConfig, Retention, RetentionOverride, DEFAULT_MAX_QUEUE_BYTES, DEFAULT_MAX_TOTAL_BYTES,
+    redact, BackendConfig, HubConfig, Retention, RetentionOverride, DEFAULT_MAX_QUEUE_BYTES, DEFAULT_MAX_TOTAL_BYTES,
 };
 pub use entry_id::{EntryId, IdSpec, Start};
 pub use entry_subscription::{EntryRead, EntrySubscription};
@@ -85,23 +85,17 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
-    /// A hub with validated settings and the backend they name. Nothing connects until
-    /// [`Hub::connect`] (a Redis URL is only checked for its form here).
-    pub fn new(config: HubConfig) -> CoreResult<Hub> {
+    /// A hub of validated settings over `backend`, made from the hub's rings (see
+    /// `crate::backends`, where the backend a configuration names is chosen). `seq_ttl` is the
+    /// rings' own sequence expiry (a Redis mirror never restarts sequences on its own).
+    pub(crate) fn with_backend(
+        config: HubConfig,
+        seq_ttl: Duration,
+        backend: impl FnOnce(&HubConfig, Arc<Topics>) -> CoreResult<Arc<dyn Backend>>,
+    ) -> CoreResult<Hub> {
         let config = Arc::new(config.validate()?);
-        let (topics, backend): (Arc<Topics>, Arc<dyn Backend>) = match &config.backend {
-            BackendConfig::Memory => {
-                let topics = Arc::new(Topics::new(config.retention(), config.seq_ttl, config.max_total_bytes));
-                (Arc::clone(&topics), Arc::new(memory::Memory::new(topics)))
-            }
-            BackendConfig::Redis { url, key_prefix } => {
-                // A mirror never restarts sequences on its own: Redis's counter TTL decides.
-                let seq_ttl = Duration::from_secs(u64::MAX / 4);
-                let topics = Arc::new(Topics::new(config.retention(), seq_ttl, config.max_total_bytes));
-                let backend = crate::redis::RedisBackend::new(&config, url, key_prefix, Arc::clone(&topics))?;
-                (topics, Arc::new(backend))
-            }
-        };
+        let topics = Arc::new(Topics::new(config.retention(), seq_ttl, config.max_total_bytes));
+        let backend = backend(&config, Arc::clone(&topics))?;
         Ok(Hub { config, topics, backend })
     }
 

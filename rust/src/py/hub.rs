@@ -256,7 +256,7 @@ impl PyHub {
         let backend = match &c.backend {
             BackendConfig::Memory => "\"memory\"".to_owned(),
             BackendConfig::Redis { url, key_prefix } => {
-                format!("{:?}, key_prefix={key_prefix:?}", crate::redis::redact(url))
+                format!("{:?}, key_prefix={key_prefix:?}", crate::hub::redact(url))
             }
         };
         format!(

@@ -70,7 +70,8 @@ pub use keys::Keys;
 use crate::error::{CoreError, CoreResult};
 use crate::hub::topics::Topics;
 use crate::hub::{
-    Backend, BackendCounters, EntryBatch, EntryId, HubConfig, IdSpec, Outgoing, Replay, RetentionOverride, StreamInfo,
+    redact, Backend, BackendCounters, EntryBatch, EntryId, HubConfig, IdSpec, Outgoing, Replay, RetentionOverride,
+    StreamInfo,
 };
 
 /// Counters of the Redis backend (see [`BackendCounters`]).
@@ -335,14 +336,6 @@ impl Backend for RedisBackend {
 impl Drop for RedisBackend {
     fn drop(&mut self) {
         self.shared.stop.notify_one();
-    }
-}
-
-/// The URL without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
-        _ => url.to_owned(),
     }
 }
 

@@ -15,9 +15,9 @@ use serde_json::{json, Map, Value};
 
 use super::auth::{self, Access};
 use super::control::{StreamName, StreamNode};
-use super::dispatch::Shared;
 use super::query::Query;
 use super::respond::{self, Body};
+use super::shared::Shared;
 use crate::codec::envelope::Header;
 use crate::error::CoreError;
 use crate::hub::Hub;
