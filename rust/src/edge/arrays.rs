@@ -68,10 +68,10 @@ pub async fn serve(shared: Arc<Shared>, request: Request<Incoming>, route: Route
         Ok(node) => node,
         Err(refusal) => return Served::Answer(refusal.response()),
     };
-    let Some(array) = node.info.array.clone().filter(|_| node.info.family == "array" && !node.info.external) else {
+    let Some(array) = node.info.array.as_ref().filter(|_| node.info.family == "array" && !node.info.external) else {
         return Served::Forward(Box::new(request));
     };
-    let write = match parse_write(&query, route, &array) {
+    let write = match parse_write(&query, route, array) {
         Ok(write) => write,
         Err((status, detail)) => return answer(status, &detail),
     };
