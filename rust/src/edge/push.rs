@@ -191,6 +191,8 @@ fn unreachable_array() -> super::control::ArrayInfo {
         shape: Vec::new(),
         chunks: Vec::new(),
         structure: serde_json::Value::Null,
+        max_bytes: 0,
+        zarr: None,
     }
 }
 
