@@ -19,8 +19,9 @@ use serde_json::Value;
 
 use super::auth::{self, Access};
 use super::body;
-use super::control::{ArrayInfo, ArrayWrite, Refusal, WriteKind};
+use super::control::{ArrayInfo, Refusal, WriteKind};
 use super::nodes::Node;
+use super::persist;
 use super::query::{BadParameter, Query};
 use super::respond::{self, Body};
 use super::route::ArrayRoute as Route;
@@ -336,11 +337,10 @@ pub async fn apply(
     if write.persist {
         let bytes = match &body {
             WriteBody::Raw(raw) => raw.clone(),
-            // The control plane keeps the buffer while it stores it: a copy of the payload.
+            // The store keeps the buffer while it writes it: a copy of the payload.
             WriteBody::Enveloped(message) => Bytes::copy_from_slice(message.payload()),
         };
-        let request = ArrayWrite { node: node.info.id, path: path.to_owned(), kind: write.kind.clone(), body: bytes };
-        let stored = shared.nodes.control().store(request).await?;
+        let stored = persist::store(shared, node, path, &write.kind, bytes).await?;
         if let WriteKind::Append { .. } = write.kind {
             offset = stored.offset.clone();
             applied.length = stored.array.shape.first().copied();
@@ -380,6 +380,8 @@ mod tests {
             shape: vec![4, 6],
             chunks: vec![vec![2, 2], vec![6]],
             structure: json!({"shape": [4, 6]}),
+            max_bytes: u64::MAX,
+            zarr: None,
         }
     }
 

@@ -9,6 +9,7 @@ use super::nodes::Nodes;
 use super::stats::Stats;
 use super::write_locks::WriteLocks;
 use crate::hub::Hub;
+use crate::store::OpenArrays;
 
 /// What the connections of one edge share.
 pub struct Shared {
@@ -24,4 +25,6 @@ pub struct Shared {
     pub stats: Arc<Stats>,
     /// Persisted writes of a node, one at a time.
     pub write_locks: WriteLocks,
+    /// The zarr arrays persisted writes go to.
+    pub arrays: OpenArrays,
 }
