@@ -29,6 +29,7 @@ mod shared;
 mod stats;
 mod streamer;
 mod subscribe;
+mod throttle;
 mod timestamp;
 mod write_locks;
 mod ws;
@@ -78,6 +79,7 @@ impl Edge {
             stats: Arc::new(Stats::new(latency_bounds)),
             write_locks: write_locks::WriteLocks::default(),
             arrays: crate::store::OpenArrays::default(),
+            views: crate::view::ViewCache::default(),
         });
         let (stop, stopped) = watch::channel(false);
         runtime.spawn(listener::accept_loop(listener, Arc::clone(&shared), stopped));
@@ -106,7 +108,9 @@ impl Edge {
 
     /// The metrics' deltas since the last call, and current gauges.
     pub fn take_stats(&self) -> Snapshot {
-        self.shared.stats.take()
+        let mut snapshot = self.shared.stats.take();
+        snapshot.views = self.shared.views.snapshot();
+        snapshot
     }
 
     /// Stops accepting connections; open connections finish their current request.
