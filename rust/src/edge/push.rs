@@ -2,7 +2,9 @@
 //! WebSocket, one binary message per frame (or per block), acknowledged by sequence number, so
 //! that it pays no HTTP request per frame (see `docs/api.md`, "Pushing frames").
 //!
-//! Query parameters: `persist` (default true: stored as well as streamed) and `mode`:
+//! Query parameters: `persist` (default true: stored as well as streamed), `encoding`
+//! (`zstd`, `lz4` or `blosc`: every binary message is compressed so; stored decompressed, and
+//! passed through as sent to subscribers asking for the same compression) and `mode`:
 //! `append` (default: each message is one or more whole frames appended along the first axis;
 //! stored by extending the array), `full` (each message replaces the whole array). A text
 //! message `{"block": [i, ...]}` or `{"offset": [...], "shape": [...], "extend": false}` makes
@@ -33,6 +35,7 @@ use super::respond::{self, Body};
 use super::session::{self, frame};
 use super::shared::Shared;
 use super::ws::{self, Socket};
+use crate::view::Codec;
 
 /// How binary messages are read when no text message says otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,13 +85,28 @@ pub async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>, path: S
             return respond::error(StatusCode::BAD_REQUEST, &format!("mode must be 'append' or 'full', not {other:?}"))
         }
     };
+    let encoding = match query.get("encoding").filter(|e| !e.is_empty() && *e != "identity").map(Codec::parse) {
+        None => None,
+        Some(Ok(codec)) => Some(codec),
+        Some(Err(detail)) => {
+            return respond::error(StatusCode::BAD_REQUEST, &detail.replace("compression", "encoding"))
+        }
+    };
     let (response, upgrade) = match ws::accept(&mut request) {
         Ok(accepted) => accepted,
         Err(refused) => return refused.response(),
     };
     shared.stats.websocket("stream");
-    tokio::spawn(run(shared, upgrade, node, path, persist, mode));
+    tokio::spawn(run(shared, upgrade, node, path, Session { persist, mode, encoding }));
     response
+}
+
+/// How a session reads its binary messages.
+#[derive(Debug, Clone, Copy)]
+struct Session {
+    persist: bool,
+    mode: Mode,
+    encoding: Option<Codec>,
 }
 
 /// Why the session stops: the error message and close code, and the message's 1-based index.
@@ -114,7 +132,8 @@ impl Failure {
     }
 }
 
-async fn run(shared: Arc<Shared>, upgrade: OnUpgrade, mut node: Arc<Node>, path: String, persist: bool, mode: Mode) {
+async fn run(shared: Arc<Shared>, upgrade: OnUpgrade, mut node: Arc<Node>, path: String, session: Session) {
+    let Session { persist, mode, encoding } = session;
     let Ok(upgraded) = upgrade.await else { return };
     let mut socket = ws::socket(upgraded, shared.config.max_message_bytes);
     let mut frames: u64 = 0;
@@ -151,9 +170,23 @@ async fn run(shared: Arc<Shared>, upgrade: OnUpgrade, mut node: Arc<Node>, path:
             continue;
         }
         frames += 1;
-        let body: Bytes = message.into_payload().into();
+        let sent: Bytes = message.into_payload().into();
+        let body = match encoding {
+            None => arrays::WriteBody::Raw(sent),
+            Some(codec) => match arrays::decoded(codec, sent, shared.config.max_message_bytes as u64) {
+                Ok(decoded) => decoded,
+                Err(refusal) => {
+                    fail(socket, frames, Failure::from_refusal(&refusal)).await;
+                    return;
+                }
+            },
+        };
+        let len = match &body {
+            arrays::WriteBody::Raw(raw) | arrays::WriteBody::Decoded { raw, .. } => raw.len() as u64,
+            arrays::WriteBody::Enveloped(message) => message.payload().len() as u64,
+        };
         let array = node.info.array.clone().unwrap_or_else(unreachable_array);
-        let spec = match spec_of(directive.take(), mode, persist, &array, appended, body.len() as u64) {
+        let spec = match spec_of(directive.take(), mode, persist, &array, appended, len) {
             Ok(spec) => spec,
             Err(failure) => {
                 fail(socket, frames, failure).await;
@@ -163,7 +196,7 @@ async fn run(shared: Arc<Shared>, upgrade: OnUpgrade, mut node: Arc<Node>, path:
         if matches!(spec.kind, WriteKind::Append { .. }) {
             appended += spec.shape.first().copied().unwrap_or(0);
         }
-        let published = arrays::apply(&shared, &node, &path, spec, arrays::WriteBody::Raw(body)).await;
+        let published = arrays::apply(&shared, &node, &path, spec, body).await;
         match published {
             Ok(outcome) => {
                 node = outcome.node;
