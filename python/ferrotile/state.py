@@ -17,6 +17,7 @@ from ferrotile.config import Settings
 from ferrotile.errors import InvalidKey
 from ferrotile.storage.external.errors import ExternalDataError
 from ferrotile.storage.external.tree import FileTrees, is_file_container
+from ferrotile.storage.structure import ArrayStructure
 from ferrotile.storage.zarr_array import ZarrArray
 from ferrotile.streaming.hub import StreamHub
 
@@ -48,7 +49,9 @@ class ArrayHandles:
             assets = node.data_sources[0].assets if node.data_sources else ()
             if not assets:
                 raise ApiError(500, f"Array node {node.key!r} has no storage")
-            array = ZarrArray.open(path_from_file_uri(assets[0].data_uri))
+            recorded = node.data_sources[0].structure
+            structure = ArrayStructure.from_json(recorded) if recorded else None
+            array = ZarrArray.open(path_from_file_uri(assets[0].data_uri), structure)
             self._arrays[node.id] = array
         return array
 

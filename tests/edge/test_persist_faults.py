@@ -62,8 +62,11 @@ def check_frames(array: np.ndarray, root: Path, shape: tuple[int, ...], dtype: s
     for i in range(array.shape[0]):
         np.testing.assert_array_equal(array[i], frame(i, shape, dtype), err_msg=f"frame {i}")
     on_disk = zarr.open_array(store=str(root), mode="r")
-    assert on_disk.shape == array.shape
-    np.testing.assert_array_equal(on_disk[:], array)
+    # Killed between an append's zarr.json and its catalog update, zarr may hold that one
+    # unacknowledged append (on disk) beyond what ferrotile serves; never less.
+    assert on_disk.shape[1:] == array.shape[1:]
+    assert array.shape[0] <= on_disk.shape[0] <= array.shape[0] + 1, (on_disk.shape, array.shape)
+    np.testing.assert_array_equal(on_disk[: array.shape[0]], array)
 
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))

@@ -144,8 +144,11 @@ class ZarrArray:
         return cls(array, structure)
 
     @classmethod
-    def open(cls, directory: Path) -> ZarrArray:
-        """Open an array previously made by `ZarrArray.create`.
+    def open(cls, directory: Path, structure: ArrayStructure | None = None) -> ZarrArray:
+        """Open an array previously made by `ZarrArray.create`, as ``structure`` (the catalog's,
+        which is what was acknowledged) or else as its own attributes say. After a crash the
+        zarr metadata may be one append ahead of the catalog (its data is on disk, it was never
+        acknowledged); reads then stop at the catalog's shape and the next append replaces it.
 
         Raises
         ------
@@ -155,7 +158,7 @@ class ZarrArray:
         try:
             array = zarr.open_array(store=str(directory), mode="r+", zarr_format=3)
             ours: Any = array.attrs[_ATTRS_KEY]
-            structure = ArrayStructure.from_json(ours["structure"])
+            structure = structure or ArrayStructure.from_json(ours["structure"])
         except (OSError, KeyError, TypeError, ValueError, zarr.errors.BaseZarrError) as err:
             raise StorageError(f"No ferrotile zarr array in {directory}: {err}") from err
         return cls(array, structure)
