@@ -6,7 +6,10 @@
 //! control plane's `grow`, which also tells the other processes); only then is the write
 //! acknowledged. A reader thus never sees a shape past data on disk, and a process killed at any
 //! moment leaves a shape covering every acknowledged write. When the catalog refuses the new
-//! shape, `zarr.json` is set back. Arrays in a layout the writer does not handle (and nodes
+//! shape, `zarr.json` is set back. Each write holds the array's lock shared by all processes
+//! (`ZarrArray::lock`) until the catalog has its shape; a write that finds `zarr.json` replaced
+//! by another process with another shape than the one the edge knows is refused with 409 (the
+//! edge's view is stale) and the node asked for again. Arrays in a layout the writer does not handle (and nodes
 //! without a zarr directory) are stored by the control plane as before (`Control::store`).
 
 use std::path::PathBuf;
@@ -139,6 +142,13 @@ pub async fn store(
     let info = array.clone();
     let written = tokio::task::spawn_blocking(move || {
         let mut zarr = writer.lock();
+        // Held until the catalog has the new shape (or zarr.json is set back): other processes
+        // writing this array wait.
+        let (held, replaced) = zarr.lock()?;
+        if replaced && zarr.metadata().shape.get(..old_shape.len()) != Some(&old_shape[..]) {
+            // Another process grew it, and the shape the edge knows is not the one on disk.
+            return Ok(None);
+        }
         // Fixed-width bytes and strings are stored as bytes along one more axis.
         let opaque = zarr.metadata().shape.len() == shape.len() + 1;
         let with = |v: &[u64], last: u64| if opaque { [v, &[last]].concat() } else { v.to_vec() };
@@ -162,11 +172,19 @@ pub async fn store(
         if shape != old_shape {
             zarr.resize(&bounds, structure.as_ref())?;
         }
-        Ok::<_, CoreError>(())
+        Ok::<_, CoreError>(Some(held))
     })
     .await
     .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, &format!("Storage task failed: {e}")))?;
-    written.map_err(|e| storage_refusal(&e))?;
+    let Some(_held) = written.map_err(|e| storage_refusal(&e))? else {
+        // Another process changed the array's shape: what the edge knows of it is stale.
+        // Nothing was written; the next write asks the control plane.
+        shared.nodes.invalidate(&path.split('/').map(str::to_owned).collect::<Vec<_>>(), false);
+        return Err(Refusal::new(
+            StatusCode::CONFLICT,
+            "The array was changed by another server process meanwhile; nothing was stored. Retry the write.",
+        ));
+    };
     let offset = matches!(kind, WriteKind::Append { .. }).then(|| place.start[..1].to_vec());
     let Some(grown) = grown else { return Ok(Stored { array, offset }) };
     match shared.nodes.control().grow(node.info.id, path.to_owned(), array.shape.clone(), grown.shape.clone()).await {

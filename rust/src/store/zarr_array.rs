@@ -26,6 +26,16 @@ const METADATA: &str = "zarr.json";
 pub struct ZarrArray {
     dir: PathBuf,
     meta: ArrayMetadata,
+    /// The inode of the `zarr.json` read or written last: another one means another process
+    /// replaced it since.
+    inode: u64,
+}
+
+/// The inode of `path`.
+fn inode(path: &Path) -> CoreResult<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|e| io_error(&format!("reading {}", path.display()), &e))?;
+    Ok(meta.ino())
 }
 
 /// A box of elements to write: where, how big, and the elements (C order, stored byte order).
@@ -46,8 +56,26 @@ impl ZarrArray {
     /// [`CoreError::Storage`] if it cannot be read.
     pub fn open(dir: &Path) -> CoreResult<Self> {
         let path = dir.join(METADATA);
+        let inode = inode(&path)?;
         let text = std::fs::read(&path).map_err(|e| io_error(&format!("reading {}", path.display()), &e))?;
-        Ok(Self { dir: dir.to_owned(), meta: ArrayMetadata::parse(&text)? })
+        Ok(Self { dir: dir.to_owned(), meta: ArrayMetadata::parse(&text)?, inode })
+    }
+
+    /// Takes the array's lock, shared by every process writing it (an advisory lock on its
+    /// directory, released when the returned file is dropped), and tells whether its metadata
+    /// was replaced by someone else since this object read or wrote it (then it is read again).
+    ///
+    /// # Errors
+    /// On I/O errors.
+    pub fn lock(&mut self) -> CoreResult<(std::fs::File, bool)> {
+        let what = || format!("locking {}", self.dir.display());
+        let dir = std::fs::File::open(&self.dir).map_err(|e| io_error(&what(), &e))?;
+        dir.lock().map_err(|e| io_error(&what(), &e))?;
+        let changed = inode(&self.dir.join(METADATA))? != self.inode;
+        if changed {
+            *self = Self::open(&self.dir)?;
+        }
+        Ok((dir, changed))
     }
 
     /// Its metadata.
@@ -148,8 +176,10 @@ impl ZarrArray {
     pub fn resize(&mut self, shape: &[u64], structure: Option<&Value>) -> CoreResult<()> {
         let next = self.meta.resized(shape, structure);
         let text = serde_json::to_vec_pretty(&next.document).map_err(|e| CoreError::Storage(e.to_string()))?;
-        replace(&self.dir.join(METADATA), &text)?;
+        let path = self.dir.join(METADATA);
+        replace(&path, &text)?;
         self.meta = next;
+        self.inode = inode(&path)?;
         Ok(())
     }
 }
@@ -217,6 +247,13 @@ mod tests {
         a.write(&Patch { start: &[3, 1], size: &[1, 2], data: &two }, &[5, 3]).unwrap();
         assert_eq!(ZarrArray::open(&dir).unwrap().metadata().shape, vec![5, 3]);
         assert_eq!(read_all(&a, 5), vec![0, 10, 20, 1, 10, 20, 2, 10, 20, 3, 7, 8, 4, 10, 20]);
+        // Another writer of the same directory replaces zarr.json: the next lock says so.
+        let (_, changed) = a.lock().unwrap();
+        assert!(!changed);
+        let mut other = ZarrArray::open(&dir).unwrap();
+        other.resize(&[6, 3], None).unwrap();
+        let (_, changed) = a.lock().unwrap();
+        assert!(changed && a.metadata().shape == vec![6, 3]);
         let outside = a.write(&Patch { start: &[5, 0], size: &[1, 3], data: &frame([0; 3]) }, &[5, 3]);
         assert!(outside.is_err());
         std::fs::remove_dir_all(dir).unwrap();
