@@ -451,8 +451,9 @@ class Edge:
         """The edge's counts since the last call, for the metrics: ``requests`` (``{(method,
         route, status): (bucket_counts, seconds_sum)}``), ``websockets`` (``{route: opened}``),
         ``published`` (``{topic or None: messages}``), ``publish_latency`` (``(bucket_counts,
-        seconds_sum)``), and the current ``queue_bytes``, ``dropped`` and ``missed`` totals of
-        its subscriptions."""
+        seconds_sum)``), the current ``queue_bytes``, ``dropped`` and ``missed`` totals of its
+        subscriptions, and the ``multi_connections`` and ``multi_subscriptions`` open now
+        (``WS /api/v1/stream/multi``)."""
 
     def stop(self) -> None:
         """Stop accepting connections; open ones finish their current request."""

@@ -10,6 +10,9 @@ use super::stats::Stats;
 use super::write_locks::WriteLocks;
 use crate::hub::Hub;
 
+/// Why a subscription is refused when the hub is off (a 404's detail).
+pub const STREAMING_OFF: &str = "Streaming is not enabled on this server (started with --cache none)";
+
 /// What the connections of one edge share.
 pub struct Shared {
     /// The settings the edge started with.

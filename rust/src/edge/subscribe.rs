@@ -8,7 +8,7 @@
 //! (the stock client) sees Tiled's behaviour with the default byte cap.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_util::{SinkExt, StreamExt};
 use http::{Request, Response, StatusCode};
@@ -17,26 +17,21 @@ use hyper::upgrade::OnUpgrade;
 
 use super::auth::{self, Credentials};
 use super::nodes::Node;
+use super::options::{self, SubscribeOptions};
 use super::query::{BadParameter, Query};
 use super::respond::{self, Body};
-use super::session::{self, frame};
-use super::shared::Shared;
+use super::session::{self, frame, FROZEN_TIMEOUT};
+use super::shared::{Shared, STREAMING_OFF};
 use super::ws::{self, Socket};
 use crate::codec::Envelope;
 use crate::error::CoreError;
-use crate::hub::{Overflow, Policy, Subscription, DEFAULT_MAX_QUEUE_BYTES};
+use crate::hub::{Overflow, Policy, Subscription};
 
-/// Structure families that have a stream.
-const STREAMABLE: [&str; 5] = ["array", "container", "ragged", "sparse", "table"];
 /// Frames fetched per wake-up at most.
 const BATCH: usize = 64;
 /// Most envelope bytes fetched at once (one frame at least): what a stalled connection holds
 /// beyond the shared ring, and how often the hub's overflow policy gets to look.
 const WINDOW_BYTES: usize = 2 * 1024 * 1024;
-/// A `close`-policy subscriber over its cap that completes no write for this long (its peer
-/// reads nothing) is dropped; checked every `STALL_CHECK`.
-const FROZEN_TIMEOUT: Duration = Duration::from_secs(5);
-const STALL_CHECK: Duration = Duration::from_secs(1);
 /// Largest message a subscriber may send (only its first-message auth is read): 1009 beyond.
 const CLIENT_MESSAGE_BYTES: usize = 64 * 1024;
 /// Close code while the streaming cache (Redis) is unreachable: "service restart", retry.
@@ -46,36 +41,12 @@ const UNAVAILABLE: u16 = 1012;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Options {
     envelope: Envelope,
-    start: Option<u64>,
-    policy: Policy,
-}
-
-fn bad(detail: String) -> BadParameter {
-    BadParameter { status: StatusCode::BAD_REQUEST, detail }
+    subscription: SubscribeOptions,
 }
 
 impl Options {
     fn parse(query: &Query) -> Result<Self, BadParameter> {
-        let envelope = match query.get("envelope_format").unwrap_or("json") {
-            "json" => Envelope::Json,
-            "msgpack" => Envelope::Msgpack,
-            other => return Err(bad(format!("envelope_format must be one of ['json', 'msgpack'], not {other:?}"))),
-        };
-        let notify_gaps = match query.get("notify_gaps").unwrap_or("false").to_ascii_lowercase().as_str() {
-            "true" | "1" => true,
-            "false" | "0" => false,
-            other => return Err(bad(format!("notify_gaps must be true or false, not {other:?}"))),
-        };
-        let on_overflow = match query.get("on_overflow").unwrap_or("close") {
-            "close" => Overflow::Close,
-            "latest" => Overflow::Latest,
-            _ => return Err(bad("on_overflow must be one of ['close', 'latest']".into())),
-        };
-        let max_queue_bytes = query.integer::<usize>("max_queue_bytes", 1, StatusCode::BAD_REQUEST)?;
-        let start = query.integer::<u64>("start", 0, StatusCode::BAD_REQUEST)?;
-        let policy =
-            Policy { notify_gaps, max_queue_bytes: max_queue_bytes.unwrap_or(DEFAULT_MAX_QUEUE_BYTES), on_overflow };
-        Ok(Self { envelope, start, policy })
+        Ok(Self { envelope: options::envelope(query)?, subscription: SubscribeOptions::parse(query)? })
     }
 }
 
@@ -97,14 +68,11 @@ pub async fn handle(
         Ok(node) => node,
         Err(refusal) => return refusal.response(),
     };
-    if !STREAMABLE.contains(&node.info.family.as_str()) || node.info.schema.is_none() {
-        return respond::error(StatusCode::NOT_FOUND, &format!("{:?} nodes cannot be streamed", node.info.family));
+    if let Some(refusal) = node.unstreamable() {
+        return respond::error(StatusCode::NOT_FOUND, &refusal);
     }
     let Some(hub) = shared.hub.clone() else {
-        return respond::error(
-            StatusCode::NOT_FOUND,
-            "Streaming is not enabled on this server (started with --cache none)",
-        );
+        return respond::error(StatusCode::NOT_FOUND, STREAMING_OFF);
     };
     let options = match Options::parse(&Query::parse(request.uri().query())) {
         Ok(options) => options,
@@ -115,7 +83,8 @@ pub async fn handle(
         Err(refused) => return refused.response(),
     };
     // Registered before the 101 goes out: nothing written after the client sees it is missed.
-    let subscription = hub.subscribe(node.info.id, options.start, options.envelope, options.policy).await;
+    let subscription =
+        hub.subscribe(node.info.id, options.subscription.start, options.envelope, options.subscription.policy).await;
     let needs_auth = credentials == Credentials::None && !shared.config.public;
     shared.stats.websocket("stream");
     let uri_path = request.uri().path().to_owned();
@@ -123,15 +92,7 @@ pub async fn handle(
         let started = Instant::now();
         let last = run(&shared, upgrade, subscription, &node, options, needs_auth).await;
         if shared.config.access_log {
-            super::access::write(&super::access::Line {
-                client: peer.ip(),
-                method: "WS",
-                path: &uri_path,
-                status: None,
-                seconds: started.elapsed().as_secs_f64(),
-                bytes: None,
-                last_sequence: last,
-            });
+            super::access::websocket(peer.ip(), &uri_path, started, last);
         }
     });
     response
@@ -176,8 +137,11 @@ async fn run(
         Some(schema) => socket.send(frame(schema, text)).await.is_ok(),
         None => false,
     };
-    let outcome =
-        if schema_sent { pump(socket, &subscription, node.info.id, options.policy, text).await } else { Outcome::Gone };
+    let outcome = if schema_sent {
+        pump(socket, &subscription, node.info.id, options.subscription.policy, text).await
+    } else {
+        Outcome::Gone
+    };
     subscription.cancel();
     if let Outcome::Closed(socket, code, reason) = outcome {
         session::close(*socket, code, &reason).await;
@@ -212,7 +176,9 @@ async fn pump(socket: Socket, subscription: &Subscription, topic: u64, policy: P
             for message in &batch.frames {
                 sink.feed(frame(message.envelope(envelope).clone(), text)).await.map_err(|_| ())?;
             }
-            if !flush_watched(&mut sink, subscription, policy).await {
+            let over_cap =
+                || policy.on_overflow == Overflow::Close && subscription.backlog_bytes() > policy.max_queue_bytes;
+            if !session::flush_watched(&mut sink, over_cap).await {
                 if subscription.backlog_bytes() > policy.max_queue_bytes {
                     super::log::warn(&format!(
                         "dropping frozen subscriber of node {}: nothing read for {} s with {} bytes queued > \
@@ -259,53 +225,4 @@ enum Ended {
     PeerDone,
     /// Writing failed, or the peer is frozen.
     Failed,
-}
-
-/// Flushes what was fed; false if the connection failed, or if the peer is frozen: with
-/// `on_overflow=close`, no write completed for [`FROZEN_TIMEOUT`] while the backlog stayed over
-/// the cap. (The hub applies its policy only when the pump fetches again, which a peer that reads
-/// nothing never lets happen; such a connection is dropped instead.)
-async fn flush_watched<S>(sink: &mut S, subscription: &Subscription, policy: Policy) -> bool
-where
-    S: futures_util::Sink<tokio_websockets::Message> + Unpin,
-{
-    let since = Instant::now();
-    let flush = sink.flush();
-    tokio::pin!(flush);
-    loop {
-        tokio::select! {
-            flushed = &mut flush => return flushed.is_ok(),
-            () = tokio::time::sleep(STALL_CHECK) => {
-                let frozen = policy.on_overflow == Overflow::Close
-                    && since.elapsed() >= FROZEN_TIMEOUT
-                    && subscription.backlog_bytes() > policy.max_queue_bytes;
-                if frozen {
-                    return false;
-                }
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn options_as_the_control_plane_parsed_them() {
-        let o = Options::parse(&Query::parse(None)).unwrap();
-        assert_eq!(o.envelope, Envelope::Json);
-        assert_eq!(o.start, None);
-        assert_eq!(o.policy.max_queue_bytes, DEFAULT_MAX_QUEUE_BYTES);
-        let q = Query::parse(Some("envelope_format=msgpack&start=0&notify_gaps=TRUE&on_overflow=latest"));
-        let o = Options::parse(&q).unwrap();
-        assert_eq!((o.envelope, o.start, o.policy.notify_gaps), (Envelope::Msgpack, Some(0), true));
-        assert_eq!(o.policy.on_overflow, Overflow::Latest);
-        for bad in
-            ["envelope_format=xml", "start=-1", "start=18446744073709551616", "max_queue_bytes=0", "notify_gaps=maybe"]
-        {
-            let refused = Options::parse(&Query::parse(Some(bad))).unwrap_err();
-            assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{bad}");
-        }
-    }
 }
