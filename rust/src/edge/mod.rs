@@ -15,11 +15,13 @@ mod config;
 mod control;
 mod dispatch;
 mod forward;
+mod growth;
 mod listener;
 mod log;
 mod multi;
 mod nodes;
 mod options;
+mod persist;
 mod push;
 mod query;
 mod respond;
@@ -77,6 +79,7 @@ impl Edge {
             hub,
             stats: Arc::new(Stats::new(latency_bounds)),
             write_locks: write_locks::WriteLocks::default(),
+            arrays: crate::store::OpenArrays::default(),
         });
         let (stop, stopped) = watch::channel(false);
         runtime.spawn(listener::accept_loop(listener, Arc::clone(&shared), stopped));

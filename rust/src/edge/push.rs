@@ -152,8 +152,9 @@ async fn run(shared: Arc<Shared>, upgrade: OnUpgrade, mut node: Arc<Node>, path:
         }
         frames += 1;
         let body: Bytes = message.into_payload().into();
-        let array = node.info.array.clone().unwrap_or_else(unreachable_array);
-        let spec = match spec_of(directive.take(), mode, persist, &array, appended, body.len() as u64) {
+        // The handshake checked the node is a dense array (and a node stays one).
+        let Some(array) = node.info.array.as_ref() else { return };
+        let spec = match spec_of(directive.take(), mode, persist, array, appended, body.len() as u64) {
             Ok(spec) => spec,
             Err(failure) => {
                 fail(socket, frames, failure).await;
@@ -180,17 +181,6 @@ async fn run(shared: Arc<Shared>, upgrade: OnUpgrade, mut node: Arc<Node>, path:
                 return;
             }
         }
-    }
-}
-
-/// Never reached: the handshake checked the node is a dense array.
-fn unreachable_array() -> super::control::ArrayInfo {
-    super::control::ArrayInfo {
-        dtype: "|u1".into(),
-        itemsize: 1,
-        shape: Vec::new(),
-        chunks: Vec::new(),
-        structure: serde_json::Value::Null,
     }
 }
 
