@@ -18,6 +18,8 @@ pub mod hub;
 mod py;
 pub mod redis;
 pub mod store;
+pub mod text;
+pub mod view;
 
 #[cfg(feature = "python")]
 use pyo3::prelude::*;

@@ -380,3 +380,32 @@ def test_subscription_limits_and_metrics(edge_server: RunningServer, key: str) -
             assert time.monotonic() < deadline, text
             time.sleep(0.2)
         assert float(connections.group(1)) >= 1
+
+
+def test_views_and_max_fps_per_subscription(edge_server: RunningServer, key: str) -> None:
+    """Subscription options are the single route's, views included: a binned view and a
+    ``max_fps`` beside the plain frames, on one socket, checked against numpy."""
+    frames = [np.arange(16, dtype="<u2").reshape(4, 4) * (i + 1) for i in range(20)]
+    create(edge_server, key, frames[0])
+    with authed(edge_server) as ws, http_client(edge_server) as http:
+        subscribe(ws, "plain", key)
+        subscribe(ws, "binned", key, bin="2,sum")
+        subscribe(ws, "slow", key, max_fps=2, slice="0")
+        send(ws, {"type": "subscribe", "id": "bad", "path": key, "bin": "0"})
+        refused = recv(ws)
+        assert (refused["type"], refused["id"], refused["status"]) == ("error", "bad", 400)
+        for array in frames:
+            write(http, key, array)
+        assert http.delete(f"/stream/close/{key}").status_code == 200
+        messages = until(ws, lambda m: m["type"] == "complete" and m["id"] == "plain")
+        while sum(m["type"] == "complete" for m in messages) < 3:
+            messages.append(recv(ws))
+    plain, binned, slow = (data_of(messages, i) for i in ("plain", "binned", "slow"))
+    assert values(plain, "<u2") == [a.ravel().tolist() for a in frames]
+    for array, message in zip(frames, binned, strict=True):
+        got = np.frombuffer(message["payload"], message["dtype"]).reshape(message["shape"])
+        want = array.reshape(2, 2, 2, 2).sum(axis=(1, 3), dtype=np.uint64)
+        assert (got == want).all() and message["view"]
+    assert 1 <= len(slow) < len(frames)
+    assert len(slow) + sum(m["skipped"] for m in slow) == len(frames)
+    assert np.frombuffer(slow[-1]["payload"], slow[-1]["dtype"]).tolist() == frames[-1][0].tolist()

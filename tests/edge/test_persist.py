@@ -115,3 +115,55 @@ def test_other_dtypes_extend_and_read_back(
         got = client.get(f"/array/full/{key}")
     assert got.status_code == 200
     np.testing.assert_array_equal(np.frombuffer(got.content, dtype=dtype).reshape(2, 2), values)
+
+
+def test_pushed_frames_go_to_a_few_shard_files(edge_server: RunningServer, key: str) -> None:
+    from tests.edge.test_push import acks_until, pusher
+
+    client = from_uri(edge_server.url, api_key=edge_server.api_key)
+    rng = np.random.default_rng(2)
+    frames = rng.integers(0, 60_000, (3000, 16, 32), dtype="<u2")  # 1 KiB frames
+    client.write_array(frames[:1], key=key)
+    with pusher(edge_server, key) as push:
+        for frame in frames[1:1000]:
+            push.send(frame.tobytes())
+        acks_until(push, 999)
+        assert shape_of(edge_server, key)[0] == 1000  # covers every acknowledged frame
+        for frame in frames[1000:]:
+            push.send(frame.tobytes())
+        acks = acks_until(push, 2999)
+    assert acks[-1]["frames"] == 2999
+    assert shape_of(edge_server, key) == [3000, 16, 32]
+    np.testing.assert_array_equal(client[key].read(), frames)
+    root = directory(edge_server, key)
+    np.testing.assert_array_equal(zarr.open_array(store=str(root), mode="r")[:], frames)
+    files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    assert files == ["c/0/0/0", "zarr.json"]  # 4,096 frames per shard
+
+
+def test_a_node_chooses_plain_chunks(edge_server: RunningServer, key: str) -> None:
+    from tiled.structures.array import ArrayStructure
+    from tiled.structures.data_source import DataSource
+
+    client = from_uri(edge_server.url, api_key=edge_server.api_key)
+    structure = ArrayStructure.from_array(np.zeros((1, 8), dtype="<i4"))
+    source = DataSource(
+        structure_family="array",
+        structure=structure,
+        mimetype="application/x-zarr",
+        parameters={"chunks_per_shard": 1},
+    )
+    x = client.new("array", [source], key=key)
+    for i in range(1, 4):
+        x.patch(np.full((1, 8), i, dtype="<i4"), offset=(i,), extend=True)
+    expected = np.repeat(np.arange(4, dtype="<i4"), 8).reshape(4, 8)
+    np.testing.assert_array_equal(client[key].read(), expected)
+    root = directory(edge_server, key)
+    files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    assert files == ["c/1/0", "c/2/0", "c/3/0", "zarr.json"]  # row 0 was never written
+    with http(edge_server) as raw:
+        body = array_body(f"{key}-bad", np.zeros((1, 8), dtype="<i4"))
+        body["data_sources"][0]["parameters"] = {"chunks_per_shard": 0}
+        response = raw.post("/metadata/", json=body)
+    assert response.status_code == 422
+    assert "chunks_per_shard" in response.json()["detail"]

@@ -134,7 +134,7 @@ pub async fn serve(shared: Arc<Shared>, request: Request<Incoming>, route: Route
         }
     };
     let is_patch = matches!(write.kind, WriteKind::Patch { .. });
-    Served::Answer(match apply(&shared, &node, &path, write, body).await {
+    Served::Answer(match apply(&shared, &node, &path, write, vec![body]).await {
         Ok(applied) if is_patch => {
             let structure = applied.node.info.array.as_ref().map(|a| &a.structure);
             respond::json(StatusCode::OK, serde_json::to_vec(&structure).unwrap_or_default())
@@ -304,21 +304,28 @@ pub enum WriteBody {
     Enveloped(Box<Outgoing>),
 }
 
-/// Checks the body against the write, stores it (if `persist`) and publishes it.
+/// Checks the bodies against the write, stores them (if `persist`) and publishes them, one
+/// message per body. Only an append comes in several bodies (whole frames each, in order: a
+/// pipelining writer's frames stored together, with one change of shape); any other write has
+/// exactly one.
 pub async fn apply(
     shared: &Arc<Shared>,
     node: &Arc<Node>,
     path: &str,
     write: WriteSpec,
-    body: WriteBody,
+    bodies: Vec<WriteBody>,
 ) -> Result<Applied, Refusal> {
     let array = node.info.array.as_ref().ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "not an array"))?;
     let expected = write.shape.iter().product::<u64>().saturating_mul(array.itemsize);
-    if let WriteBody::Raw(raw) = &body {
-        if raw.len() as u64 != expected {
-            let detail = length_detail(expected, &write.shape, &array.dtype, raw.len() as u64);
-            return Err(Refusal::new(StatusCode::BAD_REQUEST, &detail));
-        }
+    let raw_bytes: Option<u64> = bodies
+        .iter()
+        .map(|b| match b {
+            WriteBody::Raw(raw) => Some(raw.len() as u64),
+            WriteBody::Enveloped(_) => None,
+        })
+        .sum();
+    if let Some(got) = raw_bytes.filter(|got| *got != expected) {
+        return Err(Refusal::new(StatusCode::BAD_REQUEST, &length_detail(expected, &write.shape, &array.dtype, got)));
     }
     let hub = shared.hub.as_ref();
     if hub.is_some_and(|h| !h.is_connected()) {
@@ -326,7 +333,6 @@ pub async fn apply(
         let down = CoreError::Unavailable("The streaming cache (Redis) is unavailable; retry shortly".into());
         return Err(unavailable(&down, false));
     }
-    let shape: Vec<usize> = write.shape.iter().map(|n| *n as usize).collect();
     let lock = write.persist.then(|| shared.write_locks.get(node.info.id));
     let _held = match &lock {
         Some(lock) => Some(lock.lock().await),
@@ -335,12 +341,15 @@ pub async fn apply(
     let mut applied = Applied { node: Arc::clone(node), sequence: 0, length: None };
     let mut offset = None;
     if write.persist {
-        let bytes = match &body {
-            WriteBody::Raw(raw) => raw.clone(),
-            // The store keeps the buffer while it writes it: a copy of the payload.
-            WriteBody::Enveloped(message) => Bytes::copy_from_slice(message.payload()),
-        };
-        let stored = persist::store(shared, node, path, &write.kind, bytes).await?;
+        let pieces = bodies
+            .iter()
+            .map(|body| match body {
+                WriteBody::Raw(raw) => raw.clone(),
+                // The store keeps the buffer while it writes it: a copy of the payload.
+                WriteBody::Enveloped(message) => Bytes::copy_from_slice(message.payload()),
+            })
+            .collect();
+        let stored = persist::store(shared, node, path, &write.kind, pieces).await?;
         if let WriteKind::Append { .. } = write.kind {
             offset = stored.offset.clone();
             applied.length = stored.array.shape.first().copied();
@@ -351,19 +360,37 @@ pub async fn apply(
     } else if let WriteKind::Patch { offset: at, .. } = &write.kind {
         offset = Some(at.clone());
     }
-    let message = match body {
-        WriteBody::Enveloped(message) => *message,
-        // Validated against the same dtype and shape: a message that cannot be built is not
-        // expected (422 if it happens).
-        WriteBody::Raw(raw) => {
-            Outgoing::from_header(header(&write, offset.as_deref()), Some(&raw), Some((&array.dtype, &shape)))
-                .map_err(|e| Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()))?
-        }
-    };
+    let frame_elements: u64 = write.shape.iter().skip(1).product();
+    let mut messages = Vec::with_capacity(bodies.len());
+    for body in bodies {
+        messages.push(match body {
+            WriteBody::Enveloped(message) => *message,
+            // Validated against the same dtype and shape: a message that cannot be built is not
+            // expected (422 if it happens).
+            WriteBody::Raw(raw) => {
+                let mut piece = write.clone();
+                if let (WriteKind::Append { .. }, Some(first)) = (&write.kind, piece.shape.first_mut()) {
+                    *first = raw.len() as u64 / (frame_elements * array.itemsize).max(1);
+                }
+                let shape: Vec<usize> = piece.shape.iter().map(|n| *n as usize).collect();
+                let message =
+                    Outgoing::from_header(header(&piece, offset.as_deref()), Some(&raw), Some((&array.dtype, &shape)))
+                        .map_err(|e| Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()))?;
+                // The next piece of an append starts where this one ends.
+                if let (WriteKind::Append { .. }, Some(at)) = (&write.kind, offset.as_mut()) {
+                    at[0] += piece.shape[0];
+                }
+                message
+            }
+        });
+    }
     if let Some(hub) = hub {
+        let count = messages.len() as u64;
         let started = std::time::Instant::now();
-        applied.sequence = hub.publish(node.info.id, message).await.map_err(|e| unavailable(&e, write.persist))?;
-        shared.stats.published(node.info.id, 1, started.elapsed().as_secs_f64());
+        for message in messages {
+            applied.sequence = hub.publish(node.info.id, message).await.map_err(|e| unavailable(&e, write.persist))?;
+        }
+        shared.stats.published(node.info.id, count, started.elapsed().as_secs_f64());
     }
     Ok(applied)
 }

@@ -13,6 +13,7 @@ mod auth;
 mod body;
 mod config;
 mod control;
+mod delivery;
 mod dispatch;
 mod forward;
 mod growth;
@@ -31,6 +32,7 @@ mod shared;
 mod stats;
 mod streamer;
 mod subscribe;
+mod throttle;
 mod timestamp;
 mod write_locks;
 mod ws;
@@ -80,6 +82,7 @@ impl Edge {
             stats: Arc::new(Stats::new(latency_bounds)),
             write_locks: write_locks::WriteLocks::default(),
             arrays: crate::store::OpenArrays::default(),
+            views: crate::view::ViewCache::default(),
         });
         let (stop, stopped) = watch::channel(false);
         runtime.spawn(listener::accept_loop(listener, Arc::clone(&shared), stopped));
@@ -108,7 +111,9 @@ impl Edge {
 
     /// The metrics' deltas since the last call, and current gauges.
     pub fn take_stats(&self) -> Snapshot {
-        self.shared.stats.take()
+        let mut snapshot = self.shared.stats.take();
+        snapshot.views = self.shared.views.snapshot();
+        snapshot
     }
 
     /// Stops accepting connections; open connections finish their current request.

@@ -1,5 +1,6 @@
 //! `SubscribeOptions`: what a Tiled subscription asks for beyond its node (`start`,
-//! `notify_gaps`, `max_queue_bytes`, `on_overflow`), parsed by ONE parser for both routes: from
+//! `notify_gaps`, `max_queue_bytes`, `on_overflow`, the view: `slice`, `bin`, `dtype`, `range`,
+//! `compression`, and `max_fps`), parsed by ONE parser for both routes: from
 //! the query string of `WS /api/v1/stream/single/{path}` and from the fields of a `subscribe`
 //! message of `WS /api/v1/stream/multi` (turned into the same name -> text lookup, a [`Query`]).
 //! An option added here works on both. The envelope is not a subscription option: it is chosen
@@ -7,17 +8,24 @@
 
 use http::StatusCode;
 
+use super::nodes::Node;
 use super::query::{BadParameter, Query};
 use crate::codec::Envelope;
 use crate::hub::{Overflow, Policy, DEFAULT_MAX_QUEUE_BYTES};
+use crate::text::py_repr;
+use crate::view::ViewSpec;
 
 /// What a subscription asked for (see the module docs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SubscribeOptions {
     /// Replay from this sequence (`None`: live only).
     pub start: Option<u64>,
     /// Notices, byte cap and overflow policy.
     pub policy: Policy,
+    /// What to see of each frame (`None`: the frames as published).
+    pub view: Option<ViewSpec>,
+    /// At most this many frames a second, the newest wins.
+    pub max_fps: Option<f64>,
 }
 
 fn bad(detail: String) -> BadParameter {
@@ -42,7 +50,41 @@ impl SubscribeOptions {
         let start = params.integer::<u64>("start", 0, StatusCode::BAD_REQUEST)?;
         let policy =
             Policy { notify_gaps, max_queue_bytes: max_queue_bytes.unwrap_or(DEFAULT_MAX_QUEUE_BYTES), on_overflow };
-        Ok(Self { start, policy })
+        let view = ViewSpec::parse(|name| params.get(name)).map_err(bad)?;
+        let max_fps = match params.get("max_fps") {
+            None => None,
+            Some(raw) => match raw.trim().parse::<f64>() {
+                Ok(fps) if fps.is_finite() && fps > 0.0 => Some(fps),
+                _ => return Err(bad(format!("max_fps must be a number > 0, not {}", py_repr(raw)))),
+            },
+        };
+        Ok(Self { start, policy, view, max_fps })
+    }
+
+    /// Checks the view against the node: views apply to array streams, and the slice and the
+    /// dtype must suit the array (400 otherwise, as the array GET answers a bad slice).
+    pub fn check_view(&self, node: &Node) -> Result<(), BadParameter> {
+        let Some(view) = &self.view else { return Ok(()) };
+        match node.info.array.as_ref().filter(|_| node.info.family == "array") {
+            Some(array) => {
+                let shape: Vec<usize> = array.shape.iter().map(|n| usize::try_from(*n).unwrap_or(usize::MAX)).collect();
+                view.check(&array.dtype, &shape).map_err(bad)
+            }
+            None => Err(bad(format!(
+                "slice, bin, dtype and compression apply to array streams, not to a {} node",
+                node.info.family
+            ))),
+        }
+    }
+
+    /// The envelope the hub subscription reads for a subscriber that receives `envelope`: a
+    /// view's subscriber reads the published frames in msgpack (encoded anyway, never JSON).
+    pub fn read_as(&self, envelope: Envelope) -> Envelope {
+        if self.view.is_some() {
+            Envelope::Msgpack
+        } else {
+            envelope
+        }
     }
 }
 
@@ -71,8 +113,18 @@ mod tests {
         assert_eq!((envelope(&q).unwrap(), o.start, o.policy.notify_gaps), (Envelope::Msgpack, Some(0), true));
         assert_eq!(o.policy.on_overflow, Overflow::Latest);
         assert_eq!(envelope(&Query::parse(Some("envelope_format=xml"))).unwrap_err().status, StatusCode::BAD_REQUEST);
-        for bad in ["start=-1", "start=18446744073709551616", "max_queue_bytes=0", "notify_gaps=maybe", "on_overflow=x"]
-        {
+        let viewed = SubscribeOptions::parse(&Query::parse(Some("bin=2&max_fps=5"))).unwrap();
+        assert!(viewed.view.is_some() && viewed.max_fps == Some(5.0));
+        assert_eq!(viewed.read_as(Envelope::Json), Envelope::Msgpack);
+        for bad in [
+            "start=-1",
+            "start=18446744073709551616",
+            "max_queue_bytes=0",
+            "notify_gaps=maybe",
+            "on_overflow=x",
+            "max_fps=0",
+            "max_fps=x",
+        ] {
             let refused = SubscribeOptions::parse(&Query::parse(Some(bad))).unwrap_err();
             assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{bad}");
         }

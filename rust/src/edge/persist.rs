@@ -107,18 +107,23 @@ fn stored_order(body: Bytes, array: &ArrayInfo, zarr: &ZarrArray) -> Bytes {
     swapped.into()
 }
 
-/// Stores a validated write (see the module docs).
+/// Stores a validated write (see the module docs) given in `pieces`: one, or for an append
+/// several of whole frames each, stored one after the other with one change of shape.
 pub async fn store(
     shared: &Arc<Shared>,
     node: &Arc<Node>,
     path: &str,
     kind: &WriteKind,
-    body: Bytes,
+    pieces: Vec<Bytes>,
 ) -> Result<Stored, Refusal> {
     let array = node.info.array.clone().ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "not an array"))?;
     let handle = match array.zarr.as_deref().map(|dir| shared.arrays.get(node.info.id, &PathBuf::from(dir))) {
         Some(Ok(handle)) => handle,
         Some(Err(CoreError::StoreUnsupported(_))) | None => {
+            let body = match <[Bytes; 1]>::try_from(pieces) {
+                Ok([one]) => one,
+                Err(pieces) => pieces.concat().into(),
+            };
             let write = ArrayWrite { node: node.info.id, path: path.to_owned(), kind: kind.clone(), body };
             return shared.nodes.control().store(write).await;
         }
@@ -137,9 +142,23 @@ pub async fn store(
         // Fixed-width bytes and strings are stored as bytes along one more axis.
         let opaque = zarr.metadata().shape.len() == shape.len() + 1;
         let with = |v: &[u64], last: u64| if opaque { [v, &[last]].concat() } else { v.to_vec() };
-        let data = stored_order(body, &info, &zarr);
-        let (start, size, bounds) = (with(&start, 0), with(&size, info.itemsize), with(&shape, info.itemsize));
-        zarr.write(&Patch { start: &start, size: &size, data: &data }, &bounds)?;
+        let bounds = with(&shape, info.itemsize);
+        let frame_bytes = size.iter().skip(1).product::<u64>() * info.itemsize;
+        let several = pieces.len() > 1;
+        let mut at = start;
+        for piece in pieces {
+            let mut piece_size = size.clone();
+            if let (true, Some(first)) = (several, piece_size.first_mut()) {
+                // Pieces of an append: whole frames each.
+                *first = piece.len() as u64 / frame_bytes.max(1);
+            }
+            let data = stored_order(piece, &info, &zarr);
+            let (corner, extent) = (with(&at, 0), with(&piece_size, info.itemsize));
+            zarr.write(&Patch { start: &corner, size: &extent, data: &data }, &bounds)?;
+            if let (Some(first), Some(n)) = (at.first_mut(), piece_size.first()) {
+                *first += n;
+            }
+        }
         if shape != old_shape {
             zarr.resize(&bounds, structure.as_ref())?;
         }
@@ -148,7 +167,6 @@ pub async fn store(
     .await
     .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, &format!("Storage task failed: {e}")))?;
     written.map_err(|e| storage_refusal(&e))?;
-    // An append's offset names the first axis only (the message header's `offset`).
     let offset = matches!(kind, WriteKind::Append { .. }).then(|| place.start[..1].to_vec());
     let Some(grown) = grown else { return Ok(Stored { array, offset }) };
     match shared.nodes.control().grow(node.info.id, path.to_owned(), array.shape.clone(), grown.shape.clone()).await {

@@ -1,5 +1,5 @@
 //! `Shared`: what every connection of one edge uses (settings, the forwarding client, the node
-//! cache, the hub, the counters, the write locks). Pure data: it imports no request handler.
+//! cache, the hub, the counters, the write locks, the views). Pure data: it imports no request handler.
 
 use std::sync::Arc;
 
@@ -10,6 +10,7 @@ use super::stats::Stats;
 use super::write_locks::WriteLocks;
 use crate::hub::Hub;
 use crate::store::OpenArrays;
+use crate::view::ViewCache;
 
 /// Why a subscription is refused when the hub is off (a 404's detail).
 pub const STREAMING_OFF: &str = "Streaming is not enabled on this server (started with --cache none)";
@@ -30,4 +31,6 @@ pub struct Shared {
     pub write_locks: WriteLocks,
     /// The zarr arrays persisted writes go to.
     pub arrays: OpenArrays,
+    /// Subscribers' views, computed once per frame per view.
+    pub views: ViewCache,
 }

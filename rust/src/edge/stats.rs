@@ -57,6 +57,8 @@ pub struct Snapshot {
     pub multi_connections: u64,
     /// Subscriptions open on those connections now (a gauge).
     pub multi_subscriptions: u64,
+    /// Per (stream, view): subscribers now, and the views' totals (filled in by the edge).
+    pub views: Vec<crate::view::ViewStats>,
 }
 
 /// What an [`OpenGuard`] counts while it lives.
@@ -233,6 +235,7 @@ impl Stats {
             missed,
             multi_connections: self.open[Open::MultiConnection as usize].load(Ordering::Relaxed),
             multi_subscriptions: self.open[Open::MultiSubscription as usize].load(Ordering::Relaxed),
+            views: Vec::new(),
         }
     }
 }

@@ -4,8 +4,10 @@
 //! subscription is registered before the `101` goes out, so no write landing during the
 //! handshake is missed; then the schema frame, then every frame the hub encoded once for all
 //! subscribers, written as is (vectored: no copy per subscriber). Options beyond Tiled
-//! (`notify_gaps`, `max_queue_bytes`, `on_overflow`) are opt-in; a client that sends none of them
-//! (the stock client) sees Tiled's behaviour with the default byte cap.
+//! (`notify_gaps`, `max_queue_bytes`, `on_overflow`, and the views `slice`, `bin`, `dtype`,
+//! `range`, `compression`, `max_fps`) are opt-in; a client that sends none of them (the stock
+//! client) sees Tiled's behaviour with the default byte cap. A view's frames are computed once
+//! per frame for all its subscribers ([`crate::view::ViewCache`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,6 +18,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use super::auth::{self, Credentials};
+use super::delivery::Delivery;
 use super::nodes::Node;
 use super::options::{self, SubscribeOptions};
 use super::query::{BadParameter, Query};
@@ -26,7 +29,6 @@ use super::ws::{self, Socket};
 use crate::codec::Envelope;
 use crate::error::CoreError;
 use crate::hub::{Overflow, Policy, Subscription};
-
 /// Frames fetched per wake-up at most.
 const BATCH: usize = 64;
 /// Most envelope bytes fetched at once (one frame at least): what a stalled connection holds
@@ -38,7 +40,7 @@ const CLIENT_MESSAGE_BYTES: usize = 64 * 1024;
 const UNAVAILABLE: u16 = 1012;
 
 /// What the client asked for in its query string.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 struct Options {
     envelope: Envelope,
     subscription: SubscribeOptions,
@@ -78,13 +80,16 @@ pub async fn handle(
         Ok(options) => options,
         Err(e) => return respond::error(e.status, &e.detail),
     };
+    if let Err(e) = options.subscription.check_view(&node) {
+        return respond::error(e.status, &e.detail);
+    }
     let (response, upgrade) = match ws::accept(&mut request) {
         Ok(accepted) => accepted,
         Err(refused) => return refused.response(),
     };
     // Registered before the 101 goes out: nothing written after the client sees it is missed.
-    let subscription =
-        hub.subscribe(node.info.id, options.subscription.start, options.envelope, options.subscription.policy).await;
+    let (start, policy) = (options.subscription.start, options.subscription.policy);
+    let subscription = hub.subscribe(node.info.id, start, options.subscription.read_as(options.envelope), policy).await;
     let needs_auth = credentials == Credentials::None && !shared.config.public;
     shared.stats.websocket("stream");
     let uri_path = request.uri().path().to_owned();
@@ -137,8 +142,9 @@ async fn run(
         Some(schema) => socket.send(frame(schema, text)).await.is_ok(),
         None => false,
     };
+    let delivery = Delivery::new(shared, node.info.id, &options.subscription, options.envelope);
     let outcome = if schema_sent {
-        pump(socket, &subscription, node.info.id, options.subscription.policy, text).await
+        pump(socket, &subscription, node.info.id, options.subscription.policy, (delivery, text)).await
     } else {
         Outcome::Gone
     };
@@ -159,7 +165,13 @@ enum Outcome {
 
 /// Sends frames until the subscription ends or the peer goes away. Incoming messages are read
 /// only to notice the peer's close (Tiled clients send nothing after auth).
-async fn pump(socket: Socket, subscription: &Subscription, topic: u64, policy: Policy, text: bool) -> Outcome {
+async fn pump(
+    socket: Socket,
+    subscription: &Subscription,
+    topic: u64,
+    policy: Policy,
+    (mut delivery, text): (Delivery, bool),
+) -> Outcome {
     let envelope = subscription.envelope();
     let (mut sink, mut stream) = socket.split();
     let peer_gone = async {
@@ -169,15 +181,35 @@ async fn pump(socket: Socket, subscription: &Subscription, topic: u64, policy: P
             }
         }
     };
+    let over_cap = || policy.on_overflow == Overflow::Close && subscription.backlog_bytes() > policy.max_queue_bytes;
     let send = async {
         let mut limit = BATCH;
         loop {
-            let batch = subscription.next_batch(limit).await;
-            for message in &batch.frames {
-                sink.feed(frame(message.envelope(envelope).clone(), text)).await.map_err(|_| ())?;
+            if let Some(due) = delivery.due() {
+                // A frame is held back: send it when due, unless more arrive first.
+                let due = tokio::select! {
+                    biased;
+                    () = tokio::time::sleep_until(due) => true,
+                    () = subscription.ready() => false,
+                };
+                if due {
+                    if let Some(held) = delivery.release() {
+                        sink.feed(frame(held, text)).await.map_err(|_| ())?;
+                    }
+                    if !session::flush_watched(&mut sink, over_cap).await {
+                        return Err(());
+                    }
+                    continue;
+                }
             }
-            let over_cap =
-                || policy.on_overflow == Overflow::Close && subscription.backlog_bytes() > policy.max_queue_bytes;
+            let batch = subscription.next_batch(limit).await;
+            let mut out = delivery.take(&batch.frames);
+            if batch.close.is_some() {
+                out.extend(delivery.release()); // the last frame is not held back forever
+            }
+            for bytes in out {
+                sink.feed(frame(bytes, text)).await.map_err(|_| ())?;
+            }
             if !session::flush_watched(&mut sink, over_cap).await {
                 if subscription.backlog_bytes() > policy.max_queue_bytes {
                     super::log::warn(&format!(

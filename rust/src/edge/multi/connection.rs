@@ -19,6 +19,7 @@ use serde_json::Value;
 use tokio_websockets::Message;
 
 use super::super::auth::key_matches;
+use super::super::delivery::Delivery;
 use super::super::nodes::Node;
 use super::super::options::SubscribeOptions;
 use super::super::query::Query;
@@ -100,7 +101,7 @@ enum Event {
 /// A subscription's set-up: its node and hub subscription, or the error's status and detail.
 struct Setup {
     key: u64,
-    policy: Policy,
+    options: SubscribeOptions,
     outcome: Result<(Arc<Node>, Subscription), (u16, String)>,
 }
 
@@ -110,7 +111,9 @@ struct Active {
     subscription: Arc<Subscription>,
     prefix: DataPrefix,
     policy: Policy,
-    /// Envelope bytes of its last frame: how many frames make a turn.
+    /// Its envelope, view and `max_fps`.
+    delivery: Delivery,
+    /// Bytes of its last frame: how many frames make a turn.
     frame_bytes: usize,
     _tracked: TrackGuard,
     _open: OpenGuard,
@@ -256,12 +259,14 @@ impl Connection {
                     if let Some(refusal) = node.unstreamable() {
                         return Err((404, refusal));
                     }
-                    let subscription = hub.subscribe(node.info.id, options.start, envelope, options.policy).await;
+                    options.check_view(&node).map_err(|bad| (bad.status.as_u16(), bad.detail))?;
+                    let read_as = options.read_as(envelope);
+                    let subscription = hub.subscribe(node.info.id, options.start, read_as, options.policy).await;
                     let unavailable = |_| (503, "streaming cache unavailable; subscribe again shortly".to_owned());
                     Ok((node, subscription.map_err(unavailable)?))
                 }
                 .await;
-                Box::new(Setup { key, policy: options.policy, outcome })
+                Box::new(Setup { key, options, outcome })
             }
             .boxed(),
         );
@@ -297,22 +302,32 @@ impl Connection {
             id,
             subscription: Arc::clone(&subscription),
             prefix,
-            policy: setup.policy,
+            policy: setup.options.policy,
+            delivery: Delivery::new(&self.shared, node.info.id, &setup.options, self.envelope),
             frame_bytes: 1,
             _tracked: stats.track(Arc::clone(&subscription) as Arc<dyn Tracked>),
             _open: stats.opened(Open::MultiSubscription),
         };
         self.active.insert(setup.key, active);
-        self.arm(setup.key, subscription);
+        self.arm(setup.key);
         let schema = schema?;
         send(&self.active, socket, schema).await
     }
 
-    /// Wakes the writer with `key` once `subscription` has frames or its end ready.
-    fn arm(&mut self, key: u64, subscription: Arc<Subscription>) {
+    /// Wakes the writer with `key` once its subscription has frames or its end ready, or the
+    /// frame its `max_fps` holds back is due.
+    fn arm(&mut self, key: u64) {
+        let Some(active) = self.active.get(&key) else { return };
+        let (subscription, due) = (Arc::clone(&active.subscription), active.delivery.due());
         self.waiting.push(
             async move {
-                subscription.ready().await;
+                match due {
+                    Some(due) => tokio::select! {
+                        () = subscription.ready() => {}
+                        () = tokio::time::sleep_until(due) => {}
+                    },
+                    None => subscription.ready().await,
+                }
                 key
             }
             .boxed(),
@@ -327,11 +342,15 @@ impl Connection {
             let limit = (TURN_BYTES / active.frame_bytes.max(1)).clamp(1, BATCH);
             let batch = active.subscription.try_next(limit);
             let envelope = self.envelope;
-            let messages: Vec<Message> =
-                batch.frames.iter().map(|frame| active.prefix.wrap(frame.envelope(envelope))).collect();
-            if let Some(last) = batch.frames.last() {
-                active.frame_bytes = last.envelope(envelope).len();
+            let mut out = active.delivery.take(&batch.frames);
+            // The frame `max_fps` holds back goes when due, and at the end in any case.
+            if batch.close.is_some() || active.delivery.due().is_some_and(|due| due <= tokio::time::Instant::now()) {
+                out.extend(active.delivery.release());
             }
+            if let Some(last) = out.last() {
+                active.frame_bytes = last.len();
+            }
+            let messages: Vec<Message> = out.iter().map(|bytes| active.prefix.wrap(bytes)).collect();
             let complete = batch.close.map(|close| protocol::complete(&active.id, close.code, &close.reason));
             if complete.is_some() {
                 let id = active.id.clone();
@@ -340,8 +359,7 @@ impl Connection {
             } else if batch.frames.len() >= limit {
                 self.ready.push_back(key);
             } else {
-                let subscription = Arc::clone(&active.subscription);
-                self.arm(key, subscription);
+                self.arm(key);
             }
             for message in messages.into_iter().chain(complete.map(|c| protocol::reply(&c, envelope))) {
                 if send(&self.active, socket, message).await.is_some() {
