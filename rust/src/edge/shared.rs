@@ -12,6 +12,9 @@ use crate::hub::Hub;
 use crate::store::OpenArrays;
 use crate::view::ViewCache;
 
+/// Why a subscription is refused when the hub is off (a 404's detail).
+pub const STREAMING_OFF: &str = "Streaming is not enabled on this server (started with --cache none)";
+
 /// What the connections of one edge share.
 pub struct Shared {
     /// The settings the edge started with.
