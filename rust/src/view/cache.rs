@@ -23,6 +23,8 @@ const DEPTH_BYTES: usize = 32 * 1024 * 1024;
 const MAX_LABELS: usize = 1000;
 /// The topic label of views past the label cap ("other").
 pub const OTHER_TOPIC: u64 = u64::MAX;
+/// The view label of views past the label cap.
+const OTHER_VIEW: &str = "other";
 
 /// Counters of one (stream, view), for the metrics. The view `""` counts subscribers without a
 /// view that asked for `max_fps`.
@@ -158,7 +160,7 @@ impl ViewCache {
             let key = if all.contains_key(&key) || all.len() < MAX_LABELS {
                 key.clone()
             } else {
-                (OTHER_TOPIC, key.1.clone())
+                (OTHER_TOPIC, OTHER_VIEW.to_owned())
             };
             let counters = Arc::clone(all.entry(key).or_default());
             counters.subscribers.fetch_add(1, Ordering::Relaxed);
