@@ -454,7 +454,8 @@ class Edge:
         seconds_sum)``), the current ``queue_bytes``, ``dropped`` and ``missed`` totals of
         its subscriptions, and ``views``: one dict per (stream, view) with ``node`` (``None``
         past the label cap), ``view`` (its canonical name; ``""``: ``max_fps`` only), the current
-        ``subscribers`` and the totals ``computed``, ``bytes_in``, ``bytes_out``, ``skipped``."""
+        ``subscribers`` and the totals ``computed``, ``raw_bytes`` (views' arrays before
+        compression), ``payload_bytes`` (after), ``skipped``."""
 
     def stop(self) -> None:
         """Stop accepting connections; open ones finish their current request."""
