@@ -15,6 +15,8 @@ from pathlib import Path
 
 from ferrotile import __version__
 from ferrotile.catalog.uri import DUCKDB_EXTRA, duckdb_path, has_duckdb
+from ferrotile.client.errors import ClientError
+from ferrotile.client.watch import add_watch_parser, run_watch
 from ferrotile.cluster import guard
 from ferrotile.config import (
     DEFAULT_CACHE_MAX_TOTAL_BYTES,
@@ -119,8 +121,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URI",
         help=(
             "streaming: 'memory' (in-process, default), 'none', or a Redis URL "
-            "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS), shared by every "
-            "worker and required for --workers > 1"
+            "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS), or "
+            "redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/MASTER[/DB] "
+            "(follows a Sentinel failover), shared by every worker and required for --workers > 1"
         ),
     )
     catalog.add_argument(
@@ -251,6 +254,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_parser(targets, catalog)
     add_directory_parser(targets)
     add_register_parser(commands)
+    add_watch_parser(commands)
     return parser
 
 
@@ -342,7 +346,7 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, bool]:
     elif args.cache not in ("memory", "none"):
         raise ServeError(
             f"--cache {args.cache.split('@')[-1]}: use 'memory', 'none', or a Redis URL "
-            "(redis://HOST:PORT[/DB], rediss:// for TLS)"
+            "(redis://HOST:PORT[/DB], rediss:// for TLS, redis+sentinel://HOST:PORT/MASTER)"
         )
     if args.workers < 1:
         raise ServeError("--workers must be at least 1")
@@ -452,7 +456,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _serve_directory(args)
         elif args.command == "register":
             run_register(args)
-    except FerrotileError as exc:
+        elif args.command == "watch":
+            run_watch(args)
+    except (FerrotileError, ClientError) as exc:
         print(f"ferrotile: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

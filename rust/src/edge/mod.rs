@@ -15,9 +15,11 @@ mod config;
 mod control;
 mod dispatch;
 mod forward;
+mod growth;
 mod listener;
 mod log;
 mod nodes;
+mod persist;
 mod push;
 mod query;
 mod respond;
@@ -76,6 +78,7 @@ impl Edge {
             hub,
             stats: Arc::new(Stats::new(latency_bounds)),
             write_locks: write_locks::WriteLocks::default(),
+            arrays: crate::store::OpenArrays::default(),
             views: crate::view::ViewCache::default(),
         });
         let (stop, stopped) = watch::channel(false);

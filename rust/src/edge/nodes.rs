@@ -162,6 +162,10 @@ mod tests {
             async { Err(Refusal::new(http::StatusCode::NOT_IMPLEMENTED, "no storage")) }.boxed()
         }
 
+        fn grow(&self, _: u64, _: String, _: Vec<u64>, _: Vec<u64>) -> BoxFuture<'static, Result<ArrayInfo, Refusal>> {
+            async { Err(Refusal::new(http::StatusCode::NOT_IMPLEMENTED, "no catalog")) }.boxed()
+        }
+
         fn stream(&self, name: StreamName) -> BoxFuture<'static, Result<StreamNode, Refusal>> {
             async move { Ok(StreamNode { id: None, full: name.sid }) }.boxed()
         }

@@ -12,6 +12,8 @@
 //! server sends `{"frames": k, "sequence": n}` (k: binary messages acknowledged so far on this
 //! connection, n: the stream sequence of the last one); acknowledgements are written without
 //! waiting when more messages are already queued, so a pipelining writer gets them in batches.
+//! Persisted appends already queued are stored together (up to 1,024 messages or 64 MiB), with
+//! one change of the array's shape, and acknowledged once.
 //! A message that fails validation is neither stored nor streamed: the server sends `{"error":
 //! detail, "status": s, "frame": k}` and closes (1008 for bad input, 1009 too big, 1012 when
 //! the streaming cache is lost, 1011 otherwise); earlier frames stay.
@@ -109,6 +111,15 @@ struct Session {
     encoding: Option<Codec>,
 }
 
+/// A binary message as a write's body: decompressed once if the session declared an encoding.
+fn body_of(shared: &Shared, encoding: Option<Codec>, sent: Bytes) -> Result<arrays::WriteBody, Failure> {
+    match encoding {
+        None => Ok(arrays::WriteBody::Raw(sent)),
+        Some(codec) => arrays::decoded(codec, sent, shared.config.max_message_bytes as u64)
+            .map_err(|refusal| Failure::from_refusal(&refusal)),
+    }
+}
+
 /// Why the session stops: the error message and close code, and the message's 1-based index.
 struct Failure {
     status: StatusCode,
@@ -140,9 +151,11 @@ async fn run(shared: Arc<Shared>, upgrade: OnUpgrade, mut node: Arc<Node>, path:
     // Stream-only appends are numbered from the stored length on.
     let mut appended: u64 = node.info.array.as_ref().and_then(|a| a.shape.first().copied()).unwrap_or(0);
     let mut directive: Option<Directive> = None;
+    // A message read ahead while gathering a batch of appends, not part of it.
+    let mut pending = None;
     loop {
         // Acknowledgements go out as soon as nothing more is queued (one write for a burst).
-        let next = match socket.next().now_or_never() {
+        let next = match pending.take().or_else(|| socket.next().now_or_never()) {
             Some(next) => next,
             None => {
                 if socket.flush().await.is_err() {
@@ -170,33 +183,64 @@ async fn run(shared: Arc<Shared>, upgrade: OnUpgrade, mut node: Arc<Node>, path:
             continue;
         }
         frames += 1;
-        let sent: Bytes = message.into_payload().into();
-        let body = match encoding {
-            None => arrays::WriteBody::Raw(sent),
-            Some(codec) => match arrays::decoded(codec, sent, shared.config.max_message_bytes as u64) {
-                Ok(decoded) => decoded,
-                Err(refusal) => {
-                    fail(socket, frames, Failure::from_refusal(&refusal)).await;
-                    return;
-                }
-            },
+        let body = match body_of(&shared, encoding, message.into_payload().into()) {
+            Ok(body) => body,
+            Err(failure) => {
+                fail(socket, frames, failure).await;
+                return;
+            }
         };
-        let len = match &body {
-            arrays::WriteBody::Raw(raw) | arrays::WriteBody::Decoded { raw, .. } => raw.len() as u64,
-            arrays::WriteBody::Enveloped(message) => message.payload().len() as u64,
-        };
-        let array = node.info.array.clone().unwrap_or_else(unreachable_array);
-        let spec = match spec_of(directive.take(), mode, persist, &array, appended, len) {
+        let len = body.raw().map_or(0, |raw| raw.len() as u64);
+        // The handshake checked the node is a dense array (and a node stays one).
+        let Some(array) = node.info.array.as_ref() else { return };
+        let spec = match spec_of(directive.take(), mode, persist, array, appended, len) {
             Ok(spec) => spec,
             Err(failure) => {
                 fail(socket, frames, failure).await;
                 return;
             }
         };
-        if matches!(spec.kind, WriteKind::Append { .. }) {
+        let mut spec = spec;
+        // A refused batch is reported at its first message (none of it was stored).
+        let first = frames;
+        let mut bodies = vec![body];
+        // A bad frame met while gathering: the batch before it is stored, then the session ends.
+        let mut failed = None;
+        if let WriteKind::Append { frames: batched } = &mut spec.kind {
+            // Appends already queued are stored together, with one change of shape.
+            let mut bytes = bodies_len(&bodies);
+            while bodies.len() < MAX_BATCH_FRAMES && bytes < MAX_BATCH_BYTES {
+                let Some(next) = socket.next().now_or_never() else { break };
+                let message = match next {
+                    Some(Ok(message)) if message.is_binary() => message,
+                    other => {
+                        pending = Some(other);
+                        break;
+                    }
+                };
+                frames += 1;
+                let gathered = body_of(&shared, encoding, message.into_payload().into()).and_then(|body| {
+                    let len = body.raw().map_or(0, |raw| raw.len());
+                    spec_of(None, mode, persist, array, appended, len as u64).map(|spec| (body, len, spec))
+                });
+                match gathered {
+                    Ok((body, len, WriteSpec { shape, .. })) => {
+                        let n = shape.first().copied().unwrap_or(0);
+                        *batched += n;
+                        spec.shape[0] += n;
+                        bytes += len;
+                        bodies.push(body);
+                    }
+                    Err(failure) => {
+                        failed = Some((frames, failure));
+                        frames -= 1;
+                        break;
+                    }
+                }
+            }
             appended += spec.shape.first().copied().unwrap_or(0);
         }
-        let published = arrays::apply(&shared, &node, &path, spec, body).await;
+        let published = arrays::apply(&shared, &node, &path, spec, bodies).await;
         match published {
             Ok(outcome) => {
                 node = outcome.node;
@@ -207,24 +251,26 @@ async fn run(shared: Arc<Shared>, upgrade: OnUpgrade, mut node: Arc<Node>, path:
                 if socket.feed(frame(Bytes::from(ack), true)).await.is_err() {
                     return;
                 }
+                if let Some((index, failure)) = failed {
+                    fail(socket, index, failure).await;
+                    return;
+                }
             }
             Err(refusal) => {
-                fail(socket, frames, Failure::from_refusal(&refusal)).await;
+                fail(socket, first, Failure::from_refusal(&refusal)).await;
                 return;
             }
         }
     }
 }
 
-/// Never reached: the handshake checked the node is a dense array.
-fn unreachable_array() -> super::control::ArrayInfo {
-    super::control::ArrayInfo {
-        dtype: "|u1".into(),
-        itemsize: 1,
-        shape: Vec::new(),
-        chunks: Vec::new(),
-        structure: serde_json::Value::Null,
-    }
+/// Most appended messages stored together (one change of shape, one acknowledgement).
+const MAX_BATCH_FRAMES: usize = 1024;
+/// Most bytes of appended messages stored together.
+const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+
+fn bodies_len(bodies: &[arrays::WriteBody]) -> usize {
+    bodies.iter().map(|b| b.raw().map_or(0, Bytes::len)).sum()
 }
 
 /// What the next binary message is, from the directive or the mode.

@@ -9,6 +9,7 @@ use super::nodes::Nodes;
 use super::stats::Stats;
 use super::write_locks::WriteLocks;
 use crate::hub::Hub;
+use crate::store::OpenArrays;
 use crate::view::ViewCache;
 
 /// What the connections of one edge share.
@@ -25,6 +26,8 @@ pub struct Shared {
     pub stats: Arc<Stats>,
     /// Persisted writes of a node, one at a time.
     pub write_locks: WriteLocks,
+    /// The zarr arrays persisted writes go to.
+    pub arrays: OpenArrays,
     /// Subscribers' views, computed once per frame per view.
     pub views: ViewCache,
 }
