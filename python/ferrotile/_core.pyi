@@ -455,8 +455,8 @@ class Edge:
         its subscriptions, the ``multi_connections`` and ``multi_subscriptions`` open now
         (``WS /api/v1/stream/multi``), and ``views``: one dict per (stream, view) with ``node``
         (``None`` past the label cap), ``view`` (its canonical name; ``""``: ``max_fps`` only),
-        the current ``subscribers`` and the totals ``computed``, ``bytes_in``, ``bytes_out``,
-        ``skipped``."""
+        the current ``subscribers`` and the totals ``computed``, ``raw_bytes`` (views' arrays
+        before compression), ``payload_bytes`` (after), ``skipped``."""
 
     def stop(self) -> None:
         """Stop accepting connections; open ones finish their current request."""

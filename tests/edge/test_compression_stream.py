@@ -115,8 +115,10 @@ def test_two_subscribers_of_a_codec_share_one_compression(
             edge_server, "ferrotile_stream_view_frames_computed_total", "compression=lz4"
         )
         assert after - before == len(frames)
-        before_out = metric(edge_server, "ferrotile_stream_view_bytes_out_total", "compression=lz4")
-        assert before_out >= sum(len(p) for p in got_a)
+        packed = "ferrotile_stream_view_bytes_after_compression_total"
+        raw = "ferrotile_stream_view_bytes_before_compression_total"
+        assert metric(edge_server, packed, "compression=lz4") >= sum(len(p) for p in got_a)
+        assert metric(edge_server, raw, "compression=lz4") >= sum(f.nbytes for f in frames)
 
 
 @pytest.mark.parametrize("codec", sorted(ENCODERS))

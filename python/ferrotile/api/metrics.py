@@ -94,8 +94,8 @@ HUB_GAUGES = {
 #: metric name suffix, help.
 VIEW_COUNTERS = {
     "computed": ("frames_computed", "Frames a view computed (once per frame for all viewers)"),
-    "bytes_in": ("bytes_in", "Array bytes views read (before slice, bin, dtype and compression)"),
-    "bytes_out": ("bytes_out", "Payload bytes views produced (after compression)"),
+    "raw_bytes": ("bytes_before_compression", "Bytes of views' arrays before compression"),
+    "payload_bytes": ("bytes_after_compression", "Bytes of views' payloads (after compression)"),
     "skipped": ("frames_skipped", "Frames max_fps left out (the newest frame wins)"),
 }  # fmt: skip
 

@@ -121,8 +121,8 @@ impl PyEdge {
             row.set_item("view", v.view.as_str())?;
             row.set_item("subscribers", v.subscribers)?;
             row.set_item("computed", v.computed)?;
-            row.set_item("bytes_in", v.bytes_in)?;
-            row.set_item("bytes_out", v.bytes_out)?;
+            row.set_item("raw_bytes", v.raw_bytes)?;
+            row.set_item("payload_bytes", v.payload_bytes)?;
             row.set_item("skipped", v.skipped)?;
             views.append(row)?;
         }

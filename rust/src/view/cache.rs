@@ -23,6 +23,8 @@ const DEPTH_BYTES: usize = 32 * 1024 * 1024;
 const MAX_LABELS: usize = 1000;
 /// The topic label of views past the label cap ("other").
 pub const OTHER_TOPIC: u64 = u64::MAX;
+/// The view label of views past the label cap.
+const OTHER_VIEW: &str = "other";
 
 /// Counters of one (stream, view), for the metrics. The view `""` counts subscribers without a
 /// view that asked for `max_fps`.
@@ -30,8 +32,8 @@ pub const OTHER_TOPIC: u64 = u64::MAX;
 pub struct ViewCounters {
     subscribers: AtomicU64,
     computed: AtomicU64,
-    bytes_in: AtomicU64,
-    bytes_out: AtomicU64,
+    raw_bytes: AtomicU64,
+    payload_bytes: AtomicU64,
     skipped: AtomicU64,
 }
 
@@ -47,10 +49,10 @@ pub struct ViewStats {
     pub subscribers: u64,
     /// Frames computed.
     pub computed: u64,
-    /// Array bytes the computations read.
-    pub bytes_in: u64,
-    /// Payload bytes they produced (after compression).
-    pub bytes_out: u64,
+    /// Bytes of the views' arrays before compression.
+    pub raw_bytes: u64,
+    /// Bytes of their payloads as delivered (after compression).
+    pub payload_bytes: u64,
     /// Frames skipped by `max_fps`.
     pub skipped: u64,
 }
@@ -100,8 +102,8 @@ impl ViewSlot {
             let viewed = Viewed::new(&self.spec, message);
             let counters = &self.counters;
             counters.computed.fetch_add(1, Ordering::Relaxed);
-            counters.bytes_in.fetch_add(viewed.bytes_in as u64, Ordering::Relaxed);
-            counters.bytes_out.fetch_add(viewed.bytes_out as u64, Ordering::Relaxed);
+            counters.raw_bytes.fetch_add(viewed.raw_bytes as u64, Ordering::Relaxed);
+            counters.payload_bytes.fetch_add(viewed.payload_bytes as u64, Ordering::Relaxed);
             viewed.message
         }))
     }
@@ -158,7 +160,7 @@ impl ViewCache {
             let key = if all.contains_key(&key) || all.len() < MAX_LABELS {
                 key.clone()
             } else {
-                (OTHER_TOPIC, key.1.clone())
+                (OTHER_TOPIC, OTHER_VIEW.to_owned())
             };
             let counters = Arc::clone(all.entry(key).or_default());
             counters.subscribers.fetch_add(1, Ordering::Relaxed);
@@ -186,8 +188,8 @@ impl ViewCache {
                 view: view.clone(),
                 subscribers: c.subscribers.load(Ordering::Relaxed),
                 computed: c.computed.load(Ordering::Relaxed),
-                bytes_in: c.bytes_in.load(Ordering::Relaxed),
-                bytes_out: c.bytes_out.load(Ordering::Relaxed),
+                raw_bytes: c.raw_bytes.load(Ordering::Relaxed),
+                payload_bytes: c.payload_bytes.load(Ordering::Relaxed),
                 skipped: c.skipped.load(Ordering::Relaxed),
             })
             .collect()
@@ -231,7 +233,7 @@ mod tests {
         assert_eq!(mean.payload().unwrap().as_ref(), 2.5f64.to_le_bytes());
         let stats = cache.snapshot();
         let sum = stats.iter().find(|s| s.view == "bin=2,sum").unwrap();
-        assert_eq!((sum.subscribers, sum.computed, sum.bytes_in, sum.bytes_out), (2, 1, 8, 8));
+        assert_eq!((sum.subscribers, sum.computed, sum.raw_bytes, sum.payload_bytes), (2, 1, 8, 8));
         drop(b);
         let after = cache.snapshot();
         assert_eq!(after.iter().find(|s| s.view == "bin=2,sum").unwrap().subscribers, 1);

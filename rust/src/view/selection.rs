@@ -93,7 +93,7 @@ fn indices(start: Option<i64>, stop: Option<i64>, step: i64, size: i64) -> (i64,
     let len = if step > 0 && stop > start {
         (stop - start - 1) / step + 1
     } else if step < 0 && start > stop {
-        (start - stop - 1) / (-step) + 1
+        (start - stop - 1) / step.checked_neg().unwrap_or(i64::MAX) + 1
     } else {
         0
     };
@@ -263,6 +263,7 @@ mod tests {
         assert_eq!(select("...,-1", &[2, 3]).unwrap(), (vec![2, 5], vec![2]));
         assert_eq!(select("(:,0:2)", &[2, 3]).unwrap(), (vec![0, 1, 3, 4], vec![2, 2]));
         assert_eq!(select("1:,::2", &[3, 3]).unwrap(), (vec![3, 5, 6, 8], vec![2, 2]));
+        assert_eq!(select("::-99999999999999999999", &[5]).unwrap(), (vec![4], vec![1]));
         assert_eq!(Selection::parse(" ").unwrap(), None);
         assert_eq!(Selection::parse("[0:2, 1]").unwrap().unwrap().text(), "0:2,1");
     }

@@ -19,16 +19,16 @@ use crate::hub::Message;
 pub struct Viewed {
     /// The message to deliver.
     pub message: Arc<Message>,
-    /// Bytes of the array before the view (0 when nothing was computed).
-    pub bytes_in: usize,
+    /// Bytes of the view's array before compression (0 when nothing was computed).
+    pub raw_bytes: usize,
     /// Bytes of the view's payload as delivered (after compression).
-    pub bytes_out: usize,
+    pub payload_bytes: usize,
 }
 
 impl Viewed {
     /// `message` seen through `spec`. Messages without a payload (and notices) pass unchanged.
     pub fn new(spec: &ViewSpec, message: &Arc<Message>) -> Self {
-        let unchanged = || Self { message: Arc::clone(message), bytes_in: 0, bytes_out: 0 };
+        let unchanged = || Self { message: Arc::clone(message), raw_bytes: 0, payload_bytes: 0 };
         let Some(source) = message.source() else { return unchanged() };
         let Some(payload) = source.payload() else { return unchanged() };
         let Some(hint) = source.hint() else {
@@ -68,7 +68,7 @@ impl Viewed {
         let encoded = draft.finish(message.sequence());
         let viewed =
             Message::data(message.sequence(), message.entry_id(), message.published(), encoded.msgpack, encoded.json);
-        Self { message: Arc::new(viewed), bytes_in: payload.len(), bytes_out: output.payload.len() }
+        Self { message: Arc::new(viewed), raw_bytes: output.raw_bytes, payload_bytes: output.payload.len() }
     }
 
     /// The `view-error` notice delivered instead of a frame the view cannot apply to.
@@ -82,6 +82,6 @@ impl Viewed {
         let json = serde_json::to_vec(&notice).unwrap_or_default();
         // A JSON object always encodes.
         let msgpack = encode_message(&json, Envelope::Msgpack).unwrap_or_default();
-        Self { message: Arc::new(Message::notice(msgpack, json.into())), bytes_in: 0, bytes_out: 0 }
+        Self { message: Arc::new(Message::notice(msgpack, json.into())), raw_bytes: 0, payload_bytes: 0 }
     }
 }
