@@ -84,6 +84,8 @@ SCRIPTS = [
     Script("put_loop.py", {"G1"}, ["--targets", QUICK_STREAM_TARGETS],
            ["--targets", "ferrotile-memory,ferrotile-redis-2w,tiled"], limit_quick=60),
     Script("gap_bench.py", {"G9"}, [], [], takes_only=True, limit_quick=90),
+    Script("persist_bench.py", {"G13"}, ["--targets", QUICK_STREAM_TARGETS],
+           ["--targets", QUICK_STREAM_TARGETS], limit_quick=150),
     Script("streamer_bench.py", {"G1", "G2", "G5"}, optional=True, limit_quick=90),
     Script("haproxy_bench.py", {"D1", "D2", "D3"}, optional=True, self_repeats=True,
            limit_quick=60),

@@ -51,14 +51,16 @@ def start_server(
     api_key: str = API_KEY,
     catalog: str | None = None,
     program: Sequence[str] = (sys.executable, "-m", "ferrotile"),
+    port: int | None = None,
 ) -> RunningServer:
     """Start ``ferrotile serve catalog`` on a free port; wait until it is healthy.
 
     ``catalog`` is a database URI (initialised with ``--init``, data written under
     ``log_dir``); None means ``--temp`` (a SQLite catalog in a new temporary directory).
-    ``program`` is the command that runs ferrotile (another installation's, for instance).
+    ``program`` is the command that runs ferrotile (another installation's, for instance);
+    ``port`` a given port (a restart on the port of a stopped server), else a free one.
     """
-    port = free_port()
+    port = port or free_port()
     log = log_dir / f"server-{port}.log"
     storage = ["--temp"] if catalog is None else [catalog, "--init", "-w", str(log_dir / "data")]
     command = [

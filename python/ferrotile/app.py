@@ -12,6 +12,7 @@ from starlette.middleware import Middleware
 from ferrotile.api.access import AccessMiddleware
 from ferrotile.api.auth import ApiKeyCookieMiddleware
 from ferrotile.api.compression import CompressionMiddleware
+from ferrotile.api.drain import DrainBodyMiddleware
 from ferrotile.api.errors import EXCEPTION_HANDLERS
 from ferrotile.api.metrics import metrics, multiprocess_mode, refresh_forever
 from ferrotile.api.outage import catalog_error_handler
@@ -62,6 +63,7 @@ def build_app(settings: Settings) -> Starlette:
     return Starlette(
         routes=routes(),
         middleware=[
+            Middleware(DrainBodyMiddleware),
             Middleware(AccessMiddleware, access_log=settings.access_log),
             Middleware(CompressionMiddleware),
             Middleware(ApiKeyCookieMiddleware, api_key=settings.api_key),

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from ferrotile import __version__
 from ferrotile.catalog.uri import DUCKDB_EXTRA, duckdb_path, has_duckdb
+from ferrotile.client.errors import ClientError
+from ferrotile.client.watch import add_watch_parser, run_watch
 from ferrotile.cluster import guard
 from ferrotile.config import (
     DEFAULT_CACHE_MAX_TOTAL_BYTES,
@@ -252,6 +254,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_parser(targets, catalog)
     add_directory_parser(targets)
     add_register_parser(commands)
+    add_watch_parser(commands)
     return parser
 
 
@@ -453,7 +456,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _serve_directory(args)
         elif args.command == "register":
             run_register(args)
-    except FerrotileError as exc:
+        elif args.command == "watch":
+            run_watch(args)
+    except (FerrotileError, ClientError) as exc:
         print(f"ferrotile: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

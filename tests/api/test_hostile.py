@@ -21,6 +21,7 @@ from tests.api.conftest import AUTH, array_body, create_array
 from tests.conftest import RunningServer, start_server, stop_server
 
 OCTET = {"Content-Type": "application/octet-stream"}
+JSON = {"Content-Type": "application/json"}
 
 
 def nested(levels: int) -> dict[str, Any]:
@@ -408,3 +409,15 @@ def test_unknown_authorization_scheme_answers_as_tiled(server: RunningServer) ->
     response = httpx.get(url, headers={"Authorization": "Apikey"})
     assert response.status_code == 401 and "Not enough permissions" in response.json()["detail"]
     assert httpx.get(url, headers={"Authorization": "Apikey secret"}).status_code == 200
+
+
+def test_a_body_answered_unread_never_costs_a_502(http: httpx.Client) -> None:
+    # Found by tests/api/test_fuzz.py: a 404 answered from the path alone, before a 100 KB body
+    # was read, made the control plane close its keep-alive connection to the edge; the edge
+    # then answered 502 to that request or the next one (about one in three before the fix).
+    body = orjson.dumps({"metadata": {"x": "a" * 100_000}})
+    statuses = []
+    for _ in range(60):
+        response = http.post("/metadata/nowhere/deeper", content=body, headers=JSON)
+        statuses.append((response.status_code, http.get("/metadata/").status_code))
+    assert statuses == [(404, 200)] * 60

@@ -1,5 +1,5 @@
 """Servers for the client's tests: ferrotile with the in-process hub and with Redis and two
-workers (test hooks on: the route that drops subscribers' live feed), a ferrotile that keeps
+workers, one with the test hooks (the route that drops subscribers' live feed), one that keeps
 only 5 messages per stream (gaps), and the reference Tiled 0.2.20 (the fallback)."""
 
 from __future__ import annotations
@@ -23,9 +23,17 @@ def hub_server(
     if request.param == "redis-2w":
         redis_url: str = request.getfixturevalue("redis_url")
         extra = ("--cache", f"{redis_url}/10", "--workers", "2")
+    running = start_server(tmp_path_factory.mktemp("client"), *extra)
+    yield running
+    stop_server(running)
+
+
+@pytest.fixture(scope="session")
+def hooks_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """With the test route that drops a node's subscribers (close 1012)."""
     os.environ["FERROTILE_TEST_HOOKS"] = "1"
     try:
-        running = start_server(tmp_path_factory.mktemp("client"), *extra)
+        running = start_server(tmp_path_factory.mktemp("hooks"))
     finally:
         os.environ.pop("FERROTILE_TEST_HOOKS", None)
     yield running

@@ -44,9 +44,9 @@ def own_redis() -> Iterator[RedisServer]:
 
 
 @contextmanager
-def two_workers(tmp_path: Path, cache: str) -> Iterator[RunningServer]:
+def two_workers(tmp_path: Path, cache: str, *extra: str) -> Iterator[RunningServer]:
     """A ferrotile server with two workers streaming through ``cache``."""
-    running = start_server(tmp_path, "--cache", cache, "--workers", "2")
+    running = start_server(tmp_path, "--cache", cache, "--workers", "2", *extra)
     try:
         yield running
     finally:

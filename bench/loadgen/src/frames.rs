@@ -29,6 +29,19 @@ pub fn monotonic_ns() -> u64 {
     u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(now.tv_nsec).unwrap_or(0)
 }
 
+/// Fills `frame` with pseudo-random bytes (xorshift64*): a payload no compressor shrinks, as
+/// detector noise, for writers whose frames are stored.
+pub fn noise(frame: &mut [u8], seed: u64) {
+    let mut state = seed | 1;
+    for chunk in frame.chunks_mut(8) {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        let value = state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes();
+        chunk.copy_from_slice(&value[..chunk.len()]);
+    }
+}
+
 /// Writes the frame id and the send time into the first 16 bytes (as far as the frame has them).
 pub fn stamp(frame: &mut [u8], id: u64) {
     let head = id.to_le_bytes().into_iter().chain(monotonic_ns().to_le_bytes());

@@ -142,6 +142,10 @@ enum Command {
         /// Frames awaiting their ack per socket.
         #[arg(long, default_value_t = 64)]
         window: usize,
+        /// Pseudo-random frame bytes (incompressible, as detector noise) instead of zeros: for
+        /// persisted pushes, where the storage compresses what it keeps.
+        #[arg(long)]
+        noise: bool,
         #[command(flatten)]
         writer: WriterArgs,
     },
@@ -199,7 +203,7 @@ async fn run(command: Command) -> LoadResult<()> {
         Command::Idle { sockets, hold } => {
             ws::run_sockets(socket_run(sockets, hold, 0, 4096, None, 0.0)?, "idle").await
         }
-        Command::Push { url, window, writer } => {
+        Command::Push { url, window, noise, writer } => {
             let target = target::parse(&url)?;
             if writer.create {
                 let path = url.split('?').next().unwrap_or_default();
@@ -213,6 +217,7 @@ async fn run(command: Command) -> LoadResult<()> {
                 api_key: writer.api_key,
                 connections: writer.connections,
                 window,
+                noise,
                 duration: seconds(writer.duration),
                 max_frames: writer.requests,
             };

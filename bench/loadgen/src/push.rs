@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::error::{LoadError, LoadResult};
-use crate::frames::stamp;
+use crate::frames::{noise, stamp};
 use crate::pace;
 use crate::report::{emit, percentiles, rate};
 use crate::target::Target;
@@ -43,6 +43,8 @@ pub struct PushPlan {
     pub connections: usize,
     /// Frames awaiting their ack per socket.
     pub window: usize,
+    /// Frames of pseudo-random bytes (else zeros) after the stamp.
+    pub noise: bool,
     /// Total frames per second over all sockets; `None` = flat out.
     pub rate: Option<f64>,
     /// How long to send.
@@ -130,6 +132,9 @@ async fn connection(plan: Arc<PushPlan>, index: usize, ids: Arc<AtomicU64>, star
     let deadline = start + plan.duration;
     let mut ticker = plan.rate.map(|r| pace::ticker(r, plan.connections, index, start));
     let mut frame = vec![0u8; plan.size];
+    if plan.noise {
+        noise(&mut frame, index as u64 + 1);
+    }
     while Instant::now() < deadline && !reader.is_finished() {
         if let Some(ticker) = ticker.as_mut() {
             tokio::select! {

@@ -10,7 +10,7 @@ import numpy as np
 from ferrotile.client.closing import Closing
 from ferrotile.client.cursor import Cursor
 from ferrotile.client.errors import ClientError
-from ferrotile.client.rest import Http, array_node, numpy_dtype
+from ferrotile.client.rest import Http, NewArray, numpy_dtype
 from ferrotile.client.subscription import Subscription
 from ferrotile.client.transport import PatchTransport, PushTransport, Transport
 from ferrotile.client.writer import Writer
@@ -57,17 +57,21 @@ class Client(Closing):
         metadata: dict[str, Any] | None = None,
     ) -> Writer:
         """A writer of frames (arrays of ``frame_shape`` and ``dtype``) into the array node at
-        ``path``, created with no frames; with ``extend=True`` an existing node of that dtype and
+        ``path``, created with no frames (on a server other than ferrotile: with the first
+        frame); with ``extend=True`` an existing node of that dtype and
         frame shape is appended to (and a missing one created). ``persist=False``: frames are
         streamed, not stored. At most ``window`` messages are unacknowledged at once."""
         path = path.strip("/")
         dtype = np.dtype(dtype)
         frame_shape = tuple(int(n) for n in frame_shape)
         info = self.array_info(path)
+        new: NewArray | None = None
         if info is None:
             parent, _, key = path.rpartition("/")
-            body = array_node(key, dtype, (0, *frame_shape), metadata or {})
-            self.http.request("POST", f"/metadata/{quote(parent)}", f"create {path}", json=body)
+            new = NewArray(parent, key, dtype, frame_shape, metadata or {})
+            if self.ferrotile:
+                new.create(self.http, 0)
+                new = None
             length = 0
         elif not extend:
             raise ClientError(f"{path} exists: pass extend=True to append to it")
@@ -83,7 +87,9 @@ class Client(Closing):
         if self.ferrotile:
             transport = PushTransport(self.ws_url, quote(path), self.http.headers, persist)
         else:
-            transport = PatchTransport(self.http, quote(path), frame_shape, length, persist)
+            # Tiled cannot grow an array of no frames (zarr divides by its chunk of 0): a new
+            # node is created with the first message.
+            transport = PatchTransport(self.http, quote(path), frame_shape, length, persist, new)
         return Writer(transport, path, dtype, frame_shape, window, self.close_stream)
 
     def subscribe(

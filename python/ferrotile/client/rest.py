@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import numpy as np
@@ -82,10 +84,18 @@ class Http:
         ok: tuple[int, ...] = (200,),
         **kwargs: Any,
     ) -> httpx.Response:
-        try:
-            response = self.client.request(method, path, **kwargs)
-        except httpx.HTTPError as error:
-            raise ServerError(0, f"{type(error).__name__}: {error}", what) from error
+        # A kept-alive connection the server closed (e.g. after a 500) fails on first use: an
+        # idempotent request is sent once more, on a new connection.
+        attempts = 2 if method in ("GET", "PUT", "DELETE") else 1
+        for attempt in range(attempts):
+            try:
+                response = self.client.request(method, path, **kwargs)
+                break
+            except (httpx.ReadError, httpx.RemoteProtocolError) as error:
+                if attempt + 1 == attempts:
+                    raise ServerError(0, f"{type(error).__name__}: {error}", what) from error
+            except httpx.HTTPError as error:
+                raise ServerError(0, f"{type(error).__name__}: {error}", what) from error
         if response.status_code not in ok:
             raise ServerError(response.status_code, detail_of(response), what)
         return response
@@ -94,33 +104,46 @@ class Http:
         self.client.close()
 
 
-def array_node(
-    key: str, dtype: np.dtype[Any], shape: tuple[int, ...], metadata: dict[str, Any]
-) -> dict[str, Any]:
-    """The ``POST /metadata/{parent}`` body of a writable array node (as ``write_array``)."""
-    chunks = [[n] if n else [0] for n in shape]
-    return {
-        "id": key,
-        "structure_family": "array",
-        "metadata": metadata,
-        "specs": [],
-        "access_tags": None,
-        "data_sources": [
-            {
-                "structure_family": "array",
-                "structure": {
-                    "data_type": data_type(dtype),
-                    "chunks": chunks,
-                    "shape": list(shape),
-                    "dims": None,
-                    "resizable": False,
-                },
-                "id": None,
-                "mimetype": None,
-                "parameters": {},
-                "properties": {},
-                "assets": [],
-                "management": "writable",
-            }
-        ],
-    }
+@dataclass
+class NewArray:
+    """An array node to create: ``body(n)`` is its ``POST /metadata/{parent}`` body (as the
+    stock client's ``write_array``) with ``n`` frames."""
+
+    parent: str
+    key: str
+    dtype: np.dtype[Any]
+    frame_shape: tuple[int, ...]
+    metadata: dict[str, Any]
+
+    def body(self, frames: int) -> dict[str, Any]:
+        shape = (frames, *self.frame_shape)
+        return {
+            "id": self.key,
+            "structure_family": "array",
+            "metadata": self.metadata,
+            "specs": [],
+            "access_tags": None,
+            "data_sources": [
+                {
+                    "structure_family": "array",
+                    "structure": {
+                        "data_type": data_type(self.dtype),
+                        "chunks": [[n] for n in shape],
+                        "shape": list(shape),
+                        "dims": None,
+                        "resizable": False,
+                    },
+                    "id": None,
+                    "mimetype": None,
+                    "parameters": {},
+                    "properties": {},
+                    "assets": [],
+                    "management": "writable",
+                }
+            ],
+        }
+
+    def create(self, http: Http, frames: int) -> httpx.Response:
+        return http.request(
+            "POST", f"/metadata/{quote(self.parent)}", f"create {self.key}", json=self.body(frames)
+        )

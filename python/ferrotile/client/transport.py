@@ -12,7 +12,10 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
-from ferrotile.client.rest import Http, detail_of, handshake_refusal
+from ferrotile.client.errors import ServerError
+from ferrotile.client.rest import Http, NewArray, detail_of, handshake_refusal
+
+OCTET = {"Content-Type": "application/octet-stream"}
 
 
 @dataclass
@@ -91,9 +94,16 @@ class PatchTransport:
     (persist) and is acknowledged by its answer; the stream sequence is not known."""
 
     def __init__(
-        self, http: Http, path: str, frame_shape: tuple[int, ...], length: int, persist: bool
+        self,
+        http: Http,
+        path: str,
+        frame_shape: tuple[int, ...],
+        length: int,
+        persist: bool,
+        new: NewArray | None,
     ) -> None:
         self.http = http
+        self.new = new  # created with the first message
         self.path = path
         self.frame_shape = frame_shape
         self.length = length  # frames stored (or, stream-only, numbered) so far
@@ -102,17 +112,25 @@ class PatchTransport:
         self.answer: Ack | Refusal | None = None
 
     def send(self, data: memoryview, frames: int) -> None:
-        shape = ",".join(str(n) for n in (frames, *self.frame_shape))
-        params = {"offset": str(self.length), "shape": shape}
-        params.update({"extend": "true"} if self.persist else {"persist": "false"})
         self.frames += 1
+        body = bytes(data)  # httpx takes bytes, not any buffer
         try:
-            response = self.http.client.patch(
-                f"/array/full/{self.path}",
-                params=params,
-                content=bytes(data),  # httpx takes bytes, not any buffer
-                headers={"Content-Type": "application/octet-stream"},
-            )
+            if self.new is not None:
+                self.new.create(self.http, frames)
+                self.new = None
+                response = self.http.client.put(
+                    f"/array/full/{self.path}", content=body, headers=OCTET
+                )
+            else:
+                shape = ",".join(str(n) for n in (frames, *self.frame_shape))
+                params = {"offset": str(self.length), "shape": shape}
+                params.update({"extend": "true"} if self.persist else {"persist": "false"})
+                response = self.http.client.patch(
+                    f"/array/full/{self.path}", params=params, content=body, headers=OCTET
+                )
+        except ServerError as error:
+            self.answer = Refusal(self.frames, error.status, error.detail)
+            return
         except httpx.HTTPError as error:
             raise Lost(f"{type(error).__name__}: {error}") from error
         if response.status_code != 200:

@@ -63,6 +63,19 @@ pub struct Draft {
     payload_at: Option<Range<usize>>,
     /// The payload as a ready JSON value for the JSON envelope (e.g. a table's columns).
     json_payload: Option<Bytes>,
+    /// The payload as the writer sent it, compressed (see [`EncodedPayload`]).
+    encoded: Option<EncodedPayload>,
+}
+
+/// A payload as a writer sent it, compressed (`Content-Encoding`): kept beside the message's
+/// decompressed payload so that subscribers asking for the same compression get these bytes
+/// as they are. In this process only (not sent to other processes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedPayload {
+    /// The compression's name (`zstd`, `lz4`, `blosc`).
+    pub encoding: &'static str,
+    /// The compressed bytes.
+    pub bytes: Bytes,
 }
 
 /// Header fields in envelope order: `type`, then `sequence`, then the rest as given.
@@ -132,7 +145,7 @@ impl Draft {
             }
             None => None,
         };
-        Ok(DraftBody { draft: Self { header, hint, buf, seq_at, payload_at, json_payload: None } })
+        Ok(DraftBody { draft: Self { header, hint, buf, seq_at, payload_at, json_payload: None, encoded: None } })
     }
 
     /// The payload, if any (e.g. to store it before the message is published).
@@ -154,6 +167,12 @@ impl Draft {
         }
         self.json_payload = Some(Bytes::copy_from_slice(json));
         Ok(self)
+    }
+
+    /// Keeps the payload as the writer sent it, compressed, beside the message.
+    pub fn with_encoded_payload(mut self, encoded: EncodedPayload) -> Self {
+        self.encoded = Some(encoded);
+        self
     }
 
     /// The header as JSON (what a remote process rebuilds the JSON envelope from).
@@ -178,8 +197,14 @@ impl Draft {
         self.buf[self.seq_at + 1..self.seq_at + 9].copy_from_slice(&sequence.to_be_bytes());
         let msgpack = Bytes::from(self.buf);
         let payload = self.payload_at.map(|r| msgpack.slice(r));
-        let json =
-            JsonSource { header: self.header, hint: self.hint, payload, json_payload: self.json_payload, sequence };
+        let json = JsonSource {
+            header: self.header,
+            hint: self.hint,
+            payload,
+            json_payload: self.json_payload,
+            sequence,
+            encoded: self.encoded,
+        };
         Encoded { msgpack, json }
     }
 }
@@ -242,7 +267,7 @@ impl Encoded {
         sequence: u64,
     ) -> Self {
         let payload = payload_at.map(|r| msgpack.slice(r));
-        Self { msgpack, json: JsonSource { header, hint, payload, json_payload, sequence } }
+        Self { msgpack, json: JsonSource { header, hint, payload, json_payload, sequence, encoded: None } }
     }
 }
 
@@ -265,6 +290,7 @@ pub struct JsonSource {
     payload: Option<Bytes>,
     json_payload: Option<Bytes>,
     sequence: u64,
+    encoded: Option<EncodedPayload>,
 }
 
 impl JsonSource {
@@ -281,6 +307,11 @@ impl JsonSource {
     /// The array hint, for a payload that is an array.
     pub fn hint(&self) -> Option<&ArrayHint> {
         self.hint.as_ref()
+    }
+
+    /// The payload as the writer sent it, compressed, if it did.
+    pub fn encoded_payload(&self) -> Option<&EncodedPayload> {
+        self.encoded.as_ref()
     }
 
     /// Builds the JSON envelope: payload transcoded (array hint) or base64, plus `content-type`.

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::Value;
@@ -26,9 +26,10 @@ use super::query::{BadParameter, Query};
 use super::respond::{self, Body};
 use super::route::ArrayRoute as Route;
 use super::shared::Shared;
-use crate::codec::envelope::Header;
+use crate::codec::envelope::{EncodedPayload, Header};
 use crate::error::CoreError;
 use crate::hub::Outgoing;
+use crate::view::Codec;
 
 /// The only body type of array writes.
 const OCTET: &str = "application/octet-stream";
@@ -89,6 +90,13 @@ pub async fn serve(shared: Arc<Shared>, request: Request<Incoming>, route: Route
         return answer(status, &detail);
     }
     let expected = write.shape.iter().product::<u64>().saturating_mul(array.itemsize);
+    let encoding = match content_encoding(request.headers()) {
+        Ok(encoding) => encoding,
+        Err(detail) => return answer(StatusCode::UNSUPPORTED_MEDIA_TYPE, &detail),
+    };
+    if let Some(codec) = encoding {
+        return Served::Answer(encoded_write(&shared, &node, &path, write, codec, request).await);
+    }
     let declared = body::content_length(request.headers());
     if let Some(declared) = declared.filter(|n| *n != expected) {
         return answer(StatusCode::BAD_REQUEST, &length_detail(expected, &write.shape, &array.dtype, declared));
@@ -134,14 +142,74 @@ pub async fn serve(shared: Arc<Shared>, request: Request<Incoming>, route: Route
         }
     };
     let is_patch = matches!(write.kind, WriteKind::Patch { .. });
-    Served::Answer(match apply(&shared, &node, &path, write, vec![body]).await {
-        Ok(applied) if is_patch => {
-            let structure = applied.node.info.array.as_ref().map(|a| &a.structure);
-            respond::json(StatusCode::OK, serde_json::to_vec(&structure).unwrap_or_default())
-        }
-        Ok(_) => respond::json(StatusCode::OK, &b"null"[..]),
-        Err(refusal) => refusal.response(),
-    })
+    Served::Answer(answered(apply(&shared, &node, &path, write, vec![body]).await, is_patch))
+}
+
+/// The body's `Content-Encoding`: `None` for none (or `identity`), else a [`Codec`]; the 415
+/// detail for anything else.
+pub fn content_encoding(headers: &http::HeaderMap) -> Result<Option<Codec>, String> {
+    let Some(value) = headers.get(CONTENT_ENCODING) else { return Ok(None) };
+    let name = value.to_str().unwrap_or("").trim();
+    if name.is_empty() || name == "identity" {
+        return Ok(None);
+    }
+    Codec::parse(name)
+        .map(Some)
+        .map_err(|_| format!("Unsupported Content-Encoding {}; send zstd, lz4 or blosc", super::query::py_repr(name)))
+}
+
+/// A write whose body is compressed: read whole, decompressed (to no more than the write's
+/// size), checked like any body, stored decompressed and published with the writer's bytes
+/// kept for subscribers asking for the same compression. A body that does not decompress is
+/// refused (400) with nothing stored or streamed.
+async fn encoded_write(
+    shared: &Arc<Shared>,
+    node: &Arc<Node>,
+    path: &str,
+    write: WriteSpec,
+    codec: Codec,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let declared = body::content_length(request.headers());
+    let mut received = Vec::with_capacity(declared.unwrap_or(0).min(shared.config.max_body_bytes) as usize);
+    let read = body::read_into(
+        request.into_body(),
+        declared,
+        shared.config.max_body_bytes,
+        shared.config.body_timeout,
+        |piece, _| {
+            received.extend_from_slice(piece);
+            Ok(())
+        },
+    )
+    .await;
+    if let Err(e) = read {
+        let (status, detail) = e.answer();
+        return respond::error(status, &detail);
+    }
+    let expected =
+        node.info.array.as_ref().map_or(0, |a| write.shape.iter().product::<u64>().saturating_mul(a.itemsize));
+    let raw = match decoded(codec, Bytes::from(received), expected) {
+        Ok(decoded) => decoded,
+        Err(refusal) => return refusal.response(),
+    };
+    let is_patch = matches!(write.kind, WriteKind::Patch { .. });
+    answered(apply(shared, node, path, write, vec![raw]).await, is_patch)
+}
+
+/// `original` decompressed with `codec` into at most `limit` bytes, as a write's body that
+/// keeps the writer's bytes; 400 if it does not decompress.
+pub fn decoded(codec: Codec, original: Bytes, limit: u64) -> Result<WriteBody, Refusal> {
+    match codec.decompress(&original, usize::try_from(limit).unwrap_or(usize::MAX)) {
+        Ok(raw) => Ok(WriteBody::Decoded {
+            raw: Bytes::from(raw),
+            original: EncodedPayload { encoding: codec.name(), bytes: original },
+        }),
+        Err(e) => Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            &format!("The {} body could not be decompressed: {e}. Nothing was stored or streamed.", codec.name()),
+        )),
+    }
 }
 
 /// A validated write: what to store and publish.
@@ -300,8 +368,45 @@ fn length_detail(expected: u64, shape: &[u64], dtype: &str, got: u64) -> String 
 pub enum WriteBody {
     /// The bytes of the write (its message is built once it is stored).
     Raw(Bytes),
+    /// The bytes of the write, decompressed from what the writer sent (kept for subscribers
+    /// asking for the same compression).
+    Decoded {
+        /// Decompressed.
+        raw: Bytes,
+        /// As sent.
+        original: EncodedPayload,
+    },
     /// The message, with the bytes as its payload (its header is final).
     Enveloped(Box<Outgoing>),
+}
+
+impl WriteBody {
+    /// The write's bytes when they are not yet inside a message.
+    pub fn raw(&self) -> Option<&Bytes> {
+        match self {
+            Self::Raw(raw) | Self::Decoded { raw, .. } => Some(raw),
+            Self::Enveloped(_) => None,
+        }
+    }
+}
+
+/// The message of a write whose bytes are `raw`.
+fn message_of(write: &WriteSpec, offset: Option<&[u64]>, raw: &[u8], dtype: &str) -> Result<Outgoing, Refusal> {
+    let shape: Vec<usize> = write.shape.iter().map(|n| *n as usize).collect();
+    Outgoing::from_header(header(write, offset), Some(raw), Some((dtype, &shape)))
+        .map_err(|e| Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()))
+}
+
+/// The answer to an applied write: a PATCH answers the array's structure, others `null`.
+fn answered(applied: Result<Applied, Refusal>, is_patch: bool) -> Response<Body> {
+    match applied {
+        Ok(applied) if is_patch => {
+            let structure = applied.node.info.array.as_ref().map(|a| &a.structure);
+            respond::json(StatusCode::OK, serde_json::to_vec(&structure).unwrap_or_default())
+        }
+        Ok(_) => respond::json(StatusCode::OK, &b"null"[..]),
+        Err(refusal) => refusal.response(),
+    }
 }
 
 /// Checks the bodies against the write, stores them (if `persist`) and publishes them, one
@@ -317,13 +422,7 @@ pub async fn apply(
 ) -> Result<Applied, Refusal> {
     let array = node.info.array.as_ref().ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "not an array"))?;
     let expected = write.shape.iter().product::<u64>().saturating_mul(array.itemsize);
-    let raw_bytes: Option<u64> = bodies
-        .iter()
-        .map(|b| match b {
-            WriteBody::Raw(raw) => Some(raw.len() as u64),
-            WriteBody::Enveloped(_) => None,
-        })
-        .sum();
+    let raw_bytes: Option<u64> = bodies.iter().map(|b| b.raw().map(|raw| raw.len() as u64)).sum();
     if let Some(got) = raw_bytes.filter(|got| *got != expected) {
         return Err(Refusal::new(StatusCode::BAD_REQUEST, &length_detail(expected, &write.shape, &array.dtype, got)));
     }
@@ -344,7 +443,7 @@ pub async fn apply(
         let pieces = bodies
             .iter()
             .map(|body| match body {
-                WriteBody::Raw(raw) => raw.clone(),
+                WriteBody::Raw(raw) | WriteBody::Decoded { raw, .. } => raw.clone(),
                 // The store keeps the buffer while it writes it: a copy of the payload.
                 WriteBody::Enveloped(message) => Bytes::copy_from_slice(message.payload()),
             })
@@ -363,26 +462,29 @@ pub async fn apply(
     let frame_elements: u64 = write.shape.iter().skip(1).product();
     let mut messages = Vec::with_capacity(bodies.len());
     for body in bodies {
-        messages.push(match body {
-            WriteBody::Enveloped(message) => *message,
-            // Validated against the same dtype and shape: a message that cannot be built is not
-            // expected (422 if it happens).
-            WriteBody::Raw(raw) => {
-                let mut piece = write.clone();
-                if let (WriteKind::Append { .. }, Some(first)) = (&write.kind, piece.shape.first_mut()) {
-                    *first = raw.len() as u64 / (frame_elements * array.itemsize).max(1);
-                }
-                let shape: Vec<usize> = piece.shape.iter().map(|n| *n as usize).collect();
-                let message =
-                    Outgoing::from_header(header(&piece, offset.as_deref()), Some(&raw), Some((&array.dtype, &shape)))
-                        .map_err(|e| Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()))?;
-                // The next piece of an append starts where this one ends.
-                if let (WriteKind::Append { .. }, Some(at)) = (&write.kind, offset.as_mut()) {
-                    at[0] += piece.shape[0];
-                }
-                message
+        let (raw, original) = match body {
+            WriteBody::Enveloped(message) => {
+                messages.push(*message);
+                continue;
             }
+            WriteBody::Raw(raw) => (raw, None),
+            WriteBody::Decoded { raw, original } => (raw, Some(original)),
+        };
+        let mut piece = write.clone();
+        if let (WriteKind::Append { .. }, Some(first)) = (&write.kind, piece.shape.first_mut()) {
+            *first = raw.len() as u64 / (frame_elements * array.itemsize).max(1);
+        }
+        // Validated against the same dtype and shape: a message that cannot be built is not
+        // expected (422 if it happens).
+        let message = message_of(&piece, offset.as_deref(), &raw, &array.dtype)?;
+        messages.push(match original {
+            Some(original) => message.with_encoded_payload(original),
+            None => message,
         });
+        // The next piece of an append starts where this one ends.
+        if let (WriteKind::Append { .. }, Some(at)) = (&write.kind, offset.as_mut()) {
+            at[0] += piece.shape[0];
+        }
     }
     if let Some(hub) = hub {
         let count = messages.len() as u64;

@@ -2,7 +2,9 @@
 //! WebSocket, one binary message per frame (or per block), acknowledged by sequence number, so
 //! that it pays no HTTP request per frame (see `docs/api.md`, "Pushing frames").
 //!
-//! Query parameters: `persist` (default true: stored as well as streamed) and `mode`:
+//! Query parameters: `persist` (default true: stored as well as streamed), `encoding`
+//! (`zstd`, `lz4` or `blosc`: every binary message is compressed so; stored decompressed, and
+//! passed through as sent to subscribers asking for the same compression) and `mode`:
 //! `append` (default: each message is one or more whole frames appended along the first axis;
 //! stored by extending the array), `full` (each message replaces the whole array). A text
 //! message `{"block": [i, ...]}` or `{"offset": [...], "shape": [...], "extend": false}` makes
@@ -35,6 +37,7 @@ use super::respond::{self, Body};
 use super::session::{self, frame};
 use super::shared::Shared;
 use super::ws::{self, Socket};
+use crate::view::Codec;
 
 /// How binary messages are read when no text message says otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,13 +87,37 @@ pub async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>, path: S
             return respond::error(StatusCode::BAD_REQUEST, &format!("mode must be 'append' or 'full', not {other:?}"))
         }
     };
+    let encoding = match query.get("encoding").filter(|e| !e.is_empty() && *e != "identity").map(Codec::parse) {
+        None => None,
+        Some(Ok(codec)) => Some(codec),
+        Some(Err(detail)) => {
+            return respond::error(StatusCode::BAD_REQUEST, &detail.replace("compression", "encoding"))
+        }
+    };
     let (response, upgrade) = match ws::accept(&mut request) {
         Ok(accepted) => accepted,
         Err(refused) => return refused.response(),
     };
     shared.stats.websocket("stream");
-    tokio::spawn(run(shared, upgrade, node, path, persist, mode));
+    tokio::spawn(run(shared, upgrade, node, path, Session { persist, mode, encoding }));
     response
+}
+
+/// How a session reads its binary messages.
+#[derive(Debug, Clone, Copy)]
+struct Session {
+    persist: bool,
+    mode: Mode,
+    encoding: Option<Codec>,
+}
+
+/// A binary message as a write's body: decompressed once if the session declared an encoding.
+fn body_of(shared: &Shared, encoding: Option<Codec>, sent: Bytes) -> Result<arrays::WriteBody, Failure> {
+    match encoding {
+        None => Ok(arrays::WriteBody::Raw(sent)),
+        Some(codec) => arrays::decoded(codec, sent, shared.config.max_message_bytes as u64)
+            .map_err(|refusal| Failure::from_refusal(&refusal)),
+    }
 }
 
 /// Why the session stops: the error message and close code, and the message's 1-based index.
@@ -116,7 +143,8 @@ impl Failure {
     }
 }
 
-async fn run(shared: Arc<Shared>, upgrade: OnUpgrade, mut node: Arc<Node>, path: String, persist: bool, mode: Mode) {
+async fn run(shared: Arc<Shared>, upgrade: OnUpgrade, mut node: Arc<Node>, path: String, session: Session) {
+    let Session { persist, mode, encoding } = session;
     let Ok(upgraded) = upgrade.await else { return };
     let mut socket = ws::socket(upgraded, shared.config.max_message_bytes);
     let mut frames: u64 = 0;
@@ -155,10 +183,17 @@ async fn run(shared: Arc<Shared>, upgrade: OnUpgrade, mut node: Arc<Node>, path:
             continue;
         }
         frames += 1;
-        let body: Bytes = message.into_payload().into();
+        let body = match body_of(&shared, encoding, message.into_payload().into()) {
+            Ok(body) => body,
+            Err(failure) => {
+                fail(socket, frames, failure).await;
+                return;
+            }
+        };
+        let len = body.raw().map_or(0, |raw| raw.len() as u64);
         // The handshake checked the node is a dense array (and a node stays one).
         let Some(array) = node.info.array.as_ref() else { return };
-        let spec = match spec_of(directive.take(), mode, persist, array, appended, body.len() as u64) {
+        let spec = match spec_of(directive.take(), mode, persist, array, appended, len) {
             Ok(spec) => spec,
             Err(failure) => {
                 fail(socket, frames, failure).await;
@@ -168,7 +203,7 @@ async fn run(shared: Arc<Shared>, upgrade: OnUpgrade, mut node: Arc<Node>, path:
         let mut spec = spec;
         // A refused batch is reported at its first message (none of it was stored).
         let first = frames;
-        let mut bodies = vec![arrays::WriteBody::Raw(body)];
+        let mut bodies = vec![body];
         // A bad frame met while gathering: the batch before it is stored, then the session ends.
         let mut failed = None;
         if let WriteKind::Append { frames: batched } = &mut spec.kind {
@@ -183,15 +218,18 @@ async fn run(shared: Arc<Shared>, upgrade: OnUpgrade, mut node: Arc<Node>, path:
                         break;
                     }
                 };
-                let body: Bytes = message.into_payload().into();
                 frames += 1;
-                match spec_of(None, mode, persist, array, appended, body.len() as u64) {
-                    Ok(WriteSpec { shape, .. }) => {
+                let gathered = body_of(&shared, encoding, message.into_payload().into()).and_then(|body| {
+                    let len = body.raw().map_or(0, |raw| raw.len());
+                    spec_of(None, mode, persist, array, appended, len as u64).map(|spec| (body, len, spec))
+                });
+                match gathered {
+                    Ok((body, len, WriteSpec { shape, .. })) => {
                         let n = shape.first().copied().unwrap_or(0);
                         *batched += n;
                         spec.shape[0] += n;
-                        bytes += body.len();
-                        bodies.push(arrays::WriteBody::Raw(body));
+                        bytes += len;
+                        bodies.push(body);
                     }
                     Err(failure) => {
                         failed = Some((frames, failure));
@@ -232,7 +270,7 @@ const MAX_BATCH_FRAMES: usize = 1024;
 const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 
 fn bodies_len(bodies: &[arrays::WriteBody]) -> usize {
-    bodies.iter().map(|b| if let arrays::WriteBody::Raw(raw) = b { raw.len() } else { 0 }).sum()
+    bodies.iter().map(|b| b.raw().map_or(0, Bytes::len)).sum()
 }
 
 /// What the next binary message is, from the directive or the mode.

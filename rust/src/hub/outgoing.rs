@@ -56,6 +56,12 @@ impl Outgoing {
         Ok(OutgoingBody { body, hint })
     }
 
+    /// Keeps the payload as the writer sent it, compressed (in this process only).
+    pub fn with_encoded_payload(mut self, encoded: crate::codec::envelope::EncodedPayload) -> Self {
+        self.draft = self.draft.with_encoded_payload(encoded);
+        self
+    }
+
     /// The payload (e.g. to store it before publishing).
     pub fn payload(&self) -> &[u8] {
         self.draft.payload().unwrap_or_default()

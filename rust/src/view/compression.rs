@@ -58,27 +58,24 @@ impl Codec {
         }
     }
 
-    /// Decompresses `data`, which must hold exactly `expected` bytes once decompressed (more is
-    /// refused without being produced).
-    pub fn decompress(self, data: &[u8], expected: usize) -> Result<Vec<u8>, String> {
-        let out = match self {
+    /// Decompresses `data` into at most `limit` bytes (more is refused without being produced;
+    /// the caller checks the size it expects).
+    pub fn decompress(self, data: &[u8], limit: usize) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        let read = match self {
             Self::Zstd => {
-                let mut out = Vec::with_capacity(expected);
                 let mut decoder = zstd::stream::read::Decoder::new(data).map_err(|e| format!("zstd: {e}"))?;
-                (&mut decoder).take(expected as u64 + 1).read_to_end(&mut out).map_err(|e| format!("zstd: {e}"))?;
-                out
+                (&mut decoder).take(limit as u64 + 1).read_to_end(&mut out).map_err(|e| format!("zstd: {e}"))
             }
             Self::Lz4 => {
-                let mut out = Vec::with_capacity(expected);
                 let decoder = lz4_flex::frame::FrameDecoder::new(data);
-                decoder.take(expected as u64 + 1).read_to_end(&mut out).map_err(|e| format!("lz4: {e}"))?;
-                out
+                decoder.take(limit as u64 + 1).read_to_end(&mut out).map_err(|e| format!("lz4: {e}"))
             }
-            Self::Blosc => blosc_decompress(data, expected)?,
+            Self::Blosc => return blosc_decompress(data, limit),
         };
-        if out.len() != expected {
-            let more = if out.len() > expected { "more than " } else { "" };
-            return Err(format!("{} data decompresses to {more}{} bytes, {expected} expected", self.name(), out.len()));
+        read?;
+        if out.len() > limit {
+            return Err(format!("{} data decompresses to more than {limit} bytes", self.name()));
         }
         Ok(out)
     }
@@ -110,24 +107,24 @@ fn blosc_compress(data: &[u8], typesize: usize) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-fn blosc_decompress(data: &[u8], expected: usize) -> Result<Vec<u8>, String> {
+fn blosc_decompress(data: &[u8], limit: usize) -> Result<Vec<u8>, String> {
     let mut nbytes = 0usize;
     // SAFETY: validates the header against `data.len()` before reading further; writes one usize.
     let valid = unsafe { blosc_src::blosc_cbuffer_validate(data.as_ptr().cast::<c_void>(), data.len(), &mut nbytes) };
     if valid < 0 {
         return Err("blosc: not a valid blosc buffer".into());
     }
-    if nbytes != expected {
-        return Err(format!("blosc data decompresses to {nbytes} bytes, {expected} expected"));
+    if nbytes > limit {
+        return Err(format!("blosc data decompresses to more than {limit} bytes"));
     }
-    let mut out: Vec<u8> = Vec::with_capacity(expected);
-    // SAFETY: the buffer was validated against its length above; `out` has room for
-    // `expected` bytes, which bounds what is written.
+    let mut out: Vec<u8> = Vec::with_capacity(nbytes);
+    // SAFETY: the buffer was validated against its length above; `out` has room for `nbytes`
+    // bytes, which bounds what is written.
     let written = unsafe {
-        blosc_src::blosc_decompress_ctx(data.as_ptr().cast::<c_void>(), out.as_mut_ptr().cast::<c_void>(), expected, 1)
+        blosc_src::blosc_decompress_ctx(data.as_ptr().cast::<c_void>(), out.as_mut_ptr().cast::<c_void>(), nbytes, 1)
     };
-    let written = usize::try_from(written).ok().filter(|n| *n == expected).ok_or("blosc: corrupt data")?;
-    // SAFETY: blosc wrote `written` == `expected` bytes.
+    let written = usize::try_from(written).ok().filter(|n| *n == nbytes).ok_or("blosc: corrupt data")?;
+    // SAFETY: blosc wrote `written` == `nbytes` bytes.
     unsafe { out.set_len(written) };
     Ok(out)
 }
@@ -144,8 +141,9 @@ mod tests {
             assert!(packed.len() < data.len() / 2, "{codec:?}");
             assert_eq!(codec.decompress(&packed, data.len()).unwrap(), data);
             assert!(codec.decompress(&packed, data.len() - 1).is_err(), "{codec:?}");
-            assert!(codec.decompress(&packed, data.len() + 1).is_err(), "{codec:?}");
+            assert_eq!(codec.decompress(&packed, data.len() + 1).unwrap(), data);
             assert!(codec.decompress(b"not compressed at all", 10).is_err(), "{codec:?}");
+            assert!(codec.decompress(&packed[..packed.len() / 2], data.len()).is_err(), "{codec:?}");
             assert_eq!(Codec::parse(codec.name()), Ok(codec));
         }
         assert!(Codec::parse("gzip").is_err());

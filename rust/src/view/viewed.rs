@@ -2,13 +2,14 @@
 //! header and sequence, the view's payload, and `shape`, `dtype`, `view` (and `compression`)
 //! saying what it is. Built once per frame per view and shared by the view's subscribers
 //! (each encodes to its envelope once, lazily, as any message does). A frame the view cannot
-//! apply to becomes a `view-error` notice in its place.
+//! apply to becomes a `view-error` notice in its place. A compression-only view of a frame the
+//! writer sent compressed with the same codec passes the writer's bytes through.
 
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::spec::ViewSpec;
+use super::spec::{ViewOutput, ViewSpec};
 use crate::codec::envelope::{encode_message, Draft};
 use crate::codec::Envelope;
 use crate::hub::Message;
@@ -33,9 +34,21 @@ impl Viewed {
         let Some(hint) = source.hint() else {
             return Self::error(spec, message, "the message's payload is not an array".into());
         };
-        let output = match spec.apply(payload, hint) {
-            Ok(output) => output,
-            Err(detail) => return Self::error(spec, message, detail),
+        let passthrough = source
+            .encoded_payload()
+            .filter(|encoded| spec.compresses_only() && spec.codec().is_some_and(|c| c.name() == encoded.encoding));
+        let output = match passthrough {
+            // The writer's compressed bytes, as they came.
+            Some(encoded) => ViewOutput {
+                payload: encoded.bytes.to_vec(),
+                shape: hint.shape().to_vec(),
+                dtype: hint.dtype_name().to_owned(),
+                raw_bytes: payload.len(),
+            },
+            None => match spec.apply(payload, hint) {
+                Ok(output) => output,
+                Err(detail) => return Self::error(spec, message, detail),
+            },
         };
         let mut header = source.header().clone();
         header.insert("shape".into(), json!(output.shape));
