@@ -77,7 +77,7 @@ def main() -> None:
                 rate = page.locator('tr[data-key="detector"] td').nth(5)
                 expect(rate).not_to_have_text("", timeout=10_000)
                 page.screenshot(path=IMAGES / "live-listing.png")
-                page.set_viewport_size({"width": 1000, "height": 760})
+                page.set_viewport_size({"width": 1000, "height": 640})
                 page.goto(f"{server.url}/live/beamline/detector")
                 page.locator("#colormap").select_option("viridis")
                 expect(page.locator("#fps")).not_to_have_text("0", timeout=10_000)

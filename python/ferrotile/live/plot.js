@@ -70,6 +70,7 @@ export function drawPlot(canvas, rows) {
   const sx = (x) => pad.left + ((x - x0) / (x1 - x0)) * (w - pad.left - pad.right);
   const sy = (y) => h - pad.bottom - ((y - lo) / (hi - lo)) * (h - pad.top - pad.bottom);
   context.strokeStyle = "#999";
+  context.lineWidth = 1;
   context.strokeRect(pad.left, pad.top, w - pad.left - pad.right, h - pad.top - pad.bottom);
   context.fillStyle = "#333";
   context.font = "11px system-ui, sans-serif";
@@ -81,6 +82,7 @@ export function drawPlot(canvas, rows) {
   let color = 0;
   for (const [name, values] of rows.columns) {
     context.strokeStyle = COLORS[color % COLORS.length];
+    context.lineWidth = 2;
     context.beginPath();
     let drawing = false;
     for (let i = 0; i < values.length; i++) {

@@ -64,7 +64,7 @@ class Viewer {
     this.rows = new Rows();
     for (const id of ["image", "histogram"]) $(id).hidden = kind !== "image";
     $("plot").hidden = kind !== "plot";
-    for (const id of ["colormap", "auto", "vmin", "vmax", "slice"]) {
+    for (const id of ["colormap", "auto", "vmin", "vmax", "slice", "max-fps"]) {
       $(id).closest("label").hidden = kind !== "image";
     }
     $("pause").onclick = () => this.togglePause();
@@ -116,8 +116,10 @@ class Viewer {
       request.start = this.kind === "plot"
         ? Math.max(1, this.lastSequence - 200) : this.lastSequence;
     }
-    request.max_fps = Number($("max-fps").value) || 30;
+    request.notify_gaps = true;  // counted with the skipped frames
     if (this.kind === "image") {
+      // Rows of a plot are all wanted; frames of an image only as fast as they can be seen.
+      request.max_fps = Number($("max-fps").value) || 30;
       const bin = chooseBin(this.node.shape);
       if (bin > 1) request.bin = `${bin},mean`;
       const slice = $("slice").value.trim();
@@ -136,7 +138,7 @@ class Viewer {
   receive(message) {
     switch (message.type) {
       case "connection_ack":
-        this.status("live");
+        this.status(this.paused ? "paused" : "live");
         this.subscribe();
         return;
       case "ping":
@@ -223,8 +225,15 @@ class Viewer {
   draw(frame) {
     this.pending = null;
     this.shown = frame;
-    if (this.kind === "image") this.paint(frame);
-    else drawPlot($("plot"), this.rows);
+    if (this.kind === "image") {
+      this.paint(frame);
+    } else {
+      drawPlot($("plot"), this.rows);
+      const { x, columns } = this.rows;
+      $("shape").textContent = x.length
+        ? `rows ${x[0]}-${x[x.length - 1]}, ${columns.size} column${columns.size === 1 ? "" : "s"}`
+        : "no rows";
+    }
     const now = performance.now();
     this.draws.push(now);
     $("frame").textContent = String(frame.sequence);
