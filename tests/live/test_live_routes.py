@@ -64,7 +64,7 @@ def test_streams_lists_children_with_sequences(
     (child,) = answer["children"]
     assert child == {
         "key": "img", "path": [key, "img"], "structure_family": "array", "sequence": 3,
-        "shape": [3, 4], "dtype": "<u2",
+        "shape": [3, 4], "chunks": [[3], [4]], "dtype": "<u2",
     }  # fmt: skip
     assert isinstance(answer["time"], float) and isinstance(answer["utc_offset"], int)
     missing = http.get(f"{live_server.url}/live/api/streams", params={"path": f"{key}/nope"})

@@ -126,8 +126,9 @@ def _describe(node: Node, sequence: int | None) -> dict[str, Any]:
         "structure_family": node.structure_family,
         "sequence": sequence,
     }
-    if "shape" in structure:
-        described["shape"] = structure["shape"]
+    for field in ("shape", "chunks"):
+        if field in structure:
+            described[field] = structure[field]
     data_type = structure.get("data_type")
     if isinstance(data_type, dict) and "kind" in data_type:
         described["dtype"] = _dtype_name(data_type)

@@ -48,6 +48,7 @@ _LIVE_NODE: Schema = {
         "structure_family": STRING,
         "sequence": nullable({"type": "integer", "description": "The stream's last sequence"}),
         "shape": {"type": "array", "items": {"type": "integer"}},
+        "chunks": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}},
         "dtype": {"type": "string", "description": "NumPy's spelling, e.g. <u2"},
         "columns": ANY,
     },

@@ -55,6 +55,30 @@ export function lastFrame(values, shape) {
   return { values: values.subarray(Math.max(0, start)), width, height };
 }
 
+// Where a partial write of a 2-D array starts: [row, column] from the message's `offset`, or
+// from its `block` index and the array's chunks; null for a whole frame.
+export function regionOrigin(message, chunks) {
+  if (message.offset) return message.offset.slice(-2);
+  if (message.block && chunks) {
+    return message.block.slice(-2).map((index, axis) => {
+      const sizes = chunks[chunks.length - 2 + axis];
+      return sizes.slice(0, index).reduce((a, b) => a + b, 0);
+    });
+  }
+  return null;
+}
+
+// `region` (a frame) written into a copy of `base` (a frame) at [row, column].
+export function paste(base, region, [row, column]) {
+  const values = Float64Array.from(base.values);
+  for (let r = 0; r < region.height && row + r < base.height; r++) {
+    for (let c = 0; c < region.width && column + c < base.width; c++) {
+      values[(row + r) * base.width + column + c] = region.values[r * region.width + c];
+    }
+  }
+  return { values, width: base.width, height: base.height };
+}
+
 // Nested JSON lists -> flat numbers (row-major).
 export function flatten(nested) {
   return Array.isArray(nested) ? nested.flat(Infinity).map(Number) : [Number(nested)];

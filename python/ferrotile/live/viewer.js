@@ -6,7 +6,7 @@
 
 import { apiKey, showError } from "./auth.js";
 import { decode } from "./msgpack.js";
-import { flatten, lastFrame, toNumbers } from "./frames.js";
+import { flatten, lastFrame, paste, regionOrigin, toNumbers } from "./frames.js";
 import { COLORMAPS, drawHistogram, drawImage, format, range } from "./image.js";
 import { Rows, drawPlot } from "./plot.js";
 
@@ -121,7 +121,8 @@ class Viewer {
       // Rows of a plot are all wanted; frames of an image only as fast as they can be seen.
       request.max_fps = Number($("max-fps").value) || 30;
       const bin = chooseBin(this.node.shape);
-      if (bin > 1) request.bin = `${bin},mean`;
+      this.binned = bin > 1;
+      if (this.binned) request.bin = `${bin},mean`;
       const slice = $("slice").value.trim();
       if (slice) request.slice = slice;
     }
@@ -198,7 +199,16 @@ class Viewer {
     const values = message.payload instanceof Uint8Array
       ? toNumbers(message.payload, message.dtype ?? this.dtype)
       : Float64Array.from(flatten(message.payload));
-    const frame = lastFrame(values, shape.length >= 2 ? shape : [1, ...shape]);
+    let frame = lastFrame(values, shape.length >= 2 ? shape : [1, ...shape]);
+    // A region of a 2-D array (PATCH with offset, PUT of a block) goes into the whole frame.
+    const [height, width] = this.node.shape.slice(-2);
+    const origin = regionOrigin(message, this.node.chunks);
+    const partial = frame.height !== height || frame.width !== width;
+    if (this.node.shape.length === 2 && origin && partial && !this.binned) {
+      const base = this.whole ?? { values: new Float64Array(height * width), height, width };
+      frame = paste(base, frame, origin);
+    }
+    this.whole = frame;
     this.pending = { ...frame, sequence: message.sequence, timestamp: message.timestamp };
     this.schedule();
   }
