@@ -6,7 +6,7 @@ import { showListing } from "./listing.js";
 import { showViewer } from "./viewer.js";
 
 // The URL prefix before /live/ (a server mounted below a path) and the node's path after it.
-function location_() {
+function pageLocation() {
   const at = location.pathname.indexOf("/live/");
   const root = location.pathname.slice(0, at);
   const rest = location.pathname.slice(at + "/live/".length);
@@ -26,7 +26,7 @@ function breadcrumbs(root, parts) {
 }
 
 async function start() {
-  const { root, parts } = location_();
+  const { root, parts } = pageLocation();
   const path = parts.join("/");
   breadcrumbs(root, parts);
   document.title = `${path || "/"} - ferrotile live`;

@@ -60,6 +60,7 @@ class Viewer {
     this.shown = null;  // the frame on the canvas
     this.draws = [];  // times of recent draws (frames/s)
     this.skipped = 0;
+    this.received = 0;
     this.paused = false;
     this.rows = new Rows();
     for (const id of ["image", "histogram"]) $(id).hidden = kind !== "image";
@@ -122,7 +123,10 @@ class Viewer {
       request.max_fps = Number($("max-fps").value) || 30;
       const bin = chooseBin(this.node.shape);
       this.binned = bin > 1;
-      if (this.binned) request.bin = `${bin},mean`;
+      if (this.binned) {
+        request.bin = `${bin},mean`;
+        request.dtype = "<f4";  // the means (float64) in half the bytes
+      }
       const slice = $("slice").value.trim();
       if (slice) request.slice = slice;
     }
@@ -165,7 +169,10 @@ class Viewer {
   }
 
   update(message) {
-    if (message.sequence != null) $("newest").textContent = String(message.sequence);
+    if (message.type === "array-data" || message.type === "table-data") {
+      $("newest").textContent = String(message.sequence);
+      $("received").textContent = String(++this.received);
+    }
     switch (message.type) {
       case "array-schema":
       case "ragged-schema":
@@ -192,6 +199,7 @@ class Viewer {
   // Gaps and skipped counts (notices), shown with the frames skipped by max_fps.
   notice(message) {
     if (message.type === "stream-gap") this.skipped += message.count || 0;
+    if (message.type === "view-error") showError(`Frame ${message.sequence}: ${message.detail}`);
   }
 
   takeFrame(message) {
