@@ -14,7 +14,11 @@ export function showListing(root, path, first, onAuthError) {
     const earlier = new Map();
     if (previous) for (const child of previous.children) earlier.set(child.key, child.sequence);
     const seconds = previous ? answer.time - previous.time : 0;
-    body.replaceChildren(...answer.children.map((child) => row(root, child, earlier, seconds)));
+    const rows = answer.children.map((child) => row(root, child, earlier, seconds));
+    if (previous) {  // children that appeared since the last answer: highlighted a moment
+      for (const tr of rows) if (!earlier.has(tr.dataset.key)) tr.classList.add("new");
+    }
+    body.replaceChildren(...rows);
     const shown = answer.children.length;
     note.textContent = shown < answer.count
       ? `The newest ${shown} of ${answer.count} entries.`

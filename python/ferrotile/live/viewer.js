@@ -72,6 +72,7 @@ class Viewer {
     for (const id of ["colormap", "auto", "vmin", "vmax"]) {
       $(id).onchange = () => this.redraw();
     }
+    for (const id of ["vmin", "vmax"]) $(id).oninput = () => this.redraw();  // while typing
     for (const id of ["slice", "max-fps"]) $(id).onchange = () => this.resubscribe();
     setInterval(() => this.showRates(), 500);
   }
