@@ -17,6 +17,8 @@ pub mod hub;
 #[cfg(feature = "python")]
 mod py;
 pub mod redis;
+pub mod text;
+pub mod view;
 
 #[cfg(feature = "python")]
 use pyo3::prelude::*;

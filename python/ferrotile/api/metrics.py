@@ -90,6 +90,15 @@ HUB_GAUGES = {
     "connected": "1 while the Redis reader is connected (Redis cache only)",
 }
 
+#: Totals of the edge's views per (stream, view), as Prometheus counters: Edge.take_stats() key,
+#: metric name suffix, help.
+VIEW_COUNTERS = {
+    "computed": ("frames_computed", "Frames a view computed (once per frame for all viewers)"),
+    "bytes_in": ("bytes_in", "Array bytes views read (before slice, bin, dtype and compression)"),
+    "bytes_out": ("bytes_out", "Payload bytes views produced (after compression)"),
+    "skipped": ("frames_skipped", "Frames max_fps left out (the newest frame wins)"),
+}  # fmt: skip
+
 
 def multiprocess_mode() -> bool:
     return bool(os.environ.get(MULTIPROC_ENV))
@@ -145,6 +154,17 @@ class Metrics:
             for name, text in BUDGET_COUNTERS.items()
         }
         self._hub_seen: dict[str, int] = {}
+        self.view_subscribers = Gauge(
+            "ferrotile_stream_view_subscribers",
+            "Subscribers per view of a stream (view '': max_fps without a view)",
+            ["node", "view"],
+            multiprocess_mode="livesum",
+        )
+        self.view_counters = {
+            key: Counter(f"ferrotile_stream_view_{name}", text, ["node", "view"])
+            for key, (name, text) in VIEW_COUNTERS.items()
+        }
+        self._view_seen: dict[tuple[str, str, str], int] = {}
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._streams: dict[int | None, Any] = {}
         #: Subscription lists of the open WebSocket connections (see ``access``).
@@ -197,7 +217,20 @@ class Metrics:
         for topic, count in stats["published"].items():
             self._stream_child(topic).inc(count)
         _add_observations(self.publish_seconds, *stats["publish_latency"])
+        self._add_views(stats["views"])
         return stats["dropped"], stats["missed"], stats["queue_bytes"]
+
+    def _add_views(self, views: list[dict[str, Any]]) -> None:
+        """The edge's per-view totals (since it started) into counters, and its subscribers."""
+        for row in views:
+            node = "other" if row["node"] is None else str(row["node"])
+            self.view_subscribers.labels(node, row["view"]).set(row["subscribers"])
+            for key, counter in self.view_counters.items():
+                seen_key = (key, node, row["view"])
+                value, seen = row[key], self._view_seen.get(seen_key, 0)
+                if value > seen:
+                    counter.labels(node, row["view"]).inc(value - seen)
+                self._view_seen[seen_key] = value
 
     # -- per connection -----------------------------------------------------------------------
 

@@ -14,11 +14,16 @@ enum Order {
 
 /// The element kinds numpy's `dtype.str` can name that we know how to transcode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub enum Kind {
+    /// `b1`.
     Bool,
+    /// `i1`..`i8`.
     Int,
+    /// `u1`..`u8`.
     UInt,
+    /// `f2`, `f4`, `f8`.
     Float,
+    /// `c8`, `c16`.
     Complex,
     /// `M8[unit]` / `m8[unit]`: written as the raw int64 count.
     Time,
@@ -77,6 +82,16 @@ impl DType {
     pub fn itemsize(&self) -> usize {
         self.itemsize
     }
+
+    /// The element kind.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Whether multi-byte elements are stored most significant byte first.
+    pub fn big_endian(&self) -> bool {
+        self.order == Order::Big
+    }
 }
 
 fn native() -> Order {
@@ -91,6 +106,8 @@ fn native() -> Order {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArrayHint {
     dtype: DType,
+    /// The dtype as given (e.g. `<M8[ns]`), for messages derived from this one.
+    dtype_name: String,
     shape: Vec<usize>,
 }
 
@@ -107,7 +124,22 @@ impl ArrayHint {
                 "payload has {payload_len} bytes but dtype {dtype_str:?} and shape {shape:?} need {expected}"
             )));
         }
-        Ok(Self { dtype, shape })
+        Ok(Self { dtype, dtype_name: dtype_str.to_owned(), shape })
+    }
+
+    /// The parsed dtype.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The dtype as given.
+    pub fn dtype_name(&self) -> &str {
+        &self.dtype_name
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
     }
 
     /// Writes `data` (already validated to the hint's byte count) as a nested JSON list.

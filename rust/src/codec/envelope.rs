@@ -273,6 +273,16 @@ impl JsonSource {
         self.payload.as_ref()
     }
 
+    /// The header as published (without sequence and payload).
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The array hint, for a payload that is an array.
+    pub fn hint(&self) -> Option<&ArrayHint> {
+        self.hint.as_ref()
+    }
+
     /// Builds the JSON envelope: payload transcoded (array hint) or base64, plus `content-type`.
     pub fn encode(&self) -> Bytes {
         let mut out = Vec::with_capacity(64 + self.payload.as_ref().map_or(0, |p| p.len() * 4));

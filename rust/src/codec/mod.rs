@@ -3,6 +3,7 @@
 pub mod array_json;
 pub mod entry_frames;
 pub mod envelope;
+pub mod extra_field;
 mod msgpack;
 
 use crate::error::{CoreError, CoreResult};

@@ -27,6 +27,7 @@ mod shared;
 mod stats;
 mod streamer;
 mod subscribe;
+mod throttle;
 mod timestamp;
 mod write_locks;
 mod ws;
@@ -75,6 +76,7 @@ impl Edge {
             hub,
             stats: Arc::new(Stats::new(latency_bounds)),
             write_locks: write_locks::WriteLocks::default(),
+            views: crate::view::ViewCache::default(),
         });
         let (stop, stopped) = watch::channel(false);
         runtime.spawn(listener::accept_loop(listener, Arc::clone(&shared), stopped));
@@ -103,7 +105,9 @@ impl Edge {
 
     /// The metrics' deltas since the last call, and current gauges.
     pub fn take_stats(&self) -> Snapshot {
-        self.shared.stats.take()
+        let mut snapshot = self.shared.stats.take();
+        snapshot.views = self.shared.views.snapshot();
+        snapshot
     }
 
     /// Stops accepting connections; open connections finish their current request.

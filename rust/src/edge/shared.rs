@@ -1,5 +1,5 @@
 //! `Shared`: what every connection of one edge uses (settings, the forwarding client, the node
-//! cache, the hub, the counters, the write locks). Pure data: it imports no request handler.
+//! cache, the hub, the counters, the write locks, the views). Pure data: it imports no request handler.
 
 use std::sync::Arc;
 
@@ -9,6 +9,7 @@ use super::nodes::Nodes;
 use super::stats::Stats;
 use super::write_locks::WriteLocks;
 use crate::hub::Hub;
+use crate::view::ViewCache;
 
 /// What the connections of one edge share.
 pub struct Shared {
@@ -24,4 +25,6 @@ pub struct Shared {
     pub stats: Arc<Stats>,
     /// Persisted writes of a node, one at a time.
     pub write_locks: WriteLocks,
+    /// Subscribers' views, computed once per frame per view.
+    pub views: ViewCache,
 }

@@ -53,6 +53,8 @@ pub struct Snapshot {
     pub dropped: u64,
     /// Messages skipped because no longer retained, ever (a counter's total).
     pub missed: u64,
+    /// Per (stream, view): subscribers now, and the views' totals (filled in by the edge).
+    pub views: Vec<crate::view::ViewStats>,
 }
 
 /// A subscription whose loss counters the metrics follow while it lives.
@@ -197,6 +199,7 @@ impl Stats {
             queue_bytes,
             dropped,
             missed,
+            views: Vec::new(),
         }
     }
 }

@@ -4,8 +4,10 @@
 //! subscription is registered before the `101` goes out, so no write landing during the
 //! handshake is missed; then the schema frame, then every frame the hub encoded once for all
 //! subscribers, written as is (vectored: no copy per subscriber). Options beyond Tiled
-//! (`notify_gaps`, `max_queue_bytes`, `on_overflow`) are opt-in; a client that sends none of them
-//! (the stock client) sees Tiled's behaviour with the default byte cap.
+//! (`notify_gaps`, `max_queue_bytes`, `on_overflow`, and the views `slice`, `bin`, `dtype`,
+//! `range`, `compression`, `max_fps`) are opt-in; a client that sends none of them (the stock
+//! client) sees Tiled's behaviour with the default byte cap. A view's frames are computed once
+//! per frame for all its subscribers ([`crate::view::ViewCache`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,10 +23,13 @@ use super::query::{BadParameter, Query};
 use super::respond::{self, Body};
 use super::session::{self, frame};
 use super::shared::Shared;
+use super::throttle::Throttle;
 use super::ws::{self, Socket};
+use crate::codec::extra_field::with_count;
 use crate::codec::Envelope;
 use crate::error::CoreError;
-use crate::hub::{Overflow, Policy, Subscription, DEFAULT_MAX_QUEUE_BYTES};
+use crate::hub::{Message, Overflow, Policy, Subscription, DEFAULT_MAX_QUEUE_BYTES};
+use crate::view::{ViewMember, ViewSpec};
 
 /// Structure families that have a stream.
 const STREAMABLE: [&str; 5] = ["array", "container", "ragged", "sparse", "table"];
@@ -43,11 +48,15 @@ const CLIENT_MESSAGE_BYTES: usize = 64 * 1024;
 const UNAVAILABLE: u16 = 1012;
 
 /// What the client asked for in its query string.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 struct Options {
     envelope: Envelope,
     start: Option<u64>,
     policy: Policy,
+    /// What to see of each frame (`None`: the frames as published).
+    view: Option<ViewSpec>,
+    /// At most this many frames a second, the newest wins.
+    max_fps: Option<f64>,
 }
 
 fn bad(detail: String) -> BadParameter {
@@ -75,7 +84,31 @@ impl Options {
         let start = query.integer::<u64>("start", 0, StatusCode::BAD_REQUEST)?;
         let policy =
             Policy { notify_gaps, max_queue_bytes: max_queue_bytes.unwrap_or(DEFAULT_MAX_QUEUE_BYTES), on_overflow };
-        Ok(Self { envelope, start, policy })
+        let view = ViewSpec::parse(|name| query.get(name)).map_err(bad)?;
+        let max_fps = match query.get("max_fps") {
+            None => None,
+            Some(raw) => match raw.trim().parse::<f64>() {
+                Ok(fps) if fps.is_finite() && fps > 0.0 => Some(fps),
+                _ => return Err(bad(format!("max_fps must be a number > 0, not {}", super::query::py_repr(raw)))),
+            },
+        };
+        Ok(Self { envelope, start, policy, view, max_fps })
+    }
+
+    /// Checks the view against the node: views apply to array streams, and the slice and the
+    /// dtype must suit the array (400 otherwise, as the array GET answers a bad slice).
+    fn check_view(&self, node: &Node) -> Result<(), BadParameter> {
+        let Some(view) = &self.view else { return Ok(()) };
+        match node.info.array.as_ref().filter(|_| node.info.family == "array") {
+            Some(array) => {
+                let shape: Vec<usize> = array.shape.iter().map(|n| usize::try_from(*n).unwrap_or(usize::MAX)).collect();
+                view.check(&array.dtype, &shape).map_err(bad)
+            }
+            None => Err(bad(format!(
+                "slice, bin, dtype and compression apply to array streams, not to a {} node",
+                node.info.family
+            ))),
+        }
     }
 }
 
@@ -110,12 +143,17 @@ pub async fn handle(
         Ok(options) => options,
         Err(e) => return respond::error(e.status, &e.detail),
     };
+    if let Err(e) = options.check_view(&node) {
+        return respond::error(e.status, &e.detail);
+    }
     let (response, upgrade) = match ws::accept(&mut request) {
         Ok(accepted) => accepted,
         Err(refused) => return refused.response(),
     };
     // Registered before the 101 goes out: nothing written after the client sees it is missed.
-    let subscription = hub.subscribe(node.info.id, options.start, options.envelope, options.policy).await;
+    // A view's subscriber reads the published frames in msgpack (encoded anyway, never JSON).
+    let read_as = if options.view.is_some() { Envelope::Msgpack } else { options.envelope };
+    let subscription = hub.subscribe(node.info.id, options.start, read_as, options.policy).await;
     let needs_auth = credentials == Credentials::None && !shared.config.public;
     shared.stats.websocket("stream");
     let uri_path = request.uri().path().to_owned();
@@ -176,8 +214,14 @@ async fn run(
         Some(schema) => socket.send(frame(schema, text)).await.is_ok(),
         None => false,
     };
-    let outcome =
-        if schema_sent { pump(socket, &subscription, node.info.id, options.policy, text).await } else { Outcome::Gone };
+    let member = (options.view.is_some() || options.max_fps.is_some())
+        .then(|| shared.views.join(node.info.id, options.view.clone()));
+    let delivery = Delivery { envelope: options.envelope, member, throttle: options.max_fps.map(Throttle::new) };
+    let outcome = if schema_sent {
+        pump(socket, &subscription, node.info.id, options.policy, delivery).await
+    } else {
+        Outcome::Gone
+    };
     subscription.cancel();
     if let Outcome::Closed(socket, code, reason) = outcome {
         session::close(*socket, code, &reason).await;
@@ -193,9 +237,69 @@ enum Outcome {
     Gone,
 }
 
+/// How frames reach this subscriber: its envelope, its view and its `max_fps`.
+struct Delivery {
+    envelope: Envelope,
+    member: Option<ViewMember>,
+    throttle: Option<Throttle>,
+}
+
+impl Delivery {
+    /// The frame to send for `message` (through the view, if any).
+    fn frame(&self, message: &Arc<Message>) -> tokio_websockets::Message {
+        let text = self.envelope == Envelope::Json;
+        match &self.member {
+            Some(member) => frame(member.view(message).envelope(self.envelope).clone(), text),
+            None => frame(message.envelope(self.envelope).clone(), text),
+        }
+    }
+
+    /// The frame `max_fps` held back, saying how many it skipped before it.
+    fn throttled_frame(&self, message: &Arc<Message>, skipped: u64) -> tokio_websockets::Message {
+        let viewed = self.member.as_ref().map_or_else(|| Arc::clone(message), |m| m.view(message));
+        let bytes = with_count(viewed.envelope(self.envelope), self.envelope, "skipped", skipped);
+        frame(bytes, self.envelope == Envelope::Json)
+    }
+
+    /// Takes the batch's frames: the ones to send now are fed to `sink`; with `max_fps`, data
+    /// frames are held back instead (the newest wins) and notices go out at once.
+    async fn feed<S>(&mut self, sink: &mut S, frames: &[Arc<Message>]) -> Result<(), ()>
+    where
+        S: futures_util::Sink<tokio_websockets::Message> + Unpin,
+    {
+        for message in frames {
+            match self.throttle.as_mut() {
+                Some(throttle) if message.sequence() != 0 => {
+                    let replaced = throttle.offer(message);
+                    if let Some(member) = self.member.as_ref().filter(|_| replaced > 0) {
+                        member.skipped(replaced);
+                    }
+                }
+                _ => sink.feed(self.frame(message)).await.map_err(|_| ())?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Feeds the frame `max_fps` held back, if any.
+    async fn feed_held<S>(&mut self, sink: &mut S) -> Result<(), ()>
+    where
+        S: futures_util::Sink<tokio_websockets::Message> + Unpin,
+    {
+        let Some((message, skipped)) = self.throttle.as_mut().and_then(Throttle::release) else { return Ok(()) };
+        sink.feed(self.throttled_frame(&message, skipped)).await.map_err(|_| ())
+    }
+}
+
 /// Sends frames until the subscription ends or the peer goes away. Incoming messages are read
 /// only to notice the peer's close (Tiled clients send nothing after auth).
-async fn pump(socket: Socket, subscription: &Subscription, topic: u64, policy: Policy, text: bool) -> Outcome {
+async fn pump(
+    socket: Socket,
+    subscription: &Subscription,
+    topic: u64,
+    policy: Policy,
+    mut delivery: Delivery,
+) -> Outcome {
     let envelope = subscription.envelope();
     let (mut sink, mut stream) = socket.split();
     let peer_gone = async {
@@ -208,9 +312,25 @@ async fn pump(socket: Socket, subscription: &Subscription, topic: u64, policy: P
     let send = async {
         let mut limit = BATCH;
         loop {
+            if let Some(due) = delivery.throttle.as_ref().and_then(Throttle::due) {
+                // A frame is held back: send it when due, unless more arrive first.
+                let due = tokio::select! {
+                    biased;
+                    () = tokio::time::sleep_until(due) => true,
+                    () = subscription.ready() => false,
+                };
+                if due {
+                    delivery.feed_held(&mut sink).await?;
+                    if !flush_watched(&mut sink, subscription, policy).await {
+                        return Err(());
+                    }
+                    continue;
+                }
+            }
             let batch = subscription.next_batch(limit).await;
-            for message in &batch.frames {
-                sink.feed(frame(message.envelope(envelope).clone(), text)).await.map_err(|_| ())?;
+            delivery.feed(&mut sink, &batch.frames).await?;
+            if batch.close.is_some() {
+                delivery.feed_held(&mut sink).await?; // the last frame is not held back forever
             }
             if !flush_watched(&mut sink, subscription, policy).await {
                 if subscription.backlog_bytes() > policy.max_queue_bytes {

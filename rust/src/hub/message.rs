@@ -111,6 +111,11 @@ impl Message {
         self.json_source.as_ref().and_then(JsonSource::payload)
     }
 
+    /// What the JSON envelope is built from (header, array hint, payload), for a data message.
+    pub fn source(&self) -> Option<&JsonSource> {
+        self.json_source.as_ref()
+    }
+
     /// Data or end-of-stream marker.
     pub fn kind(&self) -> MessageKind {
         self.kind

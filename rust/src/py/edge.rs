@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyList};
 
 use super::control::PyControl;
 use super::hub::PyHub;
@@ -112,6 +112,19 @@ impl PyEdge {
         out.set_item("queue_bytes", snapshot.queue_bytes)?;
         out.set_item("dropped", snapshot.dropped)?;
         out.set_item("missed", snapshot.missed)?;
+        let views = PyList::empty(py);
+        for v in &snapshot.views {
+            let row = PyDict::new(py);
+            row.set_item("node", if v.topic == crate::view::OTHER_TOPIC { None } else { Some(v.topic) })?;
+            row.set_item("view", v.view.as_str())?;
+            row.set_item("subscribers", v.subscribers)?;
+            row.set_item("computed", v.computed)?;
+            row.set_item("bytes_in", v.bytes_in)?;
+            row.set_item("bytes_out", v.bytes_out)?;
+            row.set_item("skipped", v.skipped)?;
+            views.append(row)?;
+        }
+        out.set_item("views", views)?;
         Ok(out)
     }
 
