@@ -118,7 +118,10 @@ class Viewer {
       request.start = this.kind === "plot"
         ? Math.max(1, this.lastSequence - 200) : this.lastSequence;
     }
-    request.notify_gaps = true;  // counted with the skipped frames
+    // A viewer that falls behind skips to the newest message instead of being closed; the
+    // messages it missed are reported (notify_gaps) and counted with the skipped frames.
+    request.on_overflow = "latest";
+    request.notify_gaps = true;
     if (this.kind === "image") {
       // Rows of a plot are all wanted; frames of an image only as fast as they can be seen.
       request.max_fps = Number($("max-fps").value) || 30;
