@@ -33,6 +33,8 @@ class RedisServer:
     port: int = field(default_factory=free_port)
     directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="redis-")))
     process: subprocess.Popen[bytes] | None = None
+    args: tuple[str, ...] = ()
+    """More arguments, e.g. ``("--replicaof", host, port)``."""
 
     @property
     def url(self) -> str:
@@ -41,8 +43,12 @@ class RedisServer:
     def start(self, timeout: float = 10.0) -> None:
         command = [
             find_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", str(self.directory),
+            "--save", "", "--appendonly", "no", "--dir", str(self.directory), *self.args,
         ]  # fmt: skip
+        self._run(command, timeout)
+
+    def _run(self, command: list[str], timeout: float) -> None:
+        """Start ``command`` and wait until the server answers PING."""
         log = (self.directory / "redis.log").open("ab")
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -77,3 +83,22 @@ def start() -> RedisServer:
     server = RedisServer()
     server.start()
     return server
+
+
+@dataclass
+class Sentinel(RedisServer):
+    """One Redis Sentinel (``redis-server CONF --sentinel``) monitoring ``master_port`` as
+    ``name``, with quorum 1 and a 1 s down-after: a killed master is failed over in seconds."""
+
+    master_port: int = 0
+    name: str = "ferrotile"
+
+    def start(self, timeout: float = 10.0) -> None:
+        config = self.directory / "sentinel.conf"
+        config.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.directory}\n"
+            f"sentinel monitor {self.name} 127.0.0.1 {self.master_port} 1\n"
+            f"sentinel down-after-milliseconds {self.name} 1000\n"
+            f"sentinel failover-timeout {self.name} 10000\n"
+        )
+        self._run([find_binary(), str(config), "--sentinel"], timeout)

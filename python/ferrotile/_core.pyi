@@ -452,9 +452,11 @@ class Edge:
         route, status): (bucket_counts, seconds_sum)}``), ``websockets`` (``{route: opened}``),
         ``published`` (``{topic or None: messages}``), ``publish_latency`` (``(bucket_counts,
         seconds_sum)``), the current ``queue_bytes``, ``dropped`` and ``missed`` totals of
-        its subscriptions, and ``views``: one dict per (stream, view) with ``node`` (``None``
-        past the label cap), ``view`` (its canonical name; ``""``: ``max_fps`` only), the current
-        ``subscribers`` and the totals ``computed``, ``bytes_in``, ``bytes_out``, ``skipped``."""
+        its subscriptions, the ``multi_connections`` and ``multi_subscriptions`` open now
+        (``WS /api/v1/stream/multi``), and ``views``: one dict per (stream, view) with ``node``
+        (``None`` past the label cap), ``view`` (its canonical name; ``""``: ``max_fps`` only),
+        the current ``subscribers`` and the totals ``computed``, ``bytes_in``, ``bytes_out``,
+        ``skipped``."""
 
     def stop(self) -> None:
         """Stop accepting connections; open ones finish their current request."""

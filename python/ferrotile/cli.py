@@ -119,8 +119,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URI",
         help=(
             "streaming: 'memory' (in-process, default), 'none', or a Redis URL "
-            "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS), shared by every "
-            "worker and required for --workers > 1"
+            "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (rediss:// for TLS), or "
+            "redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/MASTER[/DB] "
+            "(follows a Sentinel failover), shared by every worker and required for --workers > 1"
         ),
     )
     catalog.add_argument(
@@ -342,7 +343,7 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, bool]:
     elif args.cache not in ("memory", "none"):
         raise ServeError(
             f"--cache {args.cache.split('@')[-1]}: use 'memory', 'none', or a Redis URL "
-            "(redis://HOST:PORT[/DB], rediss:// for TLS)"
+            "(redis://HOST:PORT[/DB], rediss:// for TLS, redis+sentinel://HOST:PORT/MASTER)"
         )
     if args.workers < 1:
         raise ServeError("--workers must be at least 1")

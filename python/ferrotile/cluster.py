@@ -38,6 +38,7 @@ import orjson
 from ferrotile.catalog.uri import parse_catalog_uri
 from ferrotile.config import Settings
 from ferrotile.errors import FerrotileError
+from ferrotile.streaming.redis_url import redis_client
 
 #: Seconds a member record lives without a heartbeat; it is refreshed every third of that.
 MEMBER_TTL = 15
@@ -116,11 +117,9 @@ class Membership:
     """This process's record in Redis, refreshed by a daemon thread until :meth:`leave`."""
 
     def __init__(self, url: str, member: Member) -> None:
-        import redis
-
         self.member = member
         self._key = MEMBER_PREFIX + member.id
-        self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self._client = redis_client(url)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

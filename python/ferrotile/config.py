@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from ferrotile.streaming.redis_url import is_redis_url
+
 SETTINGS_ENV = "FERROTILE_SETTINGS"
 #: ``prometheus_client``'s multiprocess directory, shared by the Granian workers of a process.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -58,7 +60,8 @@ class Settings:
     cache
         ``"memory"`` streams in-process; ``"none"`` turns streaming off;
         ``redis://[[user]:password@]host[:port][/db]`` (or ``rediss://``, TLS) streams through
-        Redis, which several workers share.
+        Redis, which several workers share; ``redis+sentinel://host:port[,host:port...]/master``
+        asks Sentinels for the master and follows a failover.
     cache_data_ttl, cache_seq_ttl
         Seconds a stream message is retained; idle seconds before a stream's sequence restarts.
     retention_count, retention_bytes
@@ -132,8 +135,8 @@ class Settings:
 
     @property
     def redis(self) -> bool:
-        """Streaming goes through Redis (``--cache redis://...``)."""
-        return self.cache.lower().startswith(("redis://", "rediss://"))
+        """Streaming goes through Redis (``--cache redis://...``, or ``redis+sentinel://...``)."""
+        return is_redis_url(self.cache)
 
     def to_json(self) -> bytes:
         data = dataclasses.asdict(self)

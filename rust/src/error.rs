@@ -27,6 +27,16 @@ pub enum CoreError {
     /// The edge cannot listen on its address (port in use, bad host).
     #[error("{0}")]
     Listen(String),
+    /// A zarr array's layout is not one the engine's writer handles (the control plane's
+    /// writer stores it).
+    #[error("zarr layout not handled by the engine: {0}")]
+    StoreUnsupported(String),
+    /// Reading or writing array storage failed.
+    #[error("{0}")]
+    Storage(String),
+    /// The disk (or quota) holding array storage is full.
+    #[error("{0}")]
+    StorageFull(String),
 }
 
 /// Result alias used throughout the engine.

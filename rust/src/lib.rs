@@ -17,6 +17,7 @@ pub mod hub;
 #[cfg(feature = "python")]
 mod py;
 pub mod redis;
+pub mod store;
 pub mod text;
 pub mod view;
 

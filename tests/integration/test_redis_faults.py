@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import msgpack
 import numpy as np
 import pytest
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
+from websockets.sync.client import ClientConnection, connect
 
 from tests.api.conftest import array_body
 from tests.compat.conftest import Collector
@@ -42,11 +43,20 @@ def own_redis() -> Iterator[RedisServer]:
     server.close()
 
 
+@contextmanager
+def two_workers(tmp_path: Path, cache: str) -> Iterator[RunningServer]:
+    """A ferrotile server with two workers streaming through ``cache``."""
+    running = start_server(tmp_path, "--cache", cache, "--workers", "2")
+    try:
+        yield running
+    finally:
+        stop_server(running)
+
+
 @pytest.fixture
 def faulty(own_redis: RedisServer, tmp_path: Path) -> Iterator[RunningServer]:
-    running = start_server(tmp_path, "--cache", own_redis.url, "--workers", "2")
-    yield running
-    stop_server(running)
+    with two_workers(tmp_path, own_redis.url) as running:
+        yield running
 
 
 def put(http: httpx.Client, key: str, value: int) -> httpx.Response:
@@ -119,93 +129,123 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = RECOVE
         time.sleep(0.05)
 
 
+@dataclass
+class Watchers:
+    """Subscribers of one node, connected before a fault: the stock client (``updates``), four
+    raw sockets spread over the workers, and a resuming ``notify_gaps`` subscriber."""
+
+    updates: Collector
+    raw: list[ClientConnection]
+    told: Resuming
+
+    def all_closed_with_1012(self) -> None:
+        """Every raw subscriber is closed with 1012 (told to come back later)."""
+        for conn in self.raw:
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    conn.recv(timeout=10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+
+
+@contextmanager
+def watched(server: RunningServer, http: httpx.Client, key: str, before: int) -> Iterator[Watchers]:
+    """Creates the node, connects the :class:`Watchers`, writes 1..``before`` (each answered
+    200) and waits until every subscriber has them all."""
+    from tiled.client import from_uri
+
+    create(http, key, np.zeros(3, dtype="<i8"))
+    updates = Collector()
+    sub = from_uri(server.url, api_key=server.api_key)[key].subscribe()
+    sub.new_data.add_callback(updates)
+    sub.start_in_thread()
+    watchers = Watchers(updates, [subscribe(server, key) for _ in range(4)], Resuming(server, key))
+    try:
+        wait_until(watchers.told.connected.is_set, "the notify_gaps subscriber")
+        for value in range(1, before + 1):
+            assert put(http, key, value).status_code == 200
+        wait_until(lambda: len(watchers.told.data()) == before, "the writes before the fault")
+        assert [int(u.data()[0]) for u in updates.take(before)] == list(range(1, before + 1))
+        yield watchers
+    finally:
+        sub.disconnect()
+        watchers.told.close()
+        for conn in watchers.raw:
+            conn.close()
+
+
+def write_through_recovery(
+    http: httpx.Client, key: str, first: int, count: int
+) -> tuple[list[int], int]:
+    """Writes ``first``, ``first + 1``, ... until ``count`` of them answered 200 (within
+    ``RECOVERY``). Every other answer must be 503 with nothing stored (the node still holds the
+    last value written). Returns the values written and the number of refusals."""
+    written: list[int] = []
+    refused = 0
+    deadline = time.monotonic() + RECOVERY
+    while len(written) < count:
+        value = first + len(written)
+        response = put(http, key, value)
+        if response.status_code == 200:
+            written.append(value)
+            continue
+        assert response.status_code == 503, response.text  # the cache is still away
+        assert "Nothing was stored" in response.json()["detail"]
+        assert stored(http, key) == [value - 1] * 3  # nothing half-written
+        refused += 1
+        assert time.monotonic() < deadline, "writes did not resume"
+        time.sleep(0.1)
+    return written, refused
+
+
 def test_redis_killed_mid_stream_then_back(
     own_redis: RedisServer, faulty: RunningServer, key: str
 ) -> None:
-    from tiled.client import from_uri
+    ok = list(range(1, BEFORE + 1))  # values whose write answered 200, in order
+    with fresh(faulty) as http, watched(faulty, http, key, BEFORE) as watchers:
+        updates, told = watchers.updates, watchers.told
+        own_redis.stop()  # SIGKILL, mid-stream: subscribers are connected and live
+        watchers.all_closed_with_1012()
+        wait_until(lambda: 1012 in told.closes, "the notify_gaps subscriber's 1012")
+        for n in range(1, 9):
+            response = put(http, key, -n)
+            assert response.status_code == 503, response.text
+            assert "Nothing was stored" in response.json()["detail"]
+            assert response.headers["Retry-After"] == "1"
+        patch = http.patch(
+            f"/array/full/{key}",
+            params={"offset": "3", "shape": "1", "extend": "true"},
+            content=np.array([-1], "<i8").tobytes(),
+            headers=OCTET,
+        )
+        assert patch.status_code == 503, patch.text
+        created = http.post("/metadata/", json=array_body(f"{key}b", np.zeros(1)))
+        edited = http.put(f"/metadata/{key}", json={"metadata": {"lost": True}})
+        for response in (created, edited):
+            assert response.status_code == 503, response.text
+            assert "Nothing was stored" in response.json()["detail"]
+        # Nothing half-applied: the refused writes were not stored.
+        assert stored(http, key) == [BEFORE] * 3
+        assert http.get(f"/metadata/{key}b").status_code == 404
+        node = http.get(f"/metadata/{key}").json()["data"]["attributes"]
+        assert node["metadata"] == {} and node["structure"]["shape"] == [3]
 
-    client = from_uri(faulty.url, api_key=faulty.api_key)
-    ok: list[int] = []  # values whose write answered 200, in order
-    with fresh(faulty) as http:
-        create(http, key, np.zeros(3, dtype="<i8"))
-        updates = Collector()
-        sub = client[key].subscribe()
-        sub.new_data.add_callback(updates)
-        sub.start_in_thread()
-        raw = [subscribe(faulty, key) for _ in range(4)]
-        told = Resuming(faulty, key)
-        try:
-            wait_until(told.connected.is_set, "the notify_gaps subscriber")
-            for value in range(1, BEFORE + 1):
-                assert put(http, key, value).status_code == 200
-                ok.append(value)
-            wait_until(lambda: len(told.data()) == BEFORE, "the writes before the outage")
-            assert [int(u.data()[0]) for u in updates.take(BEFORE)] == ok
+        own_redis.start()  # same port, empty: every stream restarts at sequence 1
+        after, _ = write_through_recovery(http, key, BEFORE + 1, 20)
+        ok.extend(after)
+        assert stored(http, key) == [after[-1]] * 3
 
-            own_redis.stop()  # SIGKILL, mid-stream: subscribers are connected and live
-            for conn in raw:  # subscribers on every worker are told to come back later
-                with pytest.raises(ConnectionClosed) as closed:
-                    while True:
-                        conn.recv(timeout=10)
-                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
-            wait_until(lambda: 1012 in told.closes, "the notify_gaps subscriber's 1012")
-            for n in range(1, 9):
-                response = put(http, key, -n)
-                assert response.status_code == 503, response.text
-                assert "Nothing was stored" in response.json()["detail"]
-                assert response.headers["Retry-After"] == "1"
-            patch = http.patch(
-                f"/array/full/{key}",
-                params={"offset": "3", "shape": "1", "extend": "true"},
-                content=np.array([-1], "<i8").tobytes(),
-                headers=OCTET,
-            )
-            assert patch.status_code == 503, patch.text
-            created = http.post("/metadata/", json=array_body(f"{key}b", np.zeros(1)))
-            edited = http.put(f"/metadata/{key}", json={"metadata": {"lost": True}})
-            for response in (created, edited):
-                assert response.status_code == 503, response.text
-                assert "Nothing was stored" in response.json()["detail"]
-            # Nothing half-applied: the refused writes were not stored.
-            assert stored(http, key) == [BEFORE] * 3
-            assert http.get(f"/metadata/{key}b").status_code == 404
-            node = http.get(f"/metadata/{key}").json()["data"]["attributes"]
-            assert node["metadata"] == {} and node["structure"]["shape"] == [3]
+        # The stock client resumed by itself and sees the writes made after the recovery.
+        got = updates.wait_for(lambda u: u.data()[0] == after[-1], timeout=RECOVERY)
+        np.testing.assert_array_equal(got.data(), [after[-1]] * 3)
 
-            own_redis.start()  # same port, empty: every stream restarts at sequence 1
-            after: list[int] = []
-            deadline = time.monotonic() + RECOVERY
-            value = BEFORE + 1
-            while len(after) < 20:
-                response = put(http, key, value)
-                if response.status_code == 200:
-                    after.append(value)
-                    value += 1
-                else:  # a worker still probing Redis: refused, nothing stored
-                    assert response.status_code == 503, response.text
-                    assert "Nothing was stored" in response.json()["detail"]
-                    assert time.monotonic() < deadline, "did not recover after Redis came back"
-                    time.sleep(0.1)
-            ok.extend(after)
-            assert stored(http, key) == [after[-1]] * 3
+        # notify_gaps: every write that succeeded arrived, or a notice covers it.
+        def accounted() -> bool:
+            epochs = [f for f in told.frames if f["type"] == "stream-epoch"]
+            lost_to_restart = epochs[-1]["current_sequence"] if epochs else 0
+            return len(told.data()) + lost_to_restart >= len(ok)
 
-            # The stock client resumed by itself and sees the writes made after the recovery.
-            got = updates.wait_for(lambda u: u.data()[0] == after[-1], timeout=RECOVERY)
-            np.testing.assert_array_equal(got.data(), [after[-1]] * 3)
-
-            # notify_gaps: every write that succeeded arrived, or a notice covers it.
-            def accounted() -> bool:
-                epochs = [f for f in told.frames if f["type"] == "stream-epoch"]
-                lost_to_restart = epochs[-1]["current_sequence"] if epochs else 0
-                return len(told.data()) + lost_to_restart >= len(ok)
-
-            wait_until(accounted, "every write after the restart")
-            check_notified(told.frames, ok)
-        finally:
-            sub.disconnect()
-            told.close()
-            for conn in raw:
-                conn.close()
+        wait_until(accounted, "every write after the restart")
+        check_notified(told.frames, ok)
 
 
 def check_notified(frames: list[dict[str, Any]], ok: list[int]) -> None:

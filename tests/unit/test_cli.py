@@ -103,6 +103,14 @@ def test_bad_redis_url_hides_the_password() -> None:
     assert "hunter2pw" not in result.stderr + result.stdout
 
 
+def test_unreachable_sentinels_are_one_line() -> None:
+    port = free_port()
+    url = f"redis+sentinel://u:hunter2pw@127.0.0.1:{port}/main"
+    result = run("serve", "catalog", "--temp", "--cache", url, "--workers", "2")
+    assert_one_line_error(result, f"No Sentinel of redis+sentinel://u:***@127.0.0.1:{port}/main/0")
+    assert "hunter2pw" not in result.stderr + result.stdout
+
+
 def test_unknown_cache_scheme() -> None:
     assert_one_line_error(
         run("serve", "catalog", "--temp", "--cache", "memcached://x"), "Redis URL"

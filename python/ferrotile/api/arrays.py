@@ -60,10 +60,16 @@ def _parse_source(ds: dict[str, Any]) -> ParsedSource:
         data_type_to_numpy(structure.data_type)
     except (ValueError, TypeError, KeyError) as exc:
         raise ApiError(422, f"Invalid array structure: {exc}") from None
+    parameters = ds.get("parameters") or {}
+    per_shard = parameters.get("chunks_per_shard")
+    if per_shard is not None and (
+        not isinstance(per_shard, int) or isinstance(per_shard, bool) or per_shard < 1
+    ):
+        raise ApiError(422, "Data source parameter 'chunks_per_shard' must be an integer >= 1")
     return ParsedSource(
         structure=structure.to_json(),
         mimetype=ZARR,
-        parameters=ds.get("parameters") or {},
+        parameters=parameters,
         properties=ds.get("properties") or {},
         detail=structure,
     )
@@ -71,7 +77,13 @@ def _parse_source(ds: dict[str, Any]) -> ParsedSource:
 
 async def _create_storage(state: AppState, source: ParsedSource) -> DataSource:
     return await directory_source(
-        state, "array", source, ".zarr", lambda path: ZarrArray.create(path, source.detail)
+        state,
+        "array",
+        source,
+        ".zarr",
+        lambda path: ZarrArray.create(
+            path, source.detail, source.parameters.get("chunks_per_shard")
+        ),
     )
 
 

@@ -51,18 +51,21 @@ async def _answer(make: Callable[[], Awaitable[Any]]) -> Answer:
         return _refusal(500, f"Catalog error: {exc}")
 
 
-def array_info(structure: ArrayStructure) -> dict[str, Any]:
-    """A dense array's structure as the edge validates writes against it."""
+def array_info(state: AppState, node: Node, structure: ArrayStructure) -> dict[str, Any]:
+    """A dense array's structure as the edge validates writes against it, the most it may
+    grow to, and the zarr directory the edge's writer stores it in."""
     return {
         "dtype": structure.dtype.str,
         "itemsize": structure.dtype.itemsize,
         "shape": list(structure.shape),
         "chunks": [list(c) for c in structure.chunks],
         "structure": structure.to_json(),
+        "max_bytes": state.settings.max_array_bytes,
+        "zarr": array_store.zarr_directory(node),
     }
 
 
-def node_info(node: Node) -> dict[str, Any]:
+def node_info(state: AppState, node: Node) -> dict[str, Any]:
     """What the edge needs to know about ``node``."""
     external = registered.is_external(node)
     info: dict[str, Any] = {
@@ -72,7 +75,8 @@ def node_info(node: Node) -> dict[str, Any]:
         "schema": messages.schema(node) if node.structure_family in STREAMABLE else None,
     }
     if node.structure_family == "array" and not external and node.data_sources:
-        info["array"] = array_info(ArrayStructure.from_json(node.data_sources[0].structure or {}))
+        structure = ArrayStructure.from_json(node.data_sources[0].structure or {})
+        info["array"] = array_info(state, node, structure)
     return info
 
 
@@ -86,7 +90,7 @@ class EdgeControl:
         """The node at ``path``, or the refusal the routes give for it (404, 405, 503)."""
 
         async def make() -> dict[str, Any]:
-            return node_info(await self.state.node(path))
+            return node_info(self.state, await self.state.node(path))
 
         return await _answer(make)
 
@@ -104,10 +108,24 @@ class EdgeControl:
         """Store a validated write of array data; answer the array's structure after it."""
 
         async def make() -> dict[str, Any]:
-            structure, stored_at = await array_store.store(
+            node, structure, stored_at = await array_store.store(
                 self.state, node_id, path, kind, block, offset, shape, extend, body
             )
-            return {"array": array_info(structure), "offset": stored_at}
+            return {"array": array_info(self.state, node, structure), "offset": stored_at}
+
+        return await _answer(make)
+
+    async def grow_array(
+        self, node_id: int, path: str, old_shape: Sequence[int], new_shape: Sequence[int]
+    ) -> Answer:
+        """Record that the edge grew a dense array (data and zarr shape already stored); answer
+        the array after it."""
+
+        async def make() -> dict[str, Any]:
+            node, structure = await array_store.grow(
+                self.state, node_id, path, tuple(old_shape), tuple(new_shape)
+            )
+            return array_info(self.state, node, structure)
 
         return await _answer(make)
 

@@ -143,6 +143,16 @@ class Metrics:
             "Envelope bytes waiting for current subscribers (behind the stream head)",
             multiprocess_mode="livesum",
         )
+        self.multi_connections = Gauge(
+            "ferrotile_multi_connections",
+            "Open WS /api/v1/stream/multi connections",
+            multiprocess_mode="livesum",
+        )
+        self.multi_subscriptions = Gauge(
+            "ferrotile_multi_subscriptions",
+            "Subscriptions open on WS /api/v1/stream/multi connections",
+            multiprocess_mode="livesum",
+        )
         self.hub_gauges = {
             name: Gauge(f"ferrotile_stream_{name}", text, multiprocess_mode="livesum")
             for name, text in HUB_GAUGES.items()
@@ -217,6 +227,8 @@ class Metrics:
         for topic, count in stats["published"].items():
             self._stream_child(topic).inc(count)
         _add_observations(self.publish_seconds, *stats["publish_latency"])
+        self.multi_connections.set(stats["multi_connections"])
+        self.multi_subscriptions.set(stats["multi_subscriptions"])
         self._add_views(stats["views"])
         return stats["dropped"], stats["missed"], stats["queue_bytes"]
 

@@ -336,9 +336,12 @@ def _node_routes() -> list[Endpoint]:
     ]  # fmt: skip
 
 
+ENVELOPE_FORMAT = query(
+    "envelope_format", {"type": "string", "enum": ["json", "msgpack"]}, "Default json"
+)
 STREAM_PARAMS = (
     PATH,
-    query("envelope_format", {"type": "string", "enum": ["json", "msgpack"]}, "Default json"),
+    ENVELOPE_FORMAT,
     query("start", INT0, "Replay from this sequence number (0: the oldest retained)"),
     query("notify_gaps", BOOL, "Tell the subscriber about messages it missed"),
     MAX_QUEUE,
@@ -367,6 +370,13 @@ def _stream_routes() -> list[Endpoint]:
                  "A schema message, then one message per write (JSON or msgpack envelopes), "
                  "replayed from `start` when given.",
                  params=STREAM_PARAMS, errors=(400, 404), served_by="edge"),
+        Endpoint(WEBSOCKET, "/api/v1/stream/multi", STREAMS, "Subscribe to many nodes",
+                 "First message {\"type\": \"auth\", \"api_key\": ...} -> connection_ack "
+                 "(or close 1008); then subscribe {id, path, start, notify_gaps, "
+                 "max_queue_bytes, on_overflow} / unsubscribe {id} / ping; the server sends "
+                 "data {id, message} (message: what the single route sends), complete {id, "
+                 "code, reason}, error {id, status, detail}, pong. See docs/api.md.",
+                 params=(ENVELOPE_FORMAT,), errors=(400, 401, 404), served_by="edge"),
         Endpoint(WEBSOCKET, "/api/v1/stream/push/{path}", STREAMS, "Push frames of an array",
                  "One binary message per frame (mode=append, the default) or per whole array "
                  "(mode=full); a JSON text message {\"block\": [...]} or {\"offset\": [...], "

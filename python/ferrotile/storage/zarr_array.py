@@ -4,6 +4,7 @@ Layout decisions
 ----------------
 * One zarr array per node, chunk shape = first block size along each dimension (as Tiled does),
   zarr's default codecs and fill value (0, ``False``, ``NaT`` for datetimes, empty strings).
+  Small chunks are grouped into shards along the first axis (see :mod:`.layout`).
 * The zarr shape is exactly the structure's shape (Tiled pads it to a whole number of chunks and
   trims on read; not padding keeps PATCH bounds checks honest).
 * The Tiled structure is kept in the zarr attributes under ``"ferrotile"`` so the directory is
@@ -29,6 +30,7 @@ import numpy as np
 import zarr
 
 from ..errors import PatchOutOfBounds, StorageError
+from . import layout
 from .slicing import NormalizedSelection, Selection, normalize_selection
 from .structure import ArrayStructure
 
@@ -100,8 +102,11 @@ class ZarrArray:
         self._lock = threading.Lock()
 
     @classmethod
-    def create(cls, directory: Path, structure: ArrayStructure) -> ZarrArray:
-        """Create an empty (fill-valued) zarr v3 array for ``structure`` in ``directory``.
+    def create(
+        cls, directory: Path, structure: ArrayStructure, per_shard: int | None = None
+    ) -> ZarrArray:
+        """Create an empty (fill-valued) zarr v3 array for ``structure`` in ``directory``,
+        with ``per_shard`` chunks per shard file (None: chosen from the chunk size).
 
         Raises
         ------
@@ -121,11 +126,12 @@ class ZarrArray:
         dimension_names = None
         if structure.dims is not None:
             dimension_names = structure.dims + (("bytes",) if len(shape) > structure.ndim else ())
+        per_shard = layout.chunks_per_shard(chunks, dtype.itemsize, per_shard)
         try:
             array = zarr.create_array(
                 store=str(directory),
                 shape=shape,
-                chunks=chunks,
+                **layout.sharding(chunks, per_shard),
                 dtype=dtype,
                 zarr_format=3,
                 dimension_names=dimension_names,

@@ -25,6 +25,20 @@ pub struct Line<'a> {
     pub last_sequence: Option<u64>,
 }
 
+/// Writes the line of a WebSocket connection from `client` to `path`, accepted at `started`,
+/// that just ended having handed out sequences up to `last_sequence`.
+pub fn websocket(client: IpAddr, path: &str, started: std::time::Instant, last_sequence: Option<u64>) {
+    write(&Line {
+        client,
+        method: "WS",
+        path,
+        status: None,
+        seconds: started.elapsed().as_secs_f64(),
+        bytes: None,
+        last_sequence,
+    });
+}
+
 /// Writes `line` to stderr as one JSON object (one `write` call, so lines do not interleave).
 pub fn write(line: &Line<'_>) {
     let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);

@@ -15,16 +15,18 @@ use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use serde_json::json;
+use serde_json::Value;
 
 use super::auth::{self, Access};
 use super::body;
-use super::control::{ArrayInfo, ArrayWrite, Refusal, WriteKind};
+use super::control::{ArrayInfo, Refusal, WriteKind};
 use super::nodes::Node;
+use super::persist;
 use super::query::{BadParameter, Query};
 use super::respond::{self, Body};
 use super::route::ArrayRoute as Route;
 use super::shared::Shared;
+use crate::codec::envelope::Header;
 use crate::error::CoreError;
 use crate::hub::Outgoing;
 
@@ -67,10 +69,10 @@ pub async fn serve(shared: Arc<Shared>, request: Request<Incoming>, route: Route
         Ok(node) => node,
         Err(refusal) => return Served::Answer(refusal.response()),
     };
-    let Some(array) = node.info.array.clone().filter(|_| node.info.family == "array" && !node.info.external) else {
+    let Some(array) = node.info.array.as_ref().filter(|_| node.info.family == "array" && !node.info.external) else {
         return Served::Forward(Box::new(request));
     };
-    let write = match parse_write(&query, route, &array) {
+    let write = match parse_write(&query, route, array) {
         Ok(write) => write,
         Err((status, detail)) => return answer(status, &detail),
     };
@@ -98,7 +100,7 @@ pub async fn serve(shared: Arc<Shared>, request: Request<Incoming>, route: Route
         WriteKind::Patch { offset, .. } => Some(offset.as_slice()),
         _ => None,
     };
-    let opened = Outgoing::open(&header(&write, offset), expected as usize, Some((&array.dtype, &shape)));
+    let opened = Outgoing::open(header(&write, offset), expected as usize, Some((&array.dtype, &shape)));
     let mut message = match opened {
         Ok(message) => message,
         Err(e) => return answer(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
@@ -132,9 +134,10 @@ pub async fn serve(shared: Arc<Shared>, request: Request<Incoming>, route: Route
         }
     };
     let is_patch = matches!(write.kind, WriteKind::Patch { .. });
-    Served::Answer(match apply(&shared, &node, &path, write, body).await {
+    Served::Answer(match apply(&shared, &node, &path, write, vec![body]).await {
         Ok(applied) if is_patch => {
-            respond::json(StatusCode::OK, serde_json::to_vec(&applied.structure).unwrap_or_default())
+            let structure = applied.node.info.array.as_ref().map(|a| &a.structure);
+            respond::json(StatusCode::OK, serde_json::to_vec(&structure).unwrap_or_default())
         }
         Ok(_) => respond::json(StatusCode::OK, &b"null"[..]),
         Err(refusal) => refusal.response(),
@@ -261,31 +264,28 @@ fn unavailable(error: &CoreError, stored: bool) -> Refusal {
 }
 
 /// Tiled's `array-data` header (the `offset` and `block` keys are present even when null:
-/// the stock client requires them).
-fn header(write: &WriteSpec, offset: Option<&[u64]>) -> Vec<u8> {
+/// the stock client requires them), built as the map the envelope encodes (no JSON round trip).
+fn header(write: &WriteSpec, offset: Option<&[u64]>) -> Header {
     let (offset, block) = match &write.kind {
         WriteKind::Full => (None, None),
-        WriteKind::Block(block) => (None, Some(block.clone())),
-        WriteKind::Patch { offset, .. } => (Some(offset.clone()), None),
-        WriteKind::Append { .. } => (offset.map(<[u64]>::to_vec), None),
+        WriteKind::Block(block) => (None, Some(block.as_slice())),
+        WriteKind::Patch { offset, .. } => (Some(offset.as_slice()), None),
+        WriteKind::Append { .. } => (offset, None),
     };
-    let value = json!({
-        "type": "array-data",
-        "timestamp": super::timestamp::now(),
-        "mimetype": OCTET,
-        "shape": write.shape,
-        "offset": offset,
-        "block": block,
-    });
-    serde_json::to_vec(&value).unwrap_or_default()
+    let mut header = Header::new();
+    header.insert("type".into(), Value::from("array-data"));
+    header.insert("timestamp".into(), Value::from(super::timestamp::now()));
+    header.insert("mimetype".into(), Value::from(OCTET));
+    header.insert("shape".into(), Value::from(write.shape.as_slice()));
+    header.insert("offset".into(), offset.map_or(Value::Null, Value::from));
+    header.insert("block".into(), block.map_or(Value::Null, Value::from));
+    header
 }
 
 /// What a write did.
 pub struct Applied {
     /// The node as known after it (its structure changed if the write grew the array).
     pub node: Arc<Node>,
-    /// The array's structure after it (Tiled's JSON).
-    pub structure: serde_json::Value,
     /// The stream sequence of its message (0 when streaming is off).
     pub sequence: u64,
     /// The array's length along its first axis after an append.
@@ -304,21 +304,28 @@ pub enum WriteBody {
     Enveloped(Box<Outgoing>),
 }
 
-/// Checks the body against the write, stores it (if `persist`) and publishes it.
+/// Checks the bodies against the write, stores them (if `persist`) and publishes them, one
+/// message per body. Only an append comes in several bodies (whole frames each, in order: a
+/// pipelining writer's frames stored together, with one change of shape); any other write has
+/// exactly one.
 pub async fn apply(
     shared: &Arc<Shared>,
     node: &Arc<Node>,
     path: &str,
     write: WriteSpec,
-    body: WriteBody,
+    bodies: Vec<WriteBody>,
 ) -> Result<Applied, Refusal> {
-    let array = node.info.array.clone().ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "not an array"))?;
+    let array = node.info.array.as_ref().ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "not an array"))?;
     let expected = write.shape.iter().product::<u64>().saturating_mul(array.itemsize);
-    if let WriteBody::Raw(raw) = &body {
-        if raw.len() as u64 != expected {
-            let detail = length_detail(expected, &write.shape, &array.dtype, raw.len() as u64);
-            return Err(Refusal::new(StatusCode::BAD_REQUEST, &detail));
-        }
+    let raw_bytes: Option<u64> = bodies
+        .iter()
+        .map(|b| match b {
+            WriteBody::Raw(raw) => Some(raw.len() as u64),
+            WriteBody::Enveloped(_) => None,
+        })
+        .sum();
+    if let Some(got) = raw_bytes.filter(|got| *got != expected) {
+        return Err(Refusal::new(StatusCode::BAD_REQUEST, &length_detail(expected, &write.shape, &array.dtype, got)));
     }
     let hub = shared.hub.as_ref();
     if hub.is_some_and(|h| !h.is_connected()) {
@@ -326,23 +333,23 @@ pub async fn apply(
         let down = CoreError::Unavailable("The streaming cache (Redis) is unavailable; retry shortly".into());
         return Err(unavailable(&down, false));
     }
-    let shape: Vec<usize> = write.shape.iter().map(|n| *n as usize).collect();
     let lock = write.persist.then(|| shared.write_locks.get(node.info.id));
     let _held = match &lock {
         Some(lock) => Some(lock.lock().await),
         None => None,
     };
-    let mut applied = Applied { node: Arc::clone(node), structure: array.structure.clone(), sequence: 0, length: None };
+    let mut applied = Applied { node: Arc::clone(node), sequence: 0, length: None };
     let mut offset = None;
     if write.persist {
-        let bytes = match &body {
-            WriteBody::Raw(raw) => raw.clone(),
-            // The control plane keeps the buffer while it stores it: a copy of the payload.
-            WriteBody::Enveloped(message) => Bytes::copy_from_slice(message.payload()),
-        };
-        let request = ArrayWrite { node: node.info.id, path: path.to_owned(), kind: write.kind.clone(), body: bytes };
-        let stored = shared.nodes.control().store(request).await?;
-        applied.structure = stored.array.structure.clone();
+        let pieces = bodies
+            .iter()
+            .map(|body| match body {
+                WriteBody::Raw(raw) => raw.clone(),
+                // The store keeps the buffer while it writes it: a copy of the payload.
+                WriteBody::Enveloped(message) => Bytes::copy_from_slice(message.payload()),
+            })
+            .collect();
+        let stored = persist::store(shared, node, path, &write.kind, pieces).await?;
         if let WriteKind::Append { .. } = write.kind {
             offset = stored.offset.clone();
             applied.length = stored.array.shape.first().copied();
@@ -353,19 +360,37 @@ pub async fn apply(
     } else if let WriteKind::Patch { offset: at, .. } = &write.kind {
         offset = Some(at.clone());
     }
-    let message = match body {
-        WriteBody::Enveloped(message) => *message,
-        // Validated against the same dtype and shape: a message that cannot be built is not
-        // expected (422 if it happens).
-        WriteBody::Raw(raw) => {
-            Outgoing::new(&header(&write, offset.as_deref()), Some(&raw), Some((&array.dtype, &shape)), None)
-                .map_err(|e| Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()))?
-        }
-    };
+    let frame_elements: u64 = write.shape.iter().skip(1).product();
+    let mut messages = Vec::with_capacity(bodies.len());
+    for body in bodies {
+        messages.push(match body {
+            WriteBody::Enveloped(message) => *message,
+            // Validated against the same dtype and shape: a message that cannot be built is not
+            // expected (422 if it happens).
+            WriteBody::Raw(raw) => {
+                let mut piece = write.clone();
+                if let (WriteKind::Append { .. }, Some(first)) = (&write.kind, piece.shape.first_mut()) {
+                    *first = raw.len() as u64 / (frame_elements * array.itemsize).max(1);
+                }
+                let shape: Vec<usize> = piece.shape.iter().map(|n| *n as usize).collect();
+                let message =
+                    Outgoing::from_header(header(&piece, offset.as_deref()), Some(&raw), Some((&array.dtype, &shape)))
+                        .map_err(|e| Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()))?;
+                // The next piece of an append starts where this one ends.
+                if let (WriteKind::Append { .. }, Some(at)) = (&write.kind, offset.as_mut()) {
+                    at[0] += piece.shape[0];
+                }
+                message
+            }
+        });
+    }
     if let Some(hub) = hub {
+        let count = messages.len() as u64;
         let started = std::time::Instant::now();
-        applied.sequence = hub.publish(node.info.id, message).await.map_err(|e| unavailable(&e, write.persist))?;
-        shared.stats.published(node.info.id, 1, started.elapsed().as_secs_f64());
+        for message in messages {
+            applied.sequence = hub.publish(node.info.id, message).await.map_err(|e| unavailable(&e, write.persist))?;
+        }
+        shared.stats.published(node.info.id, count, started.elapsed().as_secs_f64());
     }
     Ok(applied)
 }
@@ -373,6 +398,7 @@ pub async fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn array() -> ArrayInfo {
         ArrayInfo {
@@ -381,6 +407,8 @@ mod tests {
             shape: vec![4, 6],
             chunks: vec![vec![2, 2], vec![6]],
             structure: json!({"shape": [4, 6]}),
+            max_bytes: u64::MAX,
+            zarr: None,
         }
     }
 
@@ -408,7 +436,7 @@ mod tests {
         let write = parse_write(&q, Route::PutBlock, &array()).ok().unwrap();
         assert_eq!((write.shape, write.persist), (vec![2, 6], false));
         let full = WriteSpec { kind: WriteKind::Full, shape: vec![4, 6], persist: true };
-        let header: serde_json::Value = serde_json::from_slice(&header(&full, None)).unwrap();
+        let header = header(&full, None);
         assert_eq!(header["type"], "array-data");
         assert!(header["offset"].is_null() && header["block"].is_null());
         assert_eq!(header["shape"], json!([4, 6]));

@@ -19,6 +19,17 @@ pub trait Control: Send + Sync + 'static {
     /// handed over without a copy. Refusals are the control plane's (422, 409, 503 ...).
     fn store(&self, write: ArrayWrite) -> BoxFuture<'static, Result<Stored, Refusal>>;
 
+    /// Records in the catalog that the dense array `node` grew from `from` to `to` (the engine
+    /// stored the data and the zarr shape already) and tells the other processes; answers the
+    /// array after it. A 409 if the catalog's shape is no longer `from`.
+    fn grow(
+        &self,
+        node: u64,
+        path: String,
+        from: Vec<u64>,
+        to: Vec<u64>,
+    ) -> BoxFuture<'static, Result<ArrayInfo, Refusal>>;
+
     /// A Redis Streamer stream's node (created, with its device, if `create` and missing). A
     /// name the control plane refuses is a 400; a stream that does not exist (and is not
     /// created) has no `id`.
@@ -78,6 +89,16 @@ pub struct ArrayInfo {
     pub chunks: Vec<Vec<u64>>,
     /// The structure as Tiled's JSON (what a PATCH answers with).
     pub structure: serde_json::Value,
+    /// Largest size in bytes an extending write may grow it to (`--max-array-bytes`).
+    #[serde(default = "unlimited")]
+    pub max_bytes: u64,
+    /// The zarr directory it is stored in (None: not stored by the engine's writer).
+    #[serde(default)]
+    pub zarr: Option<String>,
+}
+
+fn unlimited() -> u64 {
+    u64::MAX
 }
 
 /// Which write.

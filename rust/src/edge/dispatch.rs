@@ -13,7 +13,7 @@ use super::respond::Body;
 use super::route::{classify, Route};
 use super::shared::Shared;
 use super::stats::route_label;
-use super::{access, push, streamer, subscribe, ws};
+use super::{access, multi, push, streamer, subscribe, ws};
 
 /// Serves one request: natively for the data plane's routes, else forwarded.
 pub async fn dispatch(
@@ -25,6 +25,7 @@ pub async fn dispatch(
     Ok(match route {
         Route::Forward => shared.upstream.forward(request, peer).await,
         Route::Subscribe(path) => subscribe::handle(shared, request, path, peer).await,
+        Route::Multi => multi::handle(shared, request, peer).await,
         Route::Push(path) => push::handle(shared, request, path).await,
         Route::StreamerPush(sid) => streamer::push::handle(shared, request, sid).await,
         Route::StreamerPull(sid) => streamer::pull::handle(shared, request, sid).await,

@@ -1,8 +1,8 @@
 //! The edge: the public HTTP/WebSocket server of one ferrotile process (hyper 1 on tokio).
 //!
 //! It owns the listening socket. The data plane's routes are served here with no Python per
-//! frame: Tiled subscriptions (`subscribe`), array writes (`arrays`) and Redis Streamer's push and
-//! pull (`streamer`); every other request is
+//! frame: Tiled subscriptions (`subscribe`; many over one socket: `multi`), array writes
+//! (`arrays`) and Redis Streamer's push and pull (`streamer`); every other request is
 //! forwarded (`forward`) to the Python control plane, which Granian serves on a private Unix
 //! socket in the same process. Python is asked once per node-cache miss (`nodes`, `control`) or
 //! per persisted write, and tells the edge when nodes change ([`Edge::invalidate`]).
@@ -13,11 +13,16 @@ mod auth;
 mod body;
 mod config;
 mod control;
+mod delivery;
 mod dispatch;
 mod forward;
+mod growth;
 mod listener;
 mod log;
+mod multi;
 mod nodes;
+mod options;
+mod persist;
 mod push;
 mod query;
 mod respond;
@@ -76,6 +81,7 @@ impl Edge {
             hub,
             stats: Arc::new(Stats::new(latency_bounds)),
             write_locks: write_locks::WriteLocks::default(),
+            arrays: crate::store::OpenArrays::default(),
             views: crate::view::ViewCache::default(),
         });
         let (stop, stopped) = watch::channel(false);

@@ -13,6 +13,8 @@ use super::control::{ArrayInfo, Control, NodeInfo, Refusal};
 use crate::codec::envelope::encode_message;
 use crate::codec::Envelope;
 
+/// Structure families that have a stream.
+const STREAMABLE: [&str; 5] = ["array", "container", "ragged", "sparse", "table"];
 /// Most paths remembered; beyond it the cache starts over (lookups are cheap to redo).
 const CAPACITY: usize = 10_000;
 
@@ -29,6 +31,12 @@ impl Node {
     /// Wraps an answer of the control plane.
     pub fn new(info: NodeInfo) -> Self {
         Self { info, schema: [OnceLock::new(), OnceLock::new()] }
+    }
+
+    /// Why this node cannot be subscribed to (a 404's detail), if it cannot.
+    pub fn unstreamable(&self) -> Option<String> {
+        let streamable = STREAMABLE.contains(&self.info.family.as_str()) && self.info.schema.is_some();
+        (!streamable).then(|| format!("{:?} nodes cannot be streamed", self.info.family))
     }
 
     /// The schema message in `envelope` (`None` if the node cannot be streamed).
@@ -160,6 +168,10 @@ mod tests {
 
         fn store(&self, _: ArrayWrite) -> BoxFuture<'static, Result<Stored, Refusal>> {
             async { Err(Refusal::new(http::StatusCode::NOT_IMPLEMENTED, "no storage")) }.boxed()
+        }
+
+        fn grow(&self, _: u64, _: String, _: Vec<u64>, _: Vec<u64>) -> BoxFuture<'static, Result<ArrayInfo, Refusal>> {
+            async { Err(Refusal::new(http::StatusCode::NOT_IMPLEMENTED, "no catalog")) }.boxed()
         }
 
         fn stream(&self, name: StreamName) -> BoxFuture<'static, Result<StreamNode, Refusal>> {

@@ -10,6 +10,8 @@
 //! server sends `{"frames": k, "sequence": n}` (k: binary messages acknowledged so far on this
 //! connection, n: the stream sequence of the last one); acknowledgements are written without
 //! waiting when more messages are already queued, so a pipelining writer gets them in batches.
+//! Persisted appends already queued are stored together (up to 1,024 messages or 64 MiB), with
+//! one change of the array's shape, and acknowledged once.
 //! A message that fails validation is neither stored nor streamed: the server sends `{"error":
 //! detail, "status": s, "frame": k}` and closes (1008 for bad input, 1009 too big, 1012 when
 //! the streaming cache is lost, 1011 otherwise); earlier frames stay.
@@ -121,9 +123,11 @@ async fn run(shared: Arc<Shared>, upgrade: OnUpgrade, mut node: Arc<Node>, path:
     // Stream-only appends are numbered from the stored length on.
     let mut appended: u64 = node.info.array.as_ref().and_then(|a| a.shape.first().copied()).unwrap_or(0);
     let mut directive: Option<Directive> = None;
+    // A message read ahead while gathering a batch of appends, not part of it.
+    let mut pending = None;
     loop {
         // Acknowledgements go out as soon as nothing more is queued (one write for a burst).
-        let next = match socket.next().now_or_never() {
+        let next = match pending.take().or_else(|| socket.next().now_or_never()) {
             Some(next) => next,
             None => {
                 if socket.flush().await.is_err() {
@@ -152,18 +156,53 @@ async fn run(shared: Arc<Shared>, upgrade: OnUpgrade, mut node: Arc<Node>, path:
         }
         frames += 1;
         let body: Bytes = message.into_payload().into();
-        let array = node.info.array.clone().unwrap_or_else(unreachable_array);
-        let spec = match spec_of(directive.take(), mode, persist, &array, appended, body.len() as u64) {
+        // The handshake checked the node is a dense array (and a node stays one).
+        let Some(array) = node.info.array.as_ref() else { return };
+        let spec = match spec_of(directive.take(), mode, persist, array, appended, body.len() as u64) {
             Ok(spec) => spec,
             Err(failure) => {
                 fail(socket, frames, failure).await;
                 return;
             }
         };
-        if matches!(spec.kind, WriteKind::Append { .. }) {
+        let mut spec = spec;
+        // A refused batch is reported at its first message (none of it was stored).
+        let first = frames;
+        let mut bodies = vec![arrays::WriteBody::Raw(body)];
+        // A bad frame met while gathering: the batch before it is stored, then the session ends.
+        let mut failed = None;
+        if let WriteKind::Append { frames: batched } = &mut spec.kind {
+            // Appends already queued are stored together, with one change of shape.
+            let mut bytes = bodies_len(&bodies);
+            while bodies.len() < MAX_BATCH_FRAMES && bytes < MAX_BATCH_BYTES {
+                let Some(next) = socket.next().now_or_never() else { break };
+                let message = match next {
+                    Some(Ok(message)) if message.is_binary() => message,
+                    other => {
+                        pending = Some(other);
+                        break;
+                    }
+                };
+                let body: Bytes = message.into_payload().into();
+                frames += 1;
+                match spec_of(None, mode, persist, array, appended, body.len() as u64) {
+                    Ok(WriteSpec { shape, .. }) => {
+                        let n = shape.first().copied().unwrap_or(0);
+                        *batched += n;
+                        spec.shape[0] += n;
+                        bytes += body.len();
+                        bodies.push(arrays::WriteBody::Raw(body));
+                    }
+                    Err(failure) => {
+                        failed = Some((frames, failure));
+                        frames -= 1;
+                        break;
+                    }
+                }
+            }
             appended += spec.shape.first().copied().unwrap_or(0);
         }
-        let published = arrays::apply(&shared, &node, &path, spec, arrays::WriteBody::Raw(body)).await;
+        let published = arrays::apply(&shared, &node, &path, spec, bodies).await;
         match published {
             Ok(outcome) => {
                 node = outcome.node;
@@ -174,24 +213,26 @@ async fn run(shared: Arc<Shared>, upgrade: OnUpgrade, mut node: Arc<Node>, path:
                 if socket.feed(frame(Bytes::from(ack), true)).await.is_err() {
                     return;
                 }
+                if let Some((index, failure)) = failed {
+                    fail(socket, index, failure).await;
+                    return;
+                }
             }
             Err(refusal) => {
-                fail(socket, frames, Failure::from_refusal(&refusal)).await;
+                fail(socket, first, Failure::from_refusal(&refusal)).await;
                 return;
             }
         }
     }
 }
 
-/// Never reached: the handshake checked the node is a dense array.
-fn unreachable_array() -> super::control::ArrayInfo {
-    super::control::ArrayInfo {
-        dtype: "|u1".into(),
-        itemsize: 1,
-        shape: Vec::new(),
-        chunks: Vec::new(),
-        structure: serde_json::Value::Null,
-    }
+/// Most appended messages stored together (one change of shape, one acknowledgement).
+const MAX_BATCH_FRAMES: usize = 1024;
+/// Most bytes of appended messages stored together.
+const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+
+fn bodies_len(bodies: &[arrays::WriteBody]) -> usize {
+    bodies.iter().map(|b| if let arrays::WriteBody::Raw(raw) = b { raw.len() } else { 0 }).sum()
 }
 
 /// What the next binary message is, from the directive or the mode.

@@ -24,7 +24,7 @@ impl BadParameter {
 }
 
 /// The decoded `name=value` pairs of a query string (first occurrence wins).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Query {
     pairs: Vec<(String, String)>,
 }
@@ -33,6 +33,12 @@ impl Query {
     /// Parses `a=1&b=x%20y` (no leading `?`); a missing query is empty.
     pub fn parse(raw: Option<&str>) -> Self {
         let pairs = raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
+        Self { pairs }
+    }
+
+    /// A lookup over `pairs` (e.g. the fields of a WebSocket control message), with the same
+    /// typed getters and refusals as a query string.
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
         Self { pairs }
     }
 

@@ -19,6 +19,8 @@ pub enum ArrayRoute {
 pub enum Route {
     /// `WS /api/v1/stream/single/{path}` (Tiled subscription).
     Subscribe(String),
+    /// `WS /api/v1/stream/multi` (many Tiled subscriptions over one socket).
+    Multi,
     /// `PUT /api/v1/array/full|block/{path}`, `PATCH /api/v1/array/full/{path}`.
     Array(ArrayRoute, String),
     /// `WS /api/v1/stream/push/{path}` (frames of an array node).
@@ -41,6 +43,9 @@ fn rest(path: &str, prefix: &str) -> Option<String> {
 /// Classifies a request; `upgrade` says whether it asks for a WebSocket.
 pub fn classify(method: &Method, path: &str, upgrade: bool) -> Route {
     if upgrade && method == Method::GET {
+        if path == "/api/v1/stream/multi" || path == "/api/v1/stream/multi/" {
+            return Route::Multi;
+        }
         if let Some(node) = rest(path, "/api/v1/stream/single/") {
             return Route::Subscribe(node);
         }
@@ -83,6 +88,9 @@ mod tests {
         assert_eq!(classify(&Method::GET, "/api/v1/stream/single/", true), Route::Subscribe(String::new()));
         assert_eq!(classify(&Method::GET, "/api/v1/stream/single/a", false), Route::Forward);
         assert_eq!(classify(&Method::GET, "/graphql", true), Route::Forward);
+        assert_eq!(classify(&Method::GET, "/api/v1/stream/multi", true), Route::Multi);
+        assert_eq!(classify(&Method::GET, "/api/v1/stream/multi", false), Route::Forward);
+        assert_eq!(classify(&Method::GET, "/api/v1/stream/multiple", true), Route::Forward);
         assert_eq!(classify(&Method::GET, "/data/a+b/pull", true), Route::StreamerPull("a+b".into()));
         assert_eq!(classify(&Method::GET, "/data/cam%201/push", true), Route::StreamerPush("cam 1".into()));
         assert_eq!(classify(&Method::GET, "/data/a/b/push", true), Route::Forward);

@@ -1,8 +1,9 @@
 //! What every WebSocket session of the edge does alike: close frames (code checked, reason
 //! cut to the protocol's 123 bytes), a bounded close handshake, first-message authentication,
-//! and telling apart "the peer went away" from "the peer sent something".
+//! telling apart "the peer went away" from "the peer sent something", and flushes that notice a
+//! frozen peer.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -15,6 +16,10 @@ use super::ws::Socket;
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a close handshake may take before the connection is dropped.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A peer that completes no write for this long while a `close`-policy subscription of it is
+/// over its cap (it reads nothing) is dropped; checked every `STALL_CHECK`.
+pub const FROZEN_TIMEOUT: Duration = Duration::from_secs(5);
+const STALL_CHECK: Duration = Duration::from_secs(1);
 
 /// A close frame; a code that may not be sent becomes 1011, the reason is cut at a character
 /// boundary to fit the 123 bytes a close frame allows.
@@ -51,6 +56,34 @@ pub async fn close(mut socket: Socket, code: u16, reason: &str) {
 /// close frame (the answer to the peer's, or 1009/1002 with a reason); write it (bounded).
 pub async fn finish(mut socket: Socket) {
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.flush()).await;
+}
+
+/// Flushes what was fed; false if the connection failed, or if the peer is frozen (see
+/// [`watched`]).
+pub async fn flush_watched<S>(sink: &mut S, over_cap: impl Fn() -> bool) -> bool
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
+    watched(sink.flush(), over_cap).await
+}
+
+/// Runs a write (`feed`, `flush`); false if it failed, or if the peer is frozen: the write did
+/// not complete for [`FROZEN_TIMEOUT`] while `over_cap` (a `close`-policy subscription's backlog
+/// over its cap) held. (The hub applies its policy only when the pump fetches again, which a
+/// peer that reads nothing never lets happen; such a connection is dropped instead.)
+pub async fn watched<E>(write: impl std::future::Future<Output = Result<(), E>>, over_cap: impl Fn() -> bool) -> bool {
+    let since = Instant::now();
+    tokio::pin!(write);
+    loop {
+        tokio::select! {
+            written = &mut write => return written.is_ok(),
+            () = tokio::time::sleep(STALL_CHECK) => {
+                if since.elapsed() >= FROZEN_TIMEOUT && over_cap() {
+                    return false;
+                }
+            }
+        }
+    }
 }
 
 /// Why first-message authentication failed: the close to send.

@@ -9,7 +9,11 @@ use super::nodes::Nodes;
 use super::stats::Stats;
 use super::write_locks::WriteLocks;
 use crate::hub::Hub;
+use crate::store::OpenArrays;
 use crate::view::ViewCache;
+
+/// Why a subscription is refused when the hub is off (a 404's detail).
+pub const STREAMING_OFF: &str = "Streaming is not enabled on this server (started with --cache none)";
 
 /// What the connections of one edge share.
 pub struct Shared {
@@ -25,6 +29,8 @@ pub struct Shared {
     pub stats: Arc<Stats>,
     /// Persisted writes of a node, one at a time.
     pub write_locks: WriteLocks,
+    /// The zarr arrays persisted writes go to.
+    pub arrays: OpenArrays,
     /// Subscribers' views, computed once per frame per view.
     pub views: ViewCache,
 }

@@ -53,8 +53,21 @@ pub struct Snapshot {
     pub dropped: u64,
     /// Messages skipped because no longer retained, ever (a counter's total).
     pub missed: u64,
+    /// `WS /api/v1/stream/multi` connections open now (a gauge).
+    pub multi_connections: u64,
+    /// Subscriptions open on those connections now (a gauge).
+    pub multi_subscriptions: u64,
     /// Per (stream, view): subscribers now, and the views' totals (filled in by the edge).
     pub views: Vec<crate::view::ViewStats>,
+}
+
+/// What an [`OpenGuard`] counts while it lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Open {
+    /// A `WS /api/v1/stream/multi` connection.
+    MultiConnection,
+    /// A subscription on one.
+    MultiSubscription,
 }
 
 /// A subscription whose loss counters the metrics follow while it lives.
@@ -108,6 +121,20 @@ pub struct Stats {
     next_id: AtomicU64,
     /// Loss counts of subscriptions that ended.
     folded: Mutex<(u64, u64)>,
+    /// Gauges of what is open now, one per [`Open`].
+    open: [AtomicU64; 2],
+}
+
+/// Counts one [`Open`] thing until dropped.
+pub struct OpenGuard {
+    stats: Arc<Stats>,
+    what: Open,
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.stats.open[self.what as usize].fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Keeps a subscription in the metrics until dropped, then folds its final counts.
@@ -135,7 +162,14 @@ impl Stats {
             live: Mutex::default(),
             next_id: AtomicU64::new(0),
             folded: Mutex::default(),
+            open: Default::default(),
         }
+    }
+
+    /// Counts `what` as open until the guard is dropped.
+    pub fn opened(self: &Arc<Self>, what: Open) -> OpenGuard {
+        self.open[what as usize].fetch_add(1, Ordering::Relaxed);
+        OpenGuard { stats: Arc::clone(self), what }
     }
 
     /// One request answered.
@@ -199,6 +233,8 @@ impl Stats {
             queue_bytes,
             dropped,
             missed,
+            multi_connections: self.open[Open::MultiConnection as usize].load(Ordering::Relaxed),
+            multi_subscriptions: self.open[Open::MultiSubscription as usize].load(Ordering::Relaxed),
             views: Vec::new(),
         }
     }
@@ -232,7 +268,14 @@ mod tests {
         assert_eq!(first.websockets["stream"], 1);
         assert_eq!(first.published[&7], 3);
         assert_eq!(first.publish_latency.buckets, vec![0, 1, 0]);
+        let stats = Arc::new(stats);
+        let connection = stats.opened(Open::MultiConnection);
+        let subscriptions = [stats.opened(Open::MultiSubscription), stats.opened(Open::MultiSubscription)];
+        assert_eq!((stats.take().multi_connections, stats.take().multi_subscriptions), (1, 2));
+        drop(subscriptions);
+        drop(connection);
         let second = stats.take();
+        assert_eq!((second.multi_connections, second.multi_subscriptions), (0, 0));
         assert!(second.requests.is_empty() && second.published.is_empty());
         assert_eq!(route_label("/api/v1/stream/single/x"), "stream");
         assert_eq!(route_label("/data/x/push"), "other");

@@ -22,7 +22,8 @@ pub enum BackendConfig {
     Memory,
     /// In Redis, shared by every process using the same URL and key prefix.
     Redis {
-        /// `redis://[[user]:password@]host[:port][/db]` or `rediss://...`.
+        /// `redis://[[user]:password@]host[:port][/db]`, `rediss://...`, or
+        /// `redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/master[/db]`.
         url: String,
         /// Prefix of every key and of the live channel.
         key_prefix: String,
@@ -30,16 +31,17 @@ pub enum BackendConfig {
 }
 
 impl BackendConfig {
-    /// The backend named by a `--cache` value: `"memory"` or a `redis://` / `rediss://` URL.
+    /// The backend named by a `--cache` value: `"memory"` or a `redis://`, `rediss://` or
+    /// `redis+sentinel://` URL.
     pub fn parse(cache: &str, key_prefix: &str) -> CoreResult<Self> {
         let scheme = cache.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
         match (cache, scheme.as_deref()) {
             ("memory", _) => Ok(Self::Memory),
-            (_, Some("redis" | "rediss")) => {
+            (_, Some("redis" | "rediss" | "redis+sentinel")) => {
                 Ok(Self::Redis { url: cache.to_owned(), key_prefix: key_prefix.to_owned() })
             }
             _ => Err(CoreError::Config(format!(
-                "cache must be \"memory\" or a redis:// or rediss:// URL, not {:?}",
+                "cache must be \"memory\" or a redis://, rediss:// or redis+sentinel:// URL, not {:?}",
                 redact(cache)
             ))),
         }
@@ -172,6 +174,7 @@ mod tests {
         let redis = BackendConfig::parse("redis://h:1/0", "p:").unwrap();
         assert_eq!(redis, BackendConfig::Redis { url: "redis://h:1/0".into(), key_prefix: "p:".into() });
         assert!(BackendConfig::parse("REDISS://h", "").is_ok());
+        assert!(BackendConfig::parse("redis+sentinel://h:26379/m", "").is_ok());
         assert_eq!(BackendConfig::parse("memory", "p:").unwrap(), BackendConfig::Memory);
         let err = BackendConfig::parse("http://:pw@x", "").unwrap_err();
         assert!(!err.to_string().contains("pw"), "{err}");

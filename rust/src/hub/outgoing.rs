@@ -1,6 +1,6 @@
 //! `Outgoing`: one validated message on its way to a backend: its msgpack envelope built but
-//! for the sequence (a [`Draft`]), plus what another process needs to rebuild the JSON
-//! envelope (the header JSON and the array hint). `EntryBatch`: a validated batch of raw
+//! for the sequence (a [`Draft`]), plus the array hint another process needs to rebuild the
+//! JSON envelope (the header JSON is written from the draft only when a backend needs it). `EntryBatch`: a validated batch of raw
 //! entries (Redis Streamer's push) with the ids asked for them.
 
 use crate::codec::envelope::{check_reserved, Draft, Header, ENTRY_DTYPE};
@@ -15,7 +15,6 @@ pub(crate) type Hint = (String, Vec<usize>);
 #[derive(Debug)]
 pub struct Outgoing {
     draft: Draft,
-    header_json: Vec<u8>,
     hint: Option<Hint>,
 }
 
@@ -30,25 +29,31 @@ impl Outgoing {
         array_hint: Option<(&str, &[usize])>,
         json_payload: Option<&[u8]>,
     ) -> CoreResult<Self> {
-        let hint = array_hint.map(|(dtype, shape)| (dtype.to_owned(), shape.to_vec()));
-        let mut draft = Draft::new(header_json, payload, hint.as_ref().map(|(d, s)| (d.as_str(), s.clone())))?;
-        if let Some(json) = json_payload {
-            draft = draft.with_json_payload(json)?;
+        let header = crate::codec::envelope::parse_header(header_json)?;
+        let message = Self::from_header(header, payload, array_hint)?;
+        match json_payload {
+            Some(json) => Ok(Self { draft: message.draft.with_json_payload(json)?, hint: message.hint }),
+            None => Ok(message),
         }
-        Ok(Self { draft, header_json: header_json.to_vec(), hint })
+    }
+
+    /// [`Outgoing::new`] from a header built in Rust (no JSON round trip), without a JSON payload.
+    pub fn from_header(
+        header: Header,
+        payload: Option<&[u8]>,
+        array_hint: Option<(&str, &[usize])>,
+    ) -> CoreResult<Self> {
+        let hint = array_hint.map(|(dtype, shape)| (dtype.to_owned(), shape.to_vec()));
+        let draft = Draft::from_header(header, payload, hint.as_ref().map(|(d, s)| (d.as_str(), s.clone())))?;
+        Ok(Self { draft, hint })
     }
 
     /// A message whose payload of `payload_len` bytes is still to arrive: append it with
     /// [`OutgoingBody::extend`] (a request body is copied once, into the envelope).
-    pub fn open(
-        header_json: &[u8],
-        payload_len: usize,
-        array_hint: Option<(&str, &[usize])>,
-    ) -> CoreResult<OutgoingBody> {
+    pub fn open(header: Header, payload_len: usize, array_hint: Option<(&str, &[usize])>) -> CoreResult<OutgoingBody> {
         let hint = array_hint.map(|(dtype, shape)| (dtype.to_owned(), shape.to_vec()));
-        let header = crate::codec::envelope::parse_header(header_json)?;
         let body = Draft::open(header, Some(payload_len), hint.as_ref().map(|(d, s)| (d.as_str(), s.clone())))?;
-        Ok(OutgoingBody { body, header_json: header_json.to_vec(), hint })
+        Ok(OutgoingBody { body, hint })
     }
 
     /// The payload (e.g. to store it before publishing).
@@ -60,8 +65,7 @@ impl Outgoing {
     /// `"shape": [len]`, the payload a `uint8` array.
     pub fn entry(header: &Header, payload: &[u8]) -> CoreResult<Self> {
         let draft = Draft::entry(header, payload)?;
-        let header_json = draft.header_json();
-        Ok(Self { draft, header_json, hint: Some((ENTRY_DTYPE.to_owned(), vec![payload.len()])) })
+        Ok(Self { draft, hint: Some((ENTRY_DTYPE.to_owned(), vec![payload.len()])) })
     }
 
     /// Envelope bytes this message will retain.
@@ -76,7 +80,7 @@ impl Outgoing {
 
     /// The header JSON, the array hint and the draft (what a wire record is made of).
     pub(crate) fn into_parts(self) -> (Vec<u8>, Option<Hint>, Draft) {
-        (self.header_json, self.hint, self.draft)
+        (self.draft.header_json(), self.hint, self.draft)
     }
 }
 
@@ -84,7 +88,6 @@ impl Outgoing {
 #[derive(Debug)]
 pub struct OutgoingBody {
     body: crate::codec::envelope::DraftBody,
-    header_json: Vec<u8>,
     hint: Option<Hint>,
 }
 
@@ -101,7 +104,7 @@ impl OutgoingBody {
 
     /// The message, once the whole payload has arrived.
     pub fn finish(self) -> CoreResult<Outgoing> {
-        Ok(Outgoing { draft: self.body.finish()?, header_json: self.header_json, hint: self.hint })
+        Ok(Outgoing { draft: self.body.finish()?, hint: self.hint })
     }
 }
 

@@ -1,5 +1,5 @@
 //! The control plane as the edge calls it: [`Control`] over a Python object whose coroutines
-//! answer (`resolve(path)`, `store_array(...)`, `stream(...)`), run on the process's asyncio loop. Called once
+//! answer (`resolve(path)`, `store_array(...)`, `grow_array(...)`, `stream(...)`), run on the process's asyncio loop. Called once
 //! per node-cache miss or persisted write, never per frame.
 //!
 //! Each coroutine returns `(status, body, headers)`: 200 with the answer as JSON, or the
@@ -13,7 +13,7 @@ use pyo3::types::PyTuple;
 use pyo3_async_runtimes::TaskLocals;
 
 use super::buffer::PyBody;
-use crate::edge::{ArrayWrite, Control, NodeInfo, Refusal, Stored, StreamName, StreamNode, WriteKind};
+use crate::edge::{ArrayInfo, ArrayWrite, Control, NodeInfo, Refusal, Stored, StreamName, StreamNode, WriteKind};
 
 /// The Python side's answer.
 type Answer = (u16, Vec<u8>, Vec<(String, String)>);
@@ -89,6 +89,17 @@ impl Control for PyControl {
             Ok(items)
         });
         async move { parse("store_array", &answer.await?.1) }.boxed()
+    }
+
+    fn grow(
+        &self,
+        node: u64,
+        path: String,
+        from: Vec<u64>,
+        to: Vec<u64>,
+    ) -> BoxFuture<'static, Result<ArrayInfo, Refusal>> {
+        let answer = self.call("grow_array", move |py| (node, path, from, to).into_pyobject(py));
+        async move { parse("grow_array", &answer.await?.1) }.boxed()
     }
 
     fn stream(&self, name: StreamName) -> BoxFuture<'static, Result<StreamNode, Refusal>> {

@@ -112,6 +112,8 @@ impl PyEdge {
         out.set_item("queue_bytes", snapshot.queue_bytes)?;
         out.set_item("dropped", snapshot.dropped)?;
         out.set_item("missed", snapshot.missed)?;
+        out.set_item("multi_connections", snapshot.multi_connections)?;
+        out.set_item("multi_subscriptions", snapshot.multi_subscriptions)?;
         let views = PyList::empty(py);
         for v in &snapshot.views {
             let row = PyDict::new(py);

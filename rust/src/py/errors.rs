@@ -10,6 +10,7 @@ pyo3::import_exception!(ferrotile.errors, EnvelopeError);
 pyo3::import_exception!(ferrotile.errors, StreamUnavailable);
 pyo3::import_exception!(ferrotile.errors, EntryIdError);
 pyo3::import_exception!(ferrotile.errors, ServeError);
+pyo3::import_exception!(ferrotile.errors, StorageError);
 
 impl From<CoreError> for PyErr {
     fn from(err: CoreError) -> PyErr {
@@ -21,6 +22,9 @@ impl From<CoreError> for PyErr {
             CoreError::Unavailable(_) => StreamUnavailable::new_err(message),
             CoreError::EntryId(_) => EntryIdError::new_err(message),
             CoreError::Listen(_) => ServeError::new_err(message),
+            CoreError::StoreUnsupported(_) | CoreError::Storage(_) | CoreError::StorageFull(_) => {
+                StorageError::new_err(message)
+            }
         }
     }
 }

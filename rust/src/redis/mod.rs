@@ -47,6 +47,7 @@
 //!   backoff (50 ms doubling to 2 s); subscribing while disconnected gives a subscription that
 //!   closes with 1012 at once. On recovery the epoch is checked and mirroring resumes.
 
+mod endpoint;
 mod keys;
 mod reader;
 mod record;
@@ -62,7 +63,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub};
 use tokio::sync::Notify;
 
 pub use keys::Keys;
@@ -96,7 +97,8 @@ pub(crate) struct Shared {
     pub max_age: Duration,
     /// A node without events for this long restarts its sequence at 1.
     pub seq_ttl: Duration,
-    pub client: redis::Client,
+    /// Where the master is (asked again at every reconnect: Sentinels follow a failover).
+    pub endpoint: endpoint::Endpoint,
     pub publish_script: redis::Script,
     pub retention_script: redis::Script,
     /// This process's mirrors of the nodes it follows.
@@ -129,20 +131,29 @@ impl Shared {
             return Err(CoreError::ShutDown);
         }
         let url = redact(&self.url);
-        let unreachable = |e: redis::RedisError| CoreError::Unavailable(format!("cannot reach Redis at {url}: {e}"));
+        let pubsub =
+            self.open().await.map_err(|e| CoreError::Unavailable(format!("cannot reach Redis at {url}: {e}")))?;
+        tokio::spawn(reader::run(Arc::clone(&self), pubsub));
+        Ok(())
+    }
+
+    /// Finds the master, opens the command connection and the reader's pub/sub connection,
+    /// loads the script and checks the epoch; then marks the backend connected. Used by the
+    /// first connect and by every reconnect (so a failover is followed).
+    pub(crate) async fn open(&self) -> redis::RedisResult<PubSub> {
+        let client = self.endpoint.master().await?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(Duration::from_secs(30)))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(1));
-        let mut conn = self.client.get_connection_manager_with_config(config).await.map_err(unreachable)?;
-        self.publish_script.prepare_invoke().load_async(&mut conn).await.map_err(unreachable)?;
-        let pubsub = reader::subscribe(&self).await.map_err(unreachable)?;
-        reader::check_epoch(&self, &mut conn).await.map_err(unreachable)?;
+        let mut conn = client.get_connection_manager_with_config(config).await?;
+        self.publish_script.prepare_invoke().load_async(&mut conn).await?;
+        let pubsub = reader::subscribe(self, &client).await?;
+        reader::check_epoch(self, &mut conn).await?;
         *self.conn.lock() = Some(conn);
         self.connected.store(true, Ordering::Release);
-        tokio::spawn(reader::run(Arc::clone(&self), pubsub));
-        Ok(())
+        Ok(pubsub)
     }
 
     /// Runs the publish script on a batch; returns the last sequence and the entry ids.
@@ -222,8 +233,7 @@ pub(crate) struct RedisBackend {
 impl RedisBackend {
     /// Checks the URL's form; does not connect. `topics` are this process's mirrors.
     pub(crate) fn new(config: &HubConfig, url: &str, key_prefix: &str, topics: Arc<Topics>) -> CoreResult<Self> {
-        let client = redis::Client::open(url)
-            .map_err(|e| CoreError::Config(format!("invalid Redis URL {:?}: {e}", redact(url))))?;
+        let endpoint = endpoint::Endpoint::parse(url)?;
         let shared = Arc::new(Shared {
             url: url.to_owned(),
             keys: Keys::new(key_prefix),
@@ -231,7 +241,7 @@ impl RedisBackend {
             max_bytes: config.max_bytes,
             max_age: config.max_age,
             seq_ttl: config.seq_ttl,
-            client,
+            endpoint,
             publish_script: redis::Script::new(keys::PUBLISH_SCRIPT),
             retention_script: redis::Script::new(keys::RETENTION_SCRIPT),
             topics,

@@ -22,8 +22,8 @@ const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// Opens the reader's pub/sub connection on the live channel.
-pub(crate) async fn subscribe(shared: &Shared) -> RedisResult<PubSub> {
-    let mut pubsub = tokio::time::timeout(Duration::from_secs(5), shared.client.get_async_pubsub())
+pub(crate) async fn subscribe(shared: &Shared, client: &redis::Client) -> RedisResult<PubSub> {
+    let mut pubsub = tokio::time::timeout(Duration::from_secs(5), client.get_async_pubsub())
         .await
         .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "connection timed out")))??;
     pubsub.subscribe(shared.keys.live()).await?;
@@ -110,14 +110,8 @@ async fn reconnect(shared: &Shared) -> Option<PubSub> {
             return None;
         }
         delay = (delay * 2).min(BACKOFF_MAX);
-        let Ok(pubsub) = subscribe(shared).await else { continue };
-        let conn = shared.conn.lock().clone();
-        let mut conn = conn?;
-        if check_epoch(shared, &mut conn).await.is_err() {
-            continue;
-        }
+        let Ok(pubsub) = shared.open().await else { continue };
         shared.counters.reconnects.fetch_add(1, Ordering::Relaxed);
-        shared.connected.store(true, Ordering::Release);
         return Some(pubsub);
     }
 }

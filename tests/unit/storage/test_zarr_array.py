@@ -246,12 +246,48 @@ def test_on_disk_format_is_zarr_v3(tmp_path: Path) -> None:
             "dims": ["t", "x"],
         }
     )
-    ZarrArray.create(tmp_path / "z", structure)
+    ZarrArray.create(tmp_path / "z", structure, per_shard=1)
     meta = json.loads((tmp_path / "z" / "zarr.json").read_text())
     assert meta["zarr_format"] == 3
     assert meta["shape"] == [10, 3]
     assert meta["chunk_grid"]["configuration"]["chunk_shape"] == [4, 3]
     assert meta["dimension_names"] == ["t", "x"]
+
+
+def test_small_chunks_are_sharded_along_the_first_axis(tmp_path: Path) -> None:
+    # One 1 KiB frame per chunk: 4096 frames per shard file, index at the start, no checksum.
+    structure = _structure("<u2", (1, 16, 32), ((1,), (16,), (32,)))
+    arr = ZarrArray.create(tmp_path / "s", structure)
+    meta = json.loads((tmp_path / "s" / "zarr.json").read_text())
+    assert meta["chunk_grid"]["configuration"]["chunk_shape"] == [4096, 16, 32]
+    (codec,) = meta["codecs"]
+    assert codec["name"] == "sharding_indexed"
+    assert codec["configuration"]["chunk_shape"] == [1, 16, 32]
+    assert codec["configuration"]["index_location"] == "start"
+    assert [c["name"] for c in codec["configuration"]["index_codecs"]] == ["bytes"]
+    frame = np.arange(512, dtype="<u2").reshape(1, 16, 32)
+    grown = arr.patch(frame, (1,), True, structure)
+    assert grown.shape == (2, 16, 32)
+    np.testing.assert_array_equal(arr.read()[1], frame[0])
+    assert sorted(p.name for p in (tmp_path / "s").rglob("*") if p.is_file()) == ["0", "zarr.json"]
+
+
+@pytest.mark.parametrize(
+    ("chunk", "itemsize", "asked", "expected"),
+    [
+        ((1, 16, 32), 2, None, 4096),  # 1 KiB frames: capped by the index size
+        ((1, 256, 256), 4, None, 64),  # 256 KiB frames: 16 MiB shards
+        ((1, 2048, 1024), 4, None, 1),  # 8 MiB frames: a file each
+        ((1, 256, 256), 4, 10, 10),  # the node's own choice
+        ((), 8, None, 1),  # a scalar has one chunk
+    ],
+)
+def test_chunks_per_shard(
+    chunk: tuple[int, ...], itemsize: int, asked: int | None, expected: int
+) -> None:
+    from ferrotile.storage.layout import chunks_per_shard
+
+    assert chunks_per_shard(chunk, itemsize, asked) == expected
 
 
 def test_create_twice_and_open_missing(tmp_path: Path) -> None:
@@ -282,12 +318,13 @@ def test_array_from_body(tmp_path: Path) -> None:
 
 
 def test_concurrent_block_writes_from_threads(tmp_path: Path) -> None:
-    # The HTTP layer writes blocks from worker threads through one shared ZarrArray.
+    # Blocks written from worker threads through one shared ZarrArray (plain chunks: a shard is
+    # rewritten whole by zarr-python, so its writers are serialised by the node's lock).
     from concurrent.futures import ThreadPoolExecutor
 
     shape, chunks = (16, 6), ((2,) * 8, (3, 3))
     data = np.arange(96, dtype="<f8").reshape(shape)
-    arr = ZarrArray.create(tmp_path / "c", _structure("<f8", shape, chunks))
+    arr = ZarrArray.create(tmp_path / "c", _structure("<f8", shape, chunks), per_shard=1)
     blocks = [(i, j) for i in range(8) for j in range(2)]
 
     def write(block: tuple[int, int]) -> None:

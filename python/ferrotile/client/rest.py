@@ -1,0 +1,126 @@
+"""The client's HTTP side: requests as the stock tiled client makes them, errors as
+:class:`ServerError`, and the conversions between numpy dtypes and Tiled's ``data_type``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any
+
+import httpx
+import numpy as np
+from websockets.exceptions import InvalidStatus
+
+from ferrotile.client.errors import ServerError
+
+_ENDIANNESS = {"<": "little", ">": "big", "|": "not_applicable", "=": "little"}
+_BYTE_ORDER = {"little": "<", "big": ">", "not_applicable": "|"}
+
+
+def data_type(dtype: np.dtype[Any]) -> dict[str, Any]:
+    """Tiled's ``data_type`` of a builtin numpy dtype (as ``BuiltinDtype.from_numpy_dtype``)."""
+    if dtype.fields is not None or dtype.subdtype is not None:
+        raise ValueError(f"only builtin dtypes can be streamed, not {dtype}")
+    order = dtype.byteorder if dtype.itemsize > 1 else "|"
+    units = None
+    if dtype.kind in "mM":
+        unit, count = np.datetime_data(dtype)
+        units = f"[{count if count != 1 else ''}{unit}]"
+    return {
+        "endianness": _ENDIANNESS[order],
+        "kind": dtype.kind,
+        "itemsize": dtype.itemsize,
+        "dt_units": units,
+    }
+
+
+def numpy_dtype(structure_data_type: dict[str, Any]) -> np.dtype[Any]:
+    """The numpy dtype of Tiled's ``data_type`` (builtin dtypes only)."""
+    spec = structure_data_type
+    if "fields" in spec:
+        raise ValueError("structured dtypes are not streamed by this client")
+    units = spec.get("dt_units") or ""  # e.g. "[ns]"
+    order = _BYTE_ORDER[spec["endianness"]]
+    return np.dtype(f"{order}{spec['kind']}{spec['itemsize']}{units}")
+
+
+def handshake_refusal(error: Exception, what: str) -> ServerError:
+    """The error of a WebSocket handshake that failed: the server's status and ``detail`` if it
+    answered with an HTTP status, else status 0 and the reason (refused, timed out...)."""
+    if isinstance(error, InvalidStatus):
+        body = (error.response.body or b"").decode(errors="replace")
+        detail = body
+        with contextlib.suppress(ValueError, AttributeError):
+            detail = str(json.loads(body).get("detail", body))
+        return ServerError(error.response.status_code, detail, what)
+    return ServerError(0, f"{type(error).__name__}: {error}", what)
+
+
+def detail_of(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail", response.text)
+    except (ValueError, AttributeError):
+        detail = response.text
+    return detail if isinstance(detail, str) else str(detail)
+
+
+class Http:
+    """One keep-alive HTTP connection pool to ``{url}/api/v1`` with the API key."""
+
+    def __init__(self, url: str, api_key: str | None, timeout: float) -> None:
+        self.headers = {"Authorization": f"Apikey {api_key}"} if api_key else {}
+        self.client = httpx.Client(
+            base_url=f"{url}/api/v1", headers=self.headers, timeout=timeout, trust_env=False
+        )
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        ok: tuple[int, ...] = (200,),
+        **kwargs: Any,
+    ) -> httpx.Response:
+        try:
+            response = self.client.request(method, path, **kwargs)
+        except httpx.HTTPError as error:
+            raise ServerError(0, f"{type(error).__name__}: {error}", what) from error
+        if response.status_code not in ok:
+            raise ServerError(response.status_code, detail_of(response), what)
+        return response
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def array_node(
+    key: str, dtype: np.dtype[Any], shape: tuple[int, ...], metadata: dict[str, Any]
+) -> dict[str, Any]:
+    """The ``POST /metadata/{parent}`` body of a writable array node (as ``write_array``)."""
+    chunks = [[n] if n else [0] for n in shape]
+    return {
+        "id": key,
+        "structure_family": "array",
+        "metadata": metadata,
+        "specs": [],
+        "access_tags": None,
+        "data_sources": [
+            {
+                "structure_family": "array",
+                "structure": {
+                    "data_type": data_type(dtype),
+                    "chunks": chunks,
+                    "shape": list(shape),
+                    "dims": None,
+                    "resizable": False,
+                },
+                "id": None,
+                "mimetype": None,
+                "parameters": {},
+                "properties": {},
+                "assets": [],
+                "management": "writable",
+            }
+        ],
+    }

@@ -1,0 +1,146 @@
+"""A subscription to a node's stream, iterated with ``for`` or ``async for``; it reconnects
+after a dropped connection and resumes after the last sequence it delivered."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection as AsyncConnection
+from websockets.asyncio.client import connect as async_connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.sync.client import ClientConnection
+from websockets.sync.client import connect as sync_connect
+
+from ferrotile.client.closing import Closing
+from ferrotile.client.cursor import Cursor
+from ferrotile.client.messages import Message
+from ferrotile.client.rest import handshake_refusal
+
+# Handshake answers worth retrying while reconnecting (the server is starting or overloaded).
+_RETRY_STATUS = {502, 503, 504}
+
+
+def _retryable(error: Exception) -> bool:
+    if isinstance(error, InvalidStatus):
+        return error.response.status_code in _RETRY_STATUS
+    return isinstance(error, OSError | InvalidHandshake | TimeoutError)
+
+
+class Subscription(Closing):
+    """Made by :meth:`Client.subscribe`. Yields :class:`Frame`, :class:`Gap` and
+    :class:`Event` messages until the stream ends (the writer closed it)."""
+
+    def __init__(
+        self,
+        cursor: Cursor,
+        path: str,
+        headers: dict[str, str],
+        reconnect_timeout: float,
+        max_message_bytes: int,
+    ) -> None:
+        self.cursor = cursor
+        self.path = path
+        self.headers = headers
+        self.reconnect_timeout = reconnect_timeout
+        self.max_message_bytes = max_message_bytes
+        self._socket: ClientConnection | AsyncConnection | None = None
+        self._closed = False
+
+    @property
+    def last_sequence(self) -> int | None:
+        return self.cursor.last
+
+    @property
+    def reconnects(self) -> int:
+        return self.cursor.reconnects
+
+    @property
+    def missed(self) -> int:
+        return self.cursor.missed
+
+    def _options(self) -> dict[str, Any]:
+        return {
+            "additional_headers": self.headers,
+            "max_size": self.max_message_bytes,
+            "compression": None,
+            "open_timeout": 30,
+            "close_timeout": 5,
+        }
+
+    def _give_up(self, error: Exception, deadline: float | None) -> bool:
+        return deadline is None or not _retryable(error) or time.monotonic() > deadline
+
+    # Synchronous form.
+
+    def _open(self, deadline: float | None) -> ClientConnection:
+        delay = 0.05
+        while True:
+            try:
+                return sync_connect(self.cursor.url(), **self._options())
+            except (OSError, InvalidHandshake, TimeoutError) as error:
+                if self._give_up(error, deadline):
+                    raise handshake_refusal(error, f"subscribe to {self.path}") from error
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    def __iter__(self) -> Iterator[Message]:
+        deadline: float | None = None  # the first connection is not retried
+        while not self._closed:
+            socket = self._open(deadline)
+            self._socket = socket
+            if deadline is not None:
+                yield self.cursor.reconnected()
+            try:
+                while True:
+                    yield from self.cursor.handle(socket.recv())
+            except ConnectionClosed as closed:
+                code = closed.rcvd.code if closed.rcvd else 1006
+                reason = closed.rcvd.reason if closed.rcvd else "connection lost"
+            finally:
+                socket.close()
+            if self._closed or not self.cursor.resumable(code, reason):
+                return
+            deadline = time.monotonic() + self.reconnect_timeout
+
+    # Asynchronous form (the same steps, awaited).
+
+    async def _aopen(self, deadline: float | None) -> AsyncConnection:
+        delay = 0.05
+        while True:
+            try:
+                return await async_connect(self.cursor.url(), **self._options())
+            except (OSError, InvalidHandshake, TimeoutError) as error:
+                if self._give_up(error, deadline):
+                    raise handshake_refusal(error, f"subscribe to {self.path}") from error
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def __aiter__(self) -> AsyncIterator[Message]:
+        deadline: float | None = None
+        while not self._closed:
+            socket = await self._aopen(deadline)
+            self._socket = socket
+            if deadline is not None:
+                yield self.cursor.reconnected()
+            try:
+                while True:
+                    for message in self.cursor.handle(await socket.recv()):
+                        yield message
+            except ConnectionClosed as closed:
+                code = closed.rcvd.code if closed.rcvd else 1006
+                reason = closed.rcvd.reason if closed.rcvd else "connection lost"
+            finally:
+                await socket.close()
+            if self._closed or not self.cursor.resumable(code, reason):
+                return
+            deadline = time.monotonic() + self.reconnect_timeout
+
+    def close(self) -> None:
+        """Stop: the iteration ends at its next message (from any thread, sync form)."""
+        self._closed = True
+        socket = self._socket
+        if isinstance(socket, ClientConnection):
+            socket.close()

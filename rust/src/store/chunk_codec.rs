@@ -1,0 +1,128 @@
+//! `ChunkCodec`: a zarr v3 codec chain of `bytes` (endianness), optionally followed by `zstd`,
+//! as zarr-python writes by default; encodes and decodes one chunk.
+
+use serde_json::Value;
+
+use crate::error::{CoreError, CoreResult};
+
+/// Byte order of stored elements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endian {
+    /// Least significant byte first.
+    Little,
+    /// Most significant byte first.
+    Big,
+}
+
+/// `zstd` settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Zstd {
+    /// Compression level (0: zstd's default).
+    pub level: i32,
+    /// A content checksum in each frame.
+    pub checksum: bool,
+}
+
+/// How a chunk's bytes are stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkCodec {
+    /// Byte order of elements (chunks are handled in this order throughout the writer).
+    pub endian: Endian,
+    /// Compression, if any.
+    pub zstd: Option<Zstd>,
+}
+
+impl ChunkCodec {
+    /// Parses a codec list (`[bytes]` or `[bytes, zstd]`).
+    ///
+    /// # Errors
+    /// [`CoreError::StoreUnsupported`] for any other chain.
+    pub fn parse(codecs: &[Value], swap_unit: usize) -> CoreResult<Self> {
+        let unsupported = |what: String| CoreError::StoreUnsupported(what);
+        let Some((first, rest)) = codecs.split_first() else {
+            return Err(unsupported("an empty codec list".into()));
+        };
+        if first["name"] != "bytes" {
+            return Err(unsupported(format!("codec {}", first["name"])));
+        }
+        let endian = match first["configuration"]["endian"].as_str() {
+            Some("big") if swap_unit > 1 => Endian::Big,
+            Some("little") | None => Endian::Little,
+            Some(_) => Endian::Little,
+        };
+        let zstd = match rest {
+            [] => None,
+            [codec] if codec["name"] == "zstd" => {
+                let config = &codec["configuration"];
+                let level = config["level"].as_i64().and_then(|l| i32::try_from(l).ok()).unwrap_or(0);
+                Some(Zstd { level, checksum: config["checksum"].as_bool().unwrap_or(false) })
+            }
+            [codec] if codec["name"] == "crc32c" => return Err(unsupported("codec crc32c".into())),
+            other => {
+                let names: Vec<String> = other.iter().map(|c| c["name"].to_string()).collect();
+                return Err(unsupported(format!("codecs {}", names.join(", "))));
+            }
+        };
+        Ok(Self { endian, zstd })
+    }
+
+    /// Whether the chain compresses (its output size varies).
+    pub fn compressed(&self) -> bool {
+        self.zstd.is_some()
+    }
+
+    /// A chunk's stored bytes.
+    ///
+    /// # Errors
+    /// [`CoreError::Storage`] if compression fails.
+    pub fn encode(&self, raw: &[u8]) -> CoreResult<Vec<u8>> {
+        let Some(zstd) = self.zstd else { return Ok(raw.to_vec()) };
+        let mut compressor = zstd::bulk::Compressor::new(zstd.level).map_err(storage)?;
+        compressor.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(zstd.checksum)).map_err(storage)?;
+        compressor.compress(raw).map_err(storage)
+    }
+
+    /// A chunk's elements (`expected` bytes) from its stored bytes.
+    ///
+    /// # Errors
+    /// [`CoreError::Storage`] if the bytes do not decode to `expected` bytes.
+    pub fn decode(&self, stored: &[u8], expected: usize) -> CoreResult<Vec<u8>> {
+        let raw = match self.zstd {
+            None => stored.to_vec(),
+            Some(_) => zstd::bulk::decompress(stored, expected).map_err(storage)?,
+        };
+        if raw.len() != expected {
+            return Err(CoreError::Storage(format!("a stored chunk holds {} bytes, not {expected}", raw.len())));
+        }
+        Ok(raw)
+    }
+}
+
+fn storage(error: std::io::Error) -> CoreError {
+    CoreError::Storage(format!("zstd: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn round_trips() {
+        let chain = [
+            json!({"name": "bytes", "configuration": {"endian": "little"}}),
+            json!({"name": "zstd", "configuration": {"level": 0, "checksum": true}}),
+        ];
+        let codec = ChunkCodec::parse(&chain, 8).unwrap();
+        assert_eq!(codec.zstd, Some(Zstd { level: 0, checksum: true }));
+        let raw: Vec<u8> = (0..4096u32).flat_map(|i| (i % 7).to_le_bytes()).collect();
+        let stored = codec.encode(&raw).unwrap();
+        assert!(stored.len() < raw.len());
+        assert_eq!(codec.decode(&stored, raw.len()).unwrap(), raw);
+        assert!(codec.decode(&stored, raw.len() + 1).is_err());
+        let plain = ChunkCodec::parse(&chain[..1], 8).unwrap();
+        assert_eq!(plain.encode(&raw).unwrap(), raw);
+        let gzip = [chain[0].clone(), json!({"name": "gzip"})];
+        assert!(matches!(ChunkCodec::parse(&gzip, 8), Err(CoreError::StoreUnsupported(_))));
+    }
+}

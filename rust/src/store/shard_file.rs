@@ -1,0 +1,173 @@
+//! `ShardFile`: one shard of a `sharding_indexed` array whose index (no checksum) is at the
+//! start of the file. An inner chunk is written by appending its bytes at the end of the file,
+//! then rewriting its 16-byte index entry in place: one shard file holds many frames, and an
+//! append costs two small writes, not a rewrite of the shard.
+//!
+//! Crash safety: an entry is 16 bytes at a 16-byte aligned offset (never across a page), written
+//! by one `pwrite` after the bytes it points to, so a process killed at any moment leaves the
+//! old entry or the new one, each pointing at complete bytes. Bytes of replaced chunks (and of
+//! appends cut short) are dead space until the shard is compacted: rewritten whole beside the
+//! old one and renamed over it, once its dead bytes outweigh its live ones.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::files::{io_error, make_parent, replace};
+use crate::error::{CoreError, CoreResult};
+
+/// Both halves of an absent chunk's entry.
+const ABSENT: u64 = u64::MAX;
+/// Bytes of one index entry (offset, size).
+const ENTRY: u64 = 16;
+/// Dead bytes tolerated whatever the live size (no compaction of small shards).
+const DEAD_SLACK: u64 = 1 << 20;
+
+/// An open shard.
+pub struct ShardFile {
+    path: PathBuf,
+    file: File,
+    chunks: u64,
+}
+
+impl ShardFile {
+    /// Opens the shard at `path` of `chunks` inner chunks, creating it (empty) if missing.
+    ///
+    /// # Errors
+    /// [`CoreError::Storage`]/[`CoreError::StorageFull`] on I/O errors, or an existing file too
+    /// short for its index.
+    pub fn open(path: &Path, chunks: u64) -> CoreResult<Self> {
+        let open = || OpenOptions::new().read(true).write(true).open(path);
+        let file = match open() {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                make_parent(path)?;
+                replace(path, &vec![0xff; (chunks * ENTRY) as usize])?;
+                open().map_err(|e| io_error(&format!("opening {}", path.display()), &e))?
+            }
+            Err(e) => return Err(io_error(&format!("opening {}", path.display()), &e)),
+        };
+        let shard = Self { path: path.to_owned(), file, chunks };
+        if shard.len()? < chunks * ENTRY {
+            return Err(CoreError::Storage(format!("{} is shorter than its index", path.display())));
+        }
+        Ok(shard)
+    }
+
+    fn len(&self) -> CoreResult<u64> {
+        let meta = self.file.metadata().map_err(|e| io_error(&format!("reading {}", self.path.display()), &e))?;
+        Ok(meta.len())
+    }
+
+    fn entry(&self, i: u64) -> CoreResult<Option<(u64, u64)>> {
+        let mut raw = [0u8; ENTRY as usize];
+        self.file
+            .read_exact_at(&mut raw, i * ENTRY)
+            .map_err(|e| io_error(&format!("reading {}", self.path.display()), &e))?;
+        let (offset, size) = raw.split_at(8);
+        let offset = u64::from_le_bytes(offset.try_into().unwrap_or_default());
+        let size = u64::from_le_bytes(size.try_into().unwrap_or_default());
+        Ok((offset != ABSENT || size != ABSENT).then_some((offset, size)))
+    }
+
+    /// The stored bytes of inner chunk `i` (`None`: never written, it reads as the fill value).
+    ///
+    /// # Errors
+    /// On I/O errors.
+    pub fn read(&self, i: u64) -> CoreResult<Option<Vec<u8>>> {
+        let Some((offset, size)) = self.entry(i)? else { return Ok(None) };
+        let mut bytes = vec![0u8; size as usize];
+        self.file
+            .read_exact_at(&mut bytes, offset)
+            .map_err(|e| io_error(&format!("reading {}", self.path.display()), &e))?;
+        Ok(Some(bytes))
+    }
+
+    /// Stores `bytes` as inner chunk `i`. On failure (e.g. a full disk) the shard reads as
+    /// before: the bytes appended so far are cut off again and the entry is untouched.
+    ///
+    /// # Errors
+    /// [`CoreError::StorageFull`] when the disk is full, [`CoreError::Storage`] otherwise.
+    pub fn write(&mut self, i: u64, bytes: &[u8]) -> CoreResult<()> {
+        let replaced = self.entry(i)?.is_some();
+        let end = self.len()?;
+        let what = || format!("writing {}", self.path.display());
+        if let Err(e) = self.file.write_all_at(bytes, end) {
+            let _ = self.file.set_len(end);
+            return Err(io_error(&what(), &e));
+        }
+        let mut raw = [0u8; ENTRY as usize];
+        raw[..8].copy_from_slice(&end.to_le_bytes());
+        raw[8..].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
+        if let Err(e) = self.file.write_all_at(&raw, i * ENTRY) {
+            let _ = self.file.set_len(end);
+            return Err(io_error(&what(), &e));
+        }
+        if replaced {
+            self.compact_if_wasteful()?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites the shard without its dead bytes if they outweigh the live ones.
+    fn compact_if_wasteful(&mut self) -> CoreResult<()> {
+        let mut entries = Vec::with_capacity(self.chunks as usize);
+        for i in 0..self.chunks {
+            entries.push(self.entry(i)?);
+        }
+        let live: u64 = entries.iter().flatten().map(|(_, size)| size).sum();
+        let dead = self.len()?.saturating_sub(self.chunks * ENTRY + live);
+        if dead <= live.max(DEAD_SLACK) {
+            return Ok(());
+        }
+        let mut index = Vec::with_capacity((self.chunks * ENTRY) as usize);
+        let mut body = Vec::with_capacity(live as usize);
+        for entry in &entries {
+            let (offset, size) = match entry {
+                Some((offset, size)) => {
+                    let mut bytes = vec![0u8; *size as usize];
+                    self.file.read_exact_at(&mut bytes, *offset).map_err(|e| io_error("compacting a shard", &e))?;
+                    let at = self.chunks * ENTRY + body.len() as u64;
+                    body.extend_from_slice(&bytes);
+                    (at, *size)
+                }
+                None => (ABSENT, ABSENT),
+            };
+            index.extend_from_slice(&offset.to_le_bytes());
+            index.extend_from_slice(&size.to_le_bytes());
+        }
+        index.extend_from_slice(&body);
+        replace(&self.path, &index)?;
+        *self = Self::open(&self.path, self.chunks)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appends_replaces_and_compacts() {
+        let dir = std::env::temp_dir().join(format!("ferrotile-shard-{}", std::process::id()));
+        let path = dir.join("c/0/0");
+        let mut shard = ShardFile::open(&path, 4).unwrap();
+        assert_eq!(shard.read(2).unwrap(), None);
+        shard.write(2, b"hello").unwrap();
+        shard.write(0, b"abc").unwrap();
+        let shard = ShardFile::open(&path, 4).unwrap();
+        assert_eq!(shard.read(2).unwrap().as_deref(), Some(&b"hello"[..]));
+        assert_eq!(shard.read(0).unwrap().as_deref(), Some(&b"abc"[..]));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 64 + 8);
+        // Replacing a chunk again and again: the file stays bounded.
+        let mut shard = shard;
+        let big = vec![7u8; 600 << 10];
+        for _ in 0..10 {
+            shard.write(1, &big).unwrap();
+        }
+        assert!(std::fs::metadata(&path).unwrap().len() < 3 * (600 << 10));
+        assert_eq!(shard.read(1).unwrap().unwrap(), big);
+        assert_eq!(shard.read(2).unwrap().as_deref(), Some(&b"hello"[..]));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

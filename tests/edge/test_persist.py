@@ -1,0 +1,169 @@
+"""Persisted writes stored by the edge's zarr writer (``rust/src/store/``): what the stock
+client writes (PUT full/block, PATCH with and without ``extend``) reads back equal through
+ferrotile, the stock client and zarr-python opening the directory itself, and the shape seen
+after each acknowledged write covers it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import zarr
+from tiled.client import from_uri
+
+from ferrotile.state import path_from_file_uri
+from tests.api.conftest import array_body
+from tests.conftest import RunningServer
+
+AUTH = {"Authorization": "Apikey secret"}
+OCTET = {"Content-Type": "application/octet-stream"}
+
+
+def http(server: RunningServer) -> httpx.Client:
+    return httpx.Client(base_url=f"{server.url}/api/v1", headers=AUTH, timeout=15)
+
+
+def directory(server: RunningServer, key: str) -> Path:
+    """The node's zarr directory, as the catalog names it."""
+    with http(server) as client:
+        meta = client.get(f"/metadata/{key}", params={"include_data_sources": "true"}).json()
+    source = meta["data"]["attributes"]["data_sources"][0]
+    return path_from_file_uri(source["assets"][0]["data_uri"])
+
+
+def shape_of(server: RunningServer, key: str) -> list[int]:
+    with http(server) as client:
+        meta = client.get(f"/metadata/{key}").json()
+    return list(meta["data"]["attributes"]["structure"]["shape"])
+
+
+def test_patch_extend_frame_by_frame_with_the_stock_client(
+    edge_server: RunningServer, key: str
+) -> None:
+    client = from_uri(edge_server.url, api_key=edge_server.api_key)
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 60_000, (4, 3), dtype="<u2") for _ in range(12)]
+    x = client.write_array(frames[0][np.newaxis], key=key)
+    for i, frame in enumerate(frames[1:], start=1):
+        x.patch(frame[np.newaxis], offset=(i,), extend=True)
+        assert shape_of(edge_server, key) == [i + 1, 4, 3]  # covers the acknowledged append
+    expected = np.stack(frames)
+    np.testing.assert_array_equal(client[key].read(), expected)
+    on_disk = zarr.open_array(store=str(directory(edge_server, key)), mode="r")
+    assert on_disk.shape == (12, 4, 3)
+    np.testing.assert_array_equal(on_disk[:], expected)
+    # zarr.json records the structure ferrotile reads back (chunks regrown per frame).
+    assert on_disk.attrs["ferrotile"]["structure"]["shape"] == [12, 4, 3]
+
+
+def test_put_full_block_and_patch_in_place(edge_server: RunningServer, key: str) -> None:
+    client = from_uri(edge_server.url, api_key=edge_server.api_key)
+    base = np.arange(48, dtype="<f8").reshape(6, 8)
+    with http(edge_server) as raw:
+        body = array_body(key, base, [[2, 2, 2], [4, 4]])
+        assert raw.post("/metadata/", json=body).status_code == 200
+    x = client[key]
+    x.write(base)
+    x.write_block(np.full((2, 4), -1.0), block=(1, 1))
+    x.patch(np.full((1, 3), 7.5), offset=(5, 2))
+    expected = base.copy()
+    expected[2:4, 4:8] = -1.0
+    expected[5, 2:5] = 7.5
+    np.testing.assert_array_equal(client[key].read(), expected)
+    on_disk = zarr.open_array(store=str(directory(edge_server, key)), mode="r")
+    np.testing.assert_array_equal(on_disk[:], expected)
+    # A PATCH that does not fit, without extend: Tiled's 409, nothing stored.
+    with http(edge_server) as raw:
+        response = raw.patch(
+            f"/array/full/{key}",
+            params={"offset": "6", "shape": "1,8"},
+            content=np.zeros(8).tobytes(),
+            headers=OCTET,
+        )
+    assert response.status_code == 409
+    assert response.json()["detail"].startswith(
+        "Slice [6:7, 0:8] does not fit within current array shape (6, 8)."
+    )
+    np.testing.assert_array_equal(on_disk[:], expected)
+
+
+@pytest.mark.parametrize("dtype", [">i4", "<c16", "|S5", "<U3", "|b1", "<M8[ns]"])
+def test_other_dtypes_extend_and_read_back(
+    edge_server: RunningServer, key: str, dtype: str
+) -> None:
+    if dtype in ("|S5", "<U3"):
+        values = np.array([["ab", "cde"], ["f", ""]], dtype=dtype)
+    elif dtype == "<M8[ns]":
+        values = np.array([[1, 2], [3, -4]], dtype="<i8").view(dtype)
+    else:
+        values = (np.arange(4).reshape(2, 2) % 2 == 1).astype(dtype)
+        values = (np.arange(4).reshape(2, 2) + 1).astype(dtype) if dtype != "|b1" else values
+    with http(edge_server) as client:
+        body = array_body(key, values[:1], [[1], [2]])
+        assert client.post("/metadata/", json=body).status_code == 200
+        for i in range(2):
+            response = client.patch(
+                f"/array/full/{key}",
+                params={"offset": str(i), "shape": "1,2", "extend": "true"},
+                content=values[i : i + 1].tobytes(),
+                headers=OCTET,
+            )
+            assert response.status_code == 200, response.text
+            assert response.json()["shape"] == [max(i + 1, 1), 2]
+        got = client.get(f"/array/full/{key}")
+    assert got.status_code == 200
+    np.testing.assert_array_equal(np.frombuffer(got.content, dtype=dtype).reshape(2, 2), values)
+
+
+def test_pushed_frames_go_to_a_few_shard_files(edge_server: RunningServer, key: str) -> None:
+    from tests.edge.test_push import acks_until, pusher
+
+    client = from_uri(edge_server.url, api_key=edge_server.api_key)
+    rng = np.random.default_rng(2)
+    frames = rng.integers(0, 60_000, (3000, 16, 32), dtype="<u2")  # 1 KiB frames
+    client.write_array(frames[:1], key=key)
+    with pusher(edge_server, key) as push:
+        for frame in frames[1:1000]:
+            push.send(frame.tobytes())
+        acks_until(push, 999)
+        assert shape_of(edge_server, key)[0] == 1000  # covers every acknowledged frame
+        for frame in frames[1000:]:
+            push.send(frame.tobytes())
+        acks = acks_until(push, 2999)
+    assert acks[-1]["frames"] == 2999
+    assert shape_of(edge_server, key) == [3000, 16, 32]
+    np.testing.assert_array_equal(client[key].read(), frames)
+    root = directory(edge_server, key)
+    np.testing.assert_array_equal(zarr.open_array(store=str(root), mode="r")[:], frames)
+    files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    assert files == ["c/0/0/0", "zarr.json"]  # 4,096 frames per shard
+
+
+def test_a_node_chooses_plain_chunks(edge_server: RunningServer, key: str) -> None:
+    from tiled.structures.array import ArrayStructure
+    from tiled.structures.data_source import DataSource
+
+    client = from_uri(edge_server.url, api_key=edge_server.api_key)
+    structure = ArrayStructure.from_array(np.zeros((1, 8), dtype="<i4"))
+    source = DataSource(
+        structure_family="array",
+        structure=structure,
+        mimetype="application/x-zarr",
+        parameters={"chunks_per_shard": 1},
+    )
+    x = client.new("array", [source], key=key)
+    for i in range(1, 4):
+        x.patch(np.full((1, 8), i, dtype="<i4"), offset=(i,), extend=True)
+    expected = np.repeat(np.arange(4, dtype="<i4"), 8).reshape(4, 8)
+    np.testing.assert_array_equal(client[key].read(), expected)
+    root = directory(edge_server, key)
+    files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    assert files == ["c/1/0", "c/2/0", "c/3/0", "zarr.json"]  # row 0 was never written
+    with http(edge_server) as raw:
+        body = array_body(f"{key}-bad", np.zeros((1, 8), dtype="<i4"))
+        body["data_sources"][0]["parameters"] = {"chunks_per_shard": 0}
+        response = raw.post("/metadata/", json=body)
+    assert response.status_code == 422
+    assert "chunks_per_shard" in response.json()["detail"]

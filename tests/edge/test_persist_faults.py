@@ -1,0 +1,172 @@
+"""Persisted appends under faults: the server killed (SIGKILL) while a writer pushes frames,
+and a disk that fills up. After either, the array opens in ferrotile and zarr-python, its shape
+covers every acknowledged append and never points past stored data, and every frame equals what
+was sent."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import zarr
+from websockets.exceptions import ConnectionClosed
+
+from ferrotile.state import path_from_file_uri
+from tests.api.conftest import array_body
+from tests.conftest import RunningServer, start_server, stop_server
+from tests.edge.test_push import pusher
+
+AUTH = {"Authorization": "Apikey secret"}
+OCTET = {"Content-Type": "application/octet-stream"}
+LAYOUTS = {"sharded": None, "plain": 1}
+
+
+def frame(i: int, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    """Frame ``i`` of a run: random, but the same for the same ``i``."""
+    return np.random.default_rng(i).integers(0, 2**15, shape).astype(dtype)
+
+
+def http(server: RunningServer) -> httpx.Client:
+    return httpx.Client(base_url=f"{server.url}/api/v1", headers=AUTH, timeout=30)
+
+
+def create(server: RunningServer, key: str, first: np.ndarray, per_shard: int | None) -> None:
+    body = array_body(key, first)
+    if per_shard is not None:
+        body["data_sources"][0]["parameters"] = {"chunks_per_shard": per_shard}
+    with http(server) as client:
+        assert client.post("/metadata/", json=body).status_code == 200
+        put = client.put(f"/array/full/{key}", content=first.tobytes(), headers=OCTET)
+        assert put.status_code == 200, put.text
+
+
+def stored(server: RunningServer, key: str, dtype: str) -> tuple[np.ndarray, Path]:
+    """The array as ferrotile serves it, and its zarr directory."""
+    with http(server) as client:
+        meta = client.get(f"/metadata/{key}", params={"include_data_sources": "true"}).json()
+        attributes = meta["data"]["attributes"]
+        shape = tuple(attributes["structure"]["shape"])
+        data = client.get(f"/array/full/{key}")
+        assert data.status_code == 200, data.text
+    root = path_from_file_uri(attributes["data_sources"][0]["assets"][0]["data_uri"])
+    return np.frombuffer(data.content, dtype=dtype).reshape(shape), root
+
+
+def check_frames(array: np.ndarray, root: Path, shape: tuple[int, ...], dtype: str) -> None:
+    for i in range(array.shape[0]):
+        np.testing.assert_array_equal(array[i], frame(i, shape, dtype), err_msg=f"frame {i}")
+    on_disk = zarr.open_array(store=str(root), mode="r")
+    assert on_disk.shape == array.shape
+    np.testing.assert_array_equal(on_disk[:], array)
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_killed_while_appending(tmp_path: Path, key: str, layout: str) -> None:
+    shape, dtype = (32, 64), "<u2"  # 4 KiB frames
+    catalog = str(tmp_path / "catalog.db")
+    server = start_server(tmp_path, catalog=catalog)
+    try:
+        create(server, key, frame(0, shape, dtype)[np.newaxis], LAYOUTS[layout])
+        acked = 0
+        enough = threading.Event()
+
+        def write() -> None:
+            nonlocal acked
+            try:
+                with pusher(server, key) as push:
+                    for i in range(1, 100_000):
+                        push.send(frame(i, shape, dtype).tobytes())
+                        # Read the acknowledgements that are there; wait when far behind.
+                        while True:
+                            behind = i - acked > 100
+                            try:
+                                message = json.loads(push.recv(timeout=5 if behind else 0))
+                            except TimeoutError:
+                                break
+                            acked = message["frames"]
+                            if acked >= 300:
+                                enough.set()
+            except (ConnectionClosed, OSError):
+                pass
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        assert enough.wait(timeout=120), "the writer got no acknowledgements"
+        server.process.kill()  # SIGKILL, mid-stream
+        server.process.wait(timeout=10)
+        writer.join(timeout=30)
+        seen = acked
+    finally:
+        stop_server(server)
+    server = start_server(tmp_path, catalog=catalog)
+    try:
+        array, root = stored(server, key, dtype)
+        assert array.shape[0] >= 1 + seen, (array.shape, seen)  # every acknowledged append
+        check_frames(array, root, shape, dtype)  # and nothing past stored data
+        # The array takes appends again.
+        with pusher(server, key) as push:
+            n = array.shape[0]
+            push.send(frame(n, shape, dtype).tobytes())
+            assert json.loads(push.recv(timeout=15))["frames"] == 1
+        array, root = stored(server, key, dtype)
+        assert array.shape[0] == n + 1
+        check_frames(array, root, shape, dtype)
+    finally:
+        stop_server(server)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 3 MiB tmpfs mounted at ``tmp_path/data`` (the server's data directory)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(data)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield data
+    finally:
+        subprocess.run(["umount", "-l", str(data)], check=False)
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_full_disk_is_507_and_leaves_the_array(
+    tmp_path: Path, small_disk: Path, key: str, layout: str
+) -> None:
+    shape, dtype = (256, 256), "<u4"  # 256 KiB frames, random: zstd cannot shrink them much
+    server = start_server(tmp_path, catalog=str(tmp_path / "catalog.db"))
+    try:
+        create(server, key, frame(0, shape, dtype)[np.newaxis], LAYOUTS[layout])
+        with http(server) as client:
+            for i in range(1, 100):
+                response = client.patch(
+                    f"/array/full/{key}",
+                    params={"offset": str(i), "shape": f"1,{shape[0]},{shape[1]}", "extend": "1"},
+                    content=frame(i, shape, dtype).tobytes(),
+                    headers=OCTET,
+                )
+                if response.status_code != 200:
+                    break
+        assert response.status_code == 507, response.text
+        assert response.json()["detail"].startswith("Insufficient storage")
+        array, root = stored(server, key, dtype)
+        assert array.shape == (i, *shape)  # the failed write did not grow it
+        check_frames(array, root, shape, dtype)
+        # Over the push WebSocket: an error naming 507, nothing stored.
+        with pusher(server, key) as push:
+            push.send(frame(i, shape, dtype).tobytes())
+            error = json.loads(push.recv(timeout=15))
+        assert error["status"] == 507 and error["frame"] == 1, error
+        array, root = stored(server, key, dtype)
+        assert array.shape == (i, *shape)
+        check_frames(array, root, shape, dtype)
+    finally:
+        stop_server(server)
