@@ -21,6 +21,13 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSer
     stop_server(running)
 
 
+@pytest.fixture(scope="session")
+def public_live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    running = start_server(tmp_path_factory.mktemp("live-public"), "--public")
+    yield running
+    stop_server(running)
+
+
 @pytest.fixture
 def http(live_server: RunningServer) -> Iterator[httpx.Client]:
     headers = {"Authorization": f"Apikey {live_server.api_key}"}

@@ -319,6 +319,23 @@ def test_wrong_key_shows_an_error_and_keys_stay_out_of_urls(
     assert urls and not [u for u in urls if "not-the-key" in u or live_server.api_key in u]
 
 
+def test_public_server_needs_no_key(page: Any, public_live_server: RunningServer, key: str) -> None:
+    """Anonymous reads: no form, the listing and a stream (auth message without a key)."""
+    headers = {"Authorization": f"Apikey {public_live_server.api_key}"}
+    with httpx.Client(base_url=f"{public_live_server.url}/api/v1", headers=headers) as writer:
+        container(writer, key)
+        assert writer.post(f"/metadata/{key}", json=array_body("g", GRADIENT)).status_code == 200
+        put(writer, f"{key}/g", GRADIENT)
+        page.goto(f"{public_live_server.url}/live/{key}")
+        expect(page.locator('tr[data-key="g"]')).to_be_visible(timeout=WAIT_MS)
+        page.locator('tr[data-key="g"] a').click()
+        expect(page.locator("#frame")).to_have_text("1", timeout=WAIT_MS)
+        fixed_contrast(page, 0, 255)
+        put(writer, f"{key}/g", 255 - GRADIENT)
+        assert_shows(page, 2, 255 - GRADIENT)
+    assert page.locator("#login").is_hidden()
+
+
 def test_listing_shows_a_new_node_within_a_second(
     page: Any, live_server: RunningServer, http: httpx.Client, key: str
 ) -> None:
