@@ -50,8 +50,8 @@ lint: build ## ruff, mypy (and stubtest of the native module), rustfmt, clippy
 rust-test: ## cargo test (the engine, no Python needed)
 	cargo test --quiet
 
-# Tests start their own PostgreSQL, Redis and HAProxy from Debian's binaries (never the machine's
-# running ones).
+# Tests start their own PostgreSQL, Redis, HAProxy and Chromium from Debian's binaries (never the
+# machine's running ones).
 system-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 		echo "installing PostgreSQL binaries (apt-get)"; \
@@ -62,6 +62,9 @@ system-deps:
 	@test -x /usr/sbin/haproxy || { \
 		echo "installing haproxy (apt-get; tests/integration/test_haproxy.py)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }
+	@test -x /usr/bin/chromium || { \
+		echo "installing chromium (apt-get; tests/live drive it with Playwright)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 pytest: build system-deps ## pytest: unit, native-core and compatibility tests against real servers
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -115,7 +115,13 @@ def test_tiled_api_families(installed: Installed) -> None:
     with httpx.Client(base_url=installed.url, headers=AUTH, timeout=10) as http:
         metrics = http.get("/api/v1/metrics")
         assert metrics.status_code == 200 and "ferrotile_" in metrics.text
-        for page, marker in (("/", "/openapi.json"), ("/docs", "/api/v1/metadata/{path}")):
+        pages = (
+            ("/", "/openapi.json"),
+            ("/docs", "/api/v1/metadata/{path}"),
+            ("/live/", "/live/static/live.js"),  # the live view's files are in the wheel
+            ("/live/static/viewer.js", "stream/multi"),
+        )
+        for page, marker in pages:
             response = http.get(page)
             assert response.status_code == 200 and marker in response.text
         assert http.get("/openapi.json").json()["openapi"] == "3.1.0"

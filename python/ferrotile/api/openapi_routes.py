@@ -460,8 +460,32 @@ def _server_routes() -> list[Endpoint]:
     ]  # fmt: skip
 
 
+def _live_routes() -> list[Endpoint]:
+    live = "Live view"
+    page = "The live view's page (the script reads the node; no key needed to load it)"
+    asset = Param("name", "path", STRING, "A file of the page (live.js, ...)", required=True)
+    return [
+        Endpoint("GET", "/live/", live, "A container's streaming nodes and their rates", page,
+                 reply=HTML_PAGE, access="none"),
+        Endpoint("GET", "/live/{path}", live, "One node as it streams (or a container's list)",
+                 page, params=(PATH,), reply=HTML_PAGE, access="none"),
+        Endpoint("GET", "/live/static/{name}", live, "The page's scripts and style",
+                 params=(asset,), reply=Reply("The file", ("text/javascript", "text/css"),
+                                              STRING), access="none"),
+        Endpoint("GET", "/live/api/streams", live,
+                 "A node and its newest 100 children with their current sequence numbers",
+                 "What the listing polls: rates are sequence differences between two answers; "
+                 "`time` and `utc_offset` give the server's clock (message timestamps are "
+                 "naive local time).",
+                 params=(query("path", STRING, "The node (default: the root)"),),
+                 reply=Reply("The node and its children", schema=ref("LiveStreams")),
+                 errors=(404, 422)),
+    ]  # fmt: skip
+
+
 ENDPOINTS: tuple[Endpoint, ...] = (
     *_server_routes(),
+    *_live_routes(),
     *_node_routes(),
     *_array_routes(),
     *_table_routes(),

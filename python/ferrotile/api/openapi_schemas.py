@@ -40,6 +40,21 @@ _LINKS: Schema = {
     "additionalProperties": STRING,
 }
 
+_LIVE_NODE: Schema = {
+    "type": "object",
+    "properties": {
+        "key": STRING,
+        "path": STRINGS,
+        "structure_family": STRING,
+        "sequence": nullable({"type": "integer", "description": "The stream's last sequence"}),
+        "shape": {"type": "array", "items": {"type": "integer"}},
+        "chunks": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}},
+        "dtype": {"type": "string", "description": "NumPy's spelling, e.g. <u2"},
+        "columns": ANY,
+    },
+    "required": ["key", "path", "structure_family", "sequence"],
+}
+
 SCHEMAS: dict[str, Schema] = {
     "Error": {
         "type": "object",
@@ -233,5 +248,17 @@ SCHEMAS: dict[str, Schema] = {
             "errors": {"type": "array", "items": OBJECT},
             "extensions": OBJECT,
         },
+    },
+    "LiveStreams": {
+        "type": "object",
+        "description": "A node and its newest children, with the server's clock",
+        "properties": {
+            "time": {"type": "number", "description": "Seconds since the epoch"},
+            "utc_offset": {"type": "integer", "description": "Of the server's local time (s)"},
+            "node": _LIVE_NODE,
+            "children": {"type": "array", "items": _LIVE_NODE},
+            "count": {"type": "integer", "description": "Children in all"},
+        },
+        "required": ["time", "utc_offset", "node", "children", "count"],
     },
 }

@@ -63,7 +63,10 @@ $ python
 <li><a href="{base}/docs">{base}/docs</a>: every route, its parameters and answers</li>
 <li><a href="{base}/openapi.json">{base}/openapi.json</a>: the same as OpenAPI 3.1</li>
 <li><a href="{base}/graphql">{base}/graphql</a>: GraphQL playground (Redis Streamer's schema)</li>
-</ul></body></html>
+</ul>
+<h2>Watch streams</h2>
+<p><a href="{base}/live/">{base}/live/</a>: the live view: every node's stream rate, images and
+plots as data arrives.</p></body></html>
 """
 
 
