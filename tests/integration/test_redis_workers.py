@@ -123,3 +123,32 @@ def test_delete_through_one_worker_is_seen_by_every_worker(
     assert response.status_code == 200, response.text
     for _ in range(6):
         assert http.get(f"/metadata/{key}").status_code == 404
+
+
+def test_replay_from_zero_of_an_empty_stream_reports_no_gap(
+    redis_workers: RunningServer, http: httpx.Client, key: str
+) -> None:
+    """``start=0`` with ``notify_gaps`` before anything was written: sequence 0 does not exist,
+    so nothing was lost (a gap notice 0..0 'evicted' was sent before)."""
+    create(http, key, np.zeros(4, dtype="<i8"))
+    conns = [
+        connect(
+            f"{redis_workers.ws_url}/api/v1/stream/single/{key}"
+            "?envelope_format=msgpack&start=0&notify_gaps=true",
+            additional_headers=AUTH,
+            open_timeout=5,
+            close_timeout=2,
+        )
+        for _ in range(4)
+    ]
+    try:
+        for conn in conns:
+            assert msgpack.unpackb(conn.recv(timeout=5))["type"] == "array-schema"
+        body = np.full(4, 7, dtype="<i8").tobytes()
+        assert http.put(f"/array/full/{key}", content=body, headers=OCTET).status_code == 200
+        for conn in conns:
+            first = msgpack.unpackb(conn.recv(timeout=10))
+            assert (first["type"], first.get("sequence")) == ("array-data", 1), first
+    finally:
+        for conn in conns:
+            conn.close()

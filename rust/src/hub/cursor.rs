@@ -147,9 +147,13 @@ impl Cursor {
 
     /// Sequences `next..to` will never be delivered: counted, and noticed if asked.
     fn skip_to(&mut self, to: u64, reason: GapReason, frames: &mut Vec<Arc<Message>>) {
-        self.missed += to - self.next;
-        if self.policy.notify_gaps {
-            frames.push(Notice::Gap { from: self.next, to: to - 1, reason }.message());
+        // Sequences start at 1: a cursor at 0 (`start=0`, "from the oldest") lost nothing below.
+        let from = self.next.max(1);
+        if to > from {
+            self.missed += to - from;
+            if self.policy.notify_gaps {
+                frames.push(Notice::Gap { from, to: to - 1, reason }.message());
+            }
         }
         self.next = to;
     }
