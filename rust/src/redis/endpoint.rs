@@ -1,6 +1,8 @@
 //! `Endpoint`: where the Redis master is. A `redis://` / `rediss://` URL names it once; a
 //! `redis+sentinel://` URL names Sentinels that are asked for the current master at every
-//! (re)connect, so that the backend follows a failover.
+//! (re)connect, and every second by the reader ([`Endpoint::moved`]): a failover that leaves
+//! the old master running (`SENTINEL FAILOVER`, a partition) is followed within a second, not
+//! only when the old master drops its clients.
 //!
 //! `redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/MASTER[/DB]`: the hosts are
 //! Sentinels (port 26379 by default), `MASTER` the name they monitor; the credentials and the
@@ -8,7 +10,7 @@
 
 use percent_encoding::percent_decode_str;
 use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
-use redis::{Client, RedisConnectionInfo, RedisResult};
+use redis::{Client, ConnectionAddr, RedisConnectionInfo, RedisResult};
 use tokio::sync::Mutex;
 
 use crate::error::{CoreError, CoreResult};
@@ -28,6 +30,8 @@ pub(crate) enum Endpoint {
         master: String,
         /// The master's credentials and database.
         info: RedisConnectionInfo,
+        /// The address of the master last connected to.
+        current: parking_lot::Mutex<Option<ConnectionAddr>>,
     },
 }
 
@@ -71,7 +75,12 @@ impl Endpoint {
             }
         }
         let sentinels = Sentinel::build(sentinels).map_err(|e| invalid(&e.to_string()))?;
-        Ok(Self::Sentinel { sentinels: Mutex::new(sentinels), master: decode(master), info })
+        Ok(Self::Sentinel {
+            sentinels: Mutex::new(sentinels),
+            master: decode(master),
+            info,
+            current: parking_lot::Mutex::new(None),
+        })
     }
 
     /// A client of the current master (for Sentinels: the one they name now, checked to be a
@@ -79,12 +88,29 @@ impl Endpoint {
     pub(crate) async fn master(&self) -> RedisResult<Client> {
         match self {
             Self::Fixed(client) => Ok(client.clone()),
-            Self::Sentinel { sentinels, master, info } => {
-                let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(info.clone());
-                sentinels.lock().await.async_master_for(master, Some(&node)).await
+            Self::Sentinel { sentinels, master, info, current } => {
+                let client = ask(sentinels, master, info).await?;
+                *current.lock() = Some(client.get_connection_info().addr().clone());
+                Ok(client)
             }
         }
     }
+
+    /// Whether the Sentinels now name another master than the one last connected to (never for
+    /// a fixed address, nor when no Sentinel answers: a lost connection is noticed anyway).
+    pub(crate) async fn moved(&self) -> bool {
+        let Self::Sentinel { sentinels, master, info, current } = self else { return false };
+        match ask(sentinels, master, info).await {
+            Ok(client) => current.lock().as_ref() != Some(client.get_connection_info().addr()),
+            Err(_) => false,
+        }
+    }
+}
+
+/// A client of the master the first answering Sentinel names, checked to be a master.
+async fn ask(sentinels: &Mutex<Sentinel>, master: &str, info: &RedisConnectionInfo) -> RedisResult<Client> {
+    let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(info.clone());
+    sentinels.lock().await.async_master_for(master, Some(&node)).await
 }
 
 /// `host[:port]` or `[v6]:port` as a `redis://` URL of a Sentinel.

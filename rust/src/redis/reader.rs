@@ -16,7 +16,8 @@ use crate::hub::ring::External;
 use crate::hub::topic::Topic;
 use crate::hub::{Close, EntryId, Message, RetentionOverride};
 
-/// How often the epoch (and so the connection) is checked while idle.
+/// How often the epoch (and so the connection, and with Sentinels where the master is) is
+/// checked.
 const EPOCH_CHECK: Duration = Duration::from_secs(1);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
@@ -90,7 +91,7 @@ async fn follow(shared: &Shared, pubsub: PubSub) -> bool {
                     return false;
                 }
                 let Ok(mut conn) = shared.conn() else { return true };
-                if check_epoch(shared, &mut conn).await.is_err() {
+                if check_epoch(shared, &mut conn).await.is_err() || shared.endpoint.moved().await {
                     return true;
                 }
             }
