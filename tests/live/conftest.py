@@ -14,14 +14,14 @@ from tests.conftest import RunningServer, start_server, stop_server
 CHROMIUM = "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     running = start_server(tmp_path_factory.mktemp("live"))
     yield running
     stop_server(running)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def public_live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     running = start_server(tmp_path_factory.mktemp("live-public"), "--public")
     yield running
@@ -35,7 +35,9 @@ def http(live_server: RunningServer) -> Iterator[httpx.Client]:
         yield c
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API runs an event loop in the main thread
+# until it stops, and later tests' asyncio.run() would refuse to start under it.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
