@@ -242,7 +242,9 @@ def image_stream(target: Target, gen: Loadgen, key: str, view: str, subscribers:
     return {"sent": sent, "writer_rate": float(written["req_per_s"] or 0),
             "received": received, "lost": sent * subscribers - received,
             "gaps": int(delivered["gap_events"]), "dups": int(delivered["duplicates"]),
-            "server_cpu_s": cpu, "metrics": metrics}  # fmt: skip
+            "server_cpu_s": cpu, "metrics": metrics,
+            "ended_early": int(delivered.get("ended_early") or 0),
+            "problem": delivered.get("first_problem")}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------ rows
@@ -282,6 +284,8 @@ def image_rows(target: Target, gen: Loadgen, scenario: str, view: str, rate: flo
             detail += (f", {m.get('bytes_before_compression_total', 0) / computed / 1024:.0f} KiB"
                        f" -> {m['bytes_after_compression_total'] / computed / 1024:.0f} KiB"
                        " per frame")  # fmt: skip
+        if r["ended_early"]:
+            detail += f"; {r['ended_early']} subscribers ended early: {r['problem']}"
         if subscribers > 1 and per_frame[1] and per_frame[subscribers]:
             detail += f"; CPU/frame {per_frame[subscribers] / per_frame[1]:.2f}x of 1 subscriber"
         row = protocol.row(
