@@ -306,6 +306,8 @@ def main() -> None:
     protocol.add_arguments(parser)
     parser.add_argument("--seconds", type=float, help="seconds per case (default full 15, quick 4)")
     parser.add_argument("--frame-rate", type=float, default=100.0, help="M2/M3 frames per second")
+    parser.add_argument("--view", default="bin=4",
+                        help="M2's view query (M3 adds &compression=zstd)")  # fmt: skip
     parser.add_argument("--only", default="", help="scenario codes among M1,M2,M3")
     parser.add_argument("--no-build", action="store_true", help="use the Rust binaries as built")
     args = parser.parse_args()
@@ -319,9 +321,9 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     cases = {
         "M1": lambda: m1_rows(target, gen, seconds),
-        "M2": lambda: image_rows(target, gen, "M2", "bin=4", args.frame_rate, seconds),
-        "M3": lambda: image_rows(target, gen, "M3", "bin=4&compression=zstd", args.frame_rate,
-                                 seconds),
+        "M2": lambda: image_rows(target, gen, "M2", args.view, args.frame_rate, seconds),
+        "M3": lambda: image_rows(target, gen, "M3", f"{args.view}&compression=zstd",
+                                 args.frame_rate, seconds),
     }  # fmt: skip
     try:
         target.start()
