@@ -4,6 +4,7 @@ per frame for every subscriber.
 Usage (from the repository root, after ``make build``; the load generator is built here)::
 
     .venv/bin/python bench/multi_bench.py [--quick] [--json OUT] [--seconds S] [--frame-rate HZ]
+        [--view 'bin=4'] [--only M1,M2,M3] [--no-build]
 
 One ferrotile (``serve catalog --temp --api-key secret``, in-memory cache) on a free loopback
 port; server CPU = utime+stime of its process tree from /proc, from just before the writers
