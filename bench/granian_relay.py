@@ -1,9 +1,10 @@
 """The bare Granian ASGI relay: a bench reference target (the floor of Python per frame).
 
 No framework and no checks: ``PUT /api/v1/array/full/{x}`` and every binary message of
-``WS /api/v1/stream/push/{x}`` (acknowledged with ``{"frames": 1, "sequence": N}``) go as they
-are into one bounded asyncio queue per ``WS /api/v1/stream/single/{x}`` subscriber, whose task
-sends each as one binary message. ``GET /healthz`` and ``POST /api/v1/metadata/`` answer 200
+``WS /api/v1/stream/push/{x}`` (acknowledged with ``{"frames": K, "sequence": N}``, K the
+socket's messages so far, as ferrotile counts them) go as they are into one bounded asyncio
+queue per ``WS /api/v1/stream/single/{x}`` subscriber, whose task sends each as one binary
+message. ``GET /healthz`` and ``POST /api/v1/metadata/`` answer 200
 so that the bench clients run unchanged. Served by Granian, ASGI, one worker::
 
     granian --interface asgi --workers 1 --port 8000 --working-dir bench granian_relay:app
@@ -55,9 +56,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await receive()  # websocket.connect
     await send({"type": "websocket.accept"})
     if route.endswith("push"):
+        frames = 0  # acknowledged on this socket so far, as ferrotile counts them
         while (message := await receive())["type"] == "websocket.receive":
             sequence = publish(key, message.get("bytes") or b"")
-            ack = f'{{"frames": 1, "sequence": {sequence}}}'
+            frames += 1
+            ack = f'{{"frames": {frames}, "sequence": {sequence}}}'
             await send({"type": "websocket.send", "text": ack})
         return None
     queue: asyncio.Queue[bytes | None] = asyncio.Queue()

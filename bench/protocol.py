@@ -76,6 +76,12 @@ def row(
     }  # fmt: skip
 
 
+def error_row(scenario: str, target: str, driver: str, error: Exception) -> dict[str, Any]:
+    """The row of a scenario that failed (the script reports the others and exits 1)."""
+    return row(scenario, "error", target, driver, "error", None,
+               notes=f"{type(error).__name__}: {error}")  # fmt: skip
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``--quick`` and ``--json``, the two options every bench script takes."""
     parser.add_argument("--quick", action="store_true", help="small sizes (well under a minute)")

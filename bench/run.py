@@ -87,6 +87,8 @@ SCRIPTS = [
     Script("persist_bench.py", {"G13"}, ["--targets", QUICK_STREAM_TARGETS],
            ["--targets", QUICK_STREAM_TARGETS], limit_quick=150),
     Script("streamer_bench.py", {"G1", "G2", "G5"}, optional=True, limit_quick=90),
+    Script("multi_bench.py", {"M1", "M2", "M3"}, ["--no-build"], ["--no-build"], takes_only=True,
+           limit_quick=150, limit_full=600),
     Script("haproxy_bench.py", {"D1", "D2", "D3"}, optional=True, self_repeats=True,
            limit_quick=60),
 ]  # fmt: skip
@@ -289,7 +291,7 @@ def efficiency_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def prepare(args: argparse.Namespace, scripts: list[Script]) -> None:
     """Tiled's virtualenv and the Rust load generator, before anything is timed."""
     protocol.tiled_executable()
-    if any(s.name in ("run_loadgen.py", "stream_bench.py") for s in scripts):
+    if any(s.name in ("run_loadgen.py", "stream_bench.py", "multi_bench.py") for s in scripts):
         protocol.build_rust()
 
 

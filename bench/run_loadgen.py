@@ -65,8 +65,7 @@ def measure(target: Target, gen: Loadgen, size: dict[str, Any], only: set[str],
                 else:
                     rows += scenario(target, gen, size, cache)
             except Exception as error:  # report the others even if one scenario fails
-                rows.append(protocol.row(code, "error", target.name, DRIVER, "error", None,
-                                         notes=f"{type(error).__name__}: {error}"))  # fmt: skip
+                rows.append(protocol.error_row(code, target.name, DRIVER, error))
             finally:
                 gen.kill_all()
             print(f"  {target.name} {code}: {time.monotonic() - t0:.1f} s", file=sys.stderr)

@@ -35,6 +35,9 @@ TITLES = {
     "D1": "deployment: HTTP GET through HAProxy (haproxy_bench.py)",
     "D2": "deployment: stream-only PUT through HAProxy",
     "D3": "deployment: fan-out through HAProxy",
+    "M1": "100 streams x 1 KiB @100 Hz: one multiplexed socket vs 100 (multi_bench.py)",
+    "M2": "2048x2048 uint16, bin=4 view to 32 subscribers vs 1",
+    "M3": "2048x2048 uint16, bin=4 + zstd view to 32 subscribers vs 1",
 }
 TARGET_ORDER = ["ferrotile mem 1w", "ferrotile redis 1w", "ferrotile redis 2w",
                 protocol.RUST_RELAY, protocol.GRANIAN_RELAY, protocol.TILED]  # fmt: skip

@@ -37,12 +37,19 @@ def create_array(http_url: str, key: str, nbytes: int, *, rows: int | None = Non
     ``rows``, a 2-D ``(rows, nbytes // 8)`` array chunked by row (for persisted appends)."""
     n = nbytes // 8
     shape, chunks = ([n], [[n]]) if rows is None else ([rows, n], [[1] * rows, [n]])
+    create_node(http_url, key, shape, chunks, 8)
+
+
+def create_node(http_url: str, key: str, shape: list[int], chunks: list[list[int]],
+                itemsize: int) -> None:  # fmt: skip
+    """Create a writable array node ``key`` of unsigned integers of ``itemsize`` bytes."""
     body = {
         "id": key, "structure_family": "array", "metadata": {}, "specs": [],
         "data_sources": [{
             "structure_family": "array",
             "structure": {
-                "data_type": {"endianness": "little", "kind": "u", "itemsize": 8, "dt_units": None},
+                "data_type": {"endianness": "little", "kind": "u", "itemsize": itemsize,
+                              "dt_units": None},
                 "chunks": chunks, "shape": shape, "dims": None, "resizable": False,
             },
             "id": None, "mimetype": None, "parameters": {}, "properties": {}, "assets": [],

@@ -111,8 +111,10 @@ async fn connection(plan: Arc<PushPlan>, index: usize, ids: Arc<AtomicU64>, star
                     acks.problem = Some(format!("not an ack: {}", detail.chars().take(300).collect::<String>()));
                     break;
                 };
+                // `frames` counts the messages acknowledged so far on this socket (cumulative);
+                // servers without it acknowledge by sequence only.
                 let count = match ack.get("frames").and_then(Value::as_u64) {
-                    Some(frames) => frames,
+                    Some(frames) => frames.saturating_sub(acks.acked),
                     None => last_seq.map_or(1, |last| seq.saturating_sub(last).max(1)),
                 };
                 last_seq = Some(seq);

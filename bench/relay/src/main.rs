@@ -2,7 +2,8 @@
 //! `PUT /api/v1/array/full/{x}` and every message of `WS /api/v1/stream/push/{x}` go as they are
 //! (no envelope, no checks) into a tokio broadcast of `Bytes`, which every
 //! `WS /api/v1/stream/single/{x}` subscriber sends as one binary message. Push messages are
-//! acknowledged with `{"frames": 1, "sequence": N}` (ferrotile's ack, one per message).
+//! acknowledged with `{"frames": K, "sequence": N}` (ferrotile's ack, one per message; K counts
+//! the socket's messages so far).
 //! `GET /healthz` and `POST /api/v1/metadata/` answer 200 so the bench clients run unchanged.
 //! Usage: `ferrotile-relay [PORT [THREADS]]` (binds 127.0.0.1; one tokio thread unless told).
 
@@ -55,10 +56,15 @@ async fn handle(topics: Topics, mut req: Request<Incoming>) -> Result<Response<F
                 let config = WebSocketConfig::default().read_buffer_size(4096).max_message_size(None);
                 let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, Some(config)).await;
                 if push {
+                    let mut frames = 0u64;
                     while let Some(Ok(Message::Binary(frame))) = ws.next().await {
                         let sequence = topic.1.fetch_add(1, Relaxed) + 1;
                         let _ = topic.0.send(frame);
-                        if ws.send(Message::text(format!("{{\"frames\": 1, \"sequence\": {sequence}}}"))).await.is_err()
+                        frames += 1;
+                        if ws
+                            .send(Message::text(format!("{{\"frames\": {frames}, \"sequence\": {sequence}}}")))
+                            .await
+                            .is_err()
                         {
                             return;
                         }
