@@ -13,6 +13,7 @@ arrays whose first 8 bytes hold the send time. Cases per target and client:
   (ferrotile.client: ``c.writer(..., persist=)`` + ``c.subscribe``; the stock client:
   ``write(frame, persist=False)`` or ``patch(frame, offset=, extend=True)`` + ``subscribe()``
   with a callback). Against Tiled every case runs ``--tiled-seconds`` (Tiled is slow).
+  Against ferrotile, also 1 KiB frames sent 64 at a time (one message of ``(64, 1024)``).
 - C2 512 KiB at 1 kHz, 1 writer -> 2 subscribers, ``persist=False``, ferrotile.client against
   ferrotile only: delivered %, p50/p99 latency (send -> received by the subscriber).
 
@@ -134,6 +135,8 @@ def cases(target: Target, args: argparse.Namespace) -> list[tuple[str, str, Case
                             seconds)  # fmt: skip
                 out.append(("C1", f"{nbytes // KiB} KiB flat out, persist={persist}", case, 1))
     if not tiled:
+        blocks = Case(target.http, FERROTILE_CLIENT, "c0_blocks", KiB, False, seconds, block=64)
+        out.append(("C1", "1 KiB flat out in blocks of 64 frames, persist=False", blocks, 1))
         rate_case = Case(target.http, FERROTILE_CLIENT, "c2", 512 * KiB, False,
                          args.rate_seconds, rate=1000.0)  # fmt: skip
         out.append(("C2", f"512 KiB at 1 kHz to 2 subscribers, {args.rate_seconds:g} s",

@@ -49,6 +49,7 @@ class Case:
     persist: bool
     seconds: float
     rate: float | None = None
+    block: int = 1  # frames per send (ferrotile.client: one message of (block, nbytes))
 
 
 # --------------------------------------------------------------------------------- writer
@@ -94,12 +95,24 @@ def writer_process(conn: Connection, case: Case) -> None:
     try:
         make = _ferrotile_sender if case.client == FERROTILE_CLIENT else _stock_sender
         send, finish = make(case)
-        frame = np.zeros(case.nbytes, np.uint8)
-        head = frame[:24].view("<u8")
+        shape = (case.block, case.nbytes) if case.block > 1 else (case.nbytes,)
+        frame = np.zeros(shape, np.uint8)
+        heads = frame.reshape(-1, case.nbytes)[:, :24].view("<u8")  # (block, 3)
+        numbers = np.arange(case.block, dtype=np.uint64)
+        head = heads[0]
 
-        def stamp_and_send(frame_id: int, last: bool) -> None:
-            head[1], head[2] = frame_id, last
-            head[0] = time.monotonic_ns()
+        def stamp_and_send(block_id: int, last: bool) -> None:
+            """Send frames ``(block_id - 1) * block + 1 ..``; 0: the warm-up frames."""
+            if case.block == 1:  # the common case without numpy's per-call overhead
+                head[1], head[2] = block_id, last
+            else:
+                heads[:, 1] = numbers + ((block_id - 1) * case.block + 1) if block_id else 0
+                heads[:, 2] = 0
+                heads[-1, 2] = last
+            if case.block == 1:
+                head[0] = time.monotonic_ns()
+            else:
+                heads[:, 0] = time.monotonic_ns()
             send(frame)
 
         stamp_and_send(0, False)
@@ -110,20 +123,20 @@ def writer_process(conn: Connection, case: Case) -> None:
         cpu0, t0 = cpu_now(), time.monotonic_ns()
         deadline = t0 + int(case.seconds * 1e9)
         period = int(1e9 / case.rate) if case.rate else 0
-        frame_id, last = 0, False
+        block_id, last = 0, False
         while not last:
-            frame_id += 1
+            block_id += 1
             if period:
-                due = t0 + (frame_id - 1) * period
+                due = t0 + (block_id - 1) * period
                 wait = due - time.monotonic_ns()
                 if wait > 0:
                     time.sleep(wait / 1e9)
-            last = (t0 + frame_id * period if period else time.monotonic_ns()) >= deadline
-            stamp_and_send(frame_id, last)
+            last = (t0 + block_id * period if period else time.monotonic_ns()) >= deadline
+            stamp_and_send(block_id, last)
         t_sent = time.monotonic_ns()
         finish()
         conn.send({
-            "frames": frame_id, "t0_ns": t0, "seconds": (t_sent - t0) / 1e9,
+            "frames": block_id * case.block, "t0_ns": t0, "seconds": (t_sent - t0) / 1e9,
             "closed_s": (time.monotonic_ns() - t_sent) / 1e9, "cpu_s": cpu_now() - cpu0,
         })  # fmt: skip
     except Exception as error:
