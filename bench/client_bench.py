@@ -4,7 +4,7 @@ side by side with the stock tiled 0.2.20 client doing the same, against ferrotil
 Usage (from the repository root, after ``make build``)::
 
     .venv/bin/python bench/client_bench.py [--quick] [--json OUT] [--seconds S]
-        [--rate-seconds S] [--targets ferrotile-memory,tiled]
+        [--rate-seconds S] [--only C1,C2] [--targets ferrotile-memory,tiled]
 
 Writer and subscribers are separate forked processes (client_roles.py); frames are 1-D uint8
 arrays whose first 8 bytes hold the send time. Cases per target and client:
@@ -149,6 +149,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, help="C1 per case (default 8, quick 2)")
     parser.add_argument("--tiled-seconds", type=float, help="C1 against Tiled (default 3)")
     parser.add_argument("--rate-seconds", type=float, help="C2 (default 12, quick 3)")
+    parser.add_argument("--only", default="", help="comma-separated scenario codes: C1, C2")
     args = parser.parse_args()
     args.seconds = args.seconds or (2.0 if args.quick else 8.0)
     args.tiled_seconds = args.tiled_seconds or (1.5 if args.quick else 3.0)
@@ -157,7 +158,10 @@ def main() -> None:
 
     def measure(target: Target) -> list[dict[str, Any]]:
         rows = []
+        only = {code.strip() for code in args.only.split(",") if code.strip()}
         for scenario, label, case, subscribers in cases(target, args):
+            if only and scenario not in only:
+                continue
             t0 = time.monotonic()
             try:
                 result = run_case(target, case, subscribers)

@@ -86,7 +86,7 @@ SCRIPTS = [
     Script("gap_bench.py", {"G9"}, [], [], takes_only=True, limit_quick=90),
     Script("persist_bench.py", {"G13"}, ["--targets", QUICK_STREAM_TARGETS],
            ["--targets", QUICK_STREAM_TARGETS], limit_quick=150),
-    Script("client_bench.py", {"C1", "C2"}, limit_quick=240),
+    Script("client_bench.py", {"C1", "C2"}, takes_only=True, limit_quick=240),
     Script("streamer_bench.py", {"G1", "G2", "G5"}, optional=True, limit_quick=90),
     Script("haproxy_bench.py", {"D1", "D2", "D3"}, optional=True, self_repeats=True,
            limit_quick=60),
