@@ -24,7 +24,6 @@ Server CPU is utime+stime of the server's process tree over each timed loop (fro
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -41,7 +40,7 @@ os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
 import protocol
 from loadgen_driver import Loadgen
-from stream_procs import API_KEY, TARGETS, Target, stop_all
+from stream_procs import API_KEY, Target, script_parser, stop_all
 
 KiB, MiB = 1024, 1024 * 1024
 STOCK = "stock tiled 0.2.20 client"
@@ -181,12 +180,7 @@ def run_target(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    protocol.add_arguments(parser)
-    parser.add_argument("--targets", default="ferrotile-memory,tiled",
-                        help=f"comma-separated, from: {', '.join(TARGETS)}")  # fmt: skip
+    parser = script_parser(__doc__, "ferrotile-memory,tiled")
     args = parser.parse_args()
     protocol.interrupt_on_signals()
     sizes = SIZES["quick" if args.quick else "full"]

@@ -22,10 +22,8 @@ Every loop is bounded in count and time.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,7 +37,7 @@ os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
 import protocol
 from stream_clients import create_array
-from stream_procs import API_KEY, TARGETS, Target, stop_all
+from stream_procs import API_KEY, Target, run_targets, script_parser
 
 FRAME = np.random.default_rng(0).standard_normal(128)  # 1 KiB of float64
 CASE = "1 KiB write, stream-only, sequential"
@@ -94,53 +92,34 @@ CLIENTS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    protocol.add_arguments(parser)
-    parser.add_argument("--targets", default="ferrotile-memory,ferrotile-redis-2w,tiled",
-                        help=f"comma-separated, from: {', '.join(TARGETS)}")  # fmt: skip
+    parser = script_parser(__doc__, "ferrotile-memory,ferrotile-redis-2w,tiled")
     parser.add_argument("--seconds", type=float, help="per client and target (default 5)")
     args = parser.parse_args()
     protocol.interrupt_on_signals()
     seconds = args.seconds or (1.5 if args.quick else 5.0)
     limit = 2_000 if args.quick else 20_000
-    logdir = Path(tempfile.mkdtemp(prefix="put-loop-"))
-    rows: list[dict[str, Any]] = []
-    try:
-        for name in [n.strip() for n in args.targets.split(",") if n.strip()]:
-            target = Target(name, logdir)
+
+    def measure(target: Target) -> list[dict[str, Any]]:
+        rows = []
+        for driver, loop in CLIENTS.items():
             try:
-                target.start()
-                for driver, loop in CLIENTS.items():
-                    try:
-                        result = loop(target, seconds, limit)
-                    except Exception as error:
-                        rows.append(
-                            protocol.row(
-                                "G1",
-                                CASE,
-                                name,
-                                driver,
-                                "error",
-                                None,
-                                notes=f"{type(error).__name__}: {error}",
-                            )
-                        )
-                        continue
-                    rate = result["writes"] / result["seconds"]
-                    per_put = result["server_cpu_s"] / max(result["writes"], 1) * 1e6
-                    rows.append(protocol.row(
-                        "G1", CASE, name, driver, "writes/s", rate,
-                        server_cpu_s=result["server_cpu_s"], work=result["writes"],
-                        per_cpu_unit="writes",
-                        detail=f"{result['writes']:,} writes; server CPU {per_put:,.0f} us/write",
-                    ))  # fmt: skip
-                    print(f"  {name} {driver}: {rate:,.0f} writes/s", file=sys.stderr)
-            finally:
-                target.close()
-    finally:
-        stop_all()
+                result = loop(target, seconds, limit)
+            except Exception as error:
+                rows.append(protocol.row("G1", CASE, target.name, driver, "error", None,
+                                         notes=f"{type(error).__name__}: {error}"))  # fmt: skip
+                continue
+            rate = result["writes"] / result["seconds"]
+            per_put = result["server_cpu_s"] / max(result["writes"], 1) * 1e6
+            rows.append(protocol.row(
+                "G1", CASE, target.name, driver, "writes/s", rate,
+                server_cpu_s=result["server_cpu_s"], work=result["writes"],
+                per_cpu_unit="writes",
+                detail=f"{result['writes']:,} writes; server CPU {per_put:,.0f} us/write",
+            ))  # fmt: skip
+            print(f"  {target.name} {driver}: {rate:,.0f} writes/s", file=sys.stderr)
+        return rows
+
+    rows = run_targets(args.targets, "put-loop-", measure)
     protocol.write(args.json, rows)
     for row in rows:
         print(f"{row['target']:20s} {row['driver']:30s} {row['value'] or 0:10,.0f} "

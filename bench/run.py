@@ -86,6 +86,7 @@ SCRIPTS = [
     Script("gap_bench.py", {"G9"}, [], [], takes_only=True, limit_quick=90),
     Script("persist_bench.py", {"G13"}, ["--targets", QUICK_STREAM_TARGETS],
            ["--targets", QUICK_STREAM_TARGETS], limit_quick=150),
+    Script("client_bench.py", {"C1", "C2"}, takes_only=True, limit_quick=240),
     Script("streamer_bench.py", {"G1", "G2", "G5"}, optional=True, limit_quick=90),
     Script("multi_bench.py", {"M1", "M2", "M3"}, ["--no-build"], ["--no-build"], takes_only=True,
            limit_quick=150, limit_full=600),

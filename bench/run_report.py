@@ -32,6 +32,8 @@ TITLES = {
     "G11": "HTTP control plane",
     "G12": "efficiency (derived from the rows above)",
     "G13": "persisted appends (PATCH extend=true into zarr)",
+    "C1": "client to client flat out: ferrotile.client vs the stock tiled client (client_bench.py)",
+    "C2": "client to client: 512 KiB at 1 kHz to 2 subscribers, ferrotile.client",
     "D1": "deployment: HTTP GET through HAProxy (haproxy_bench.py)",
     "D2": "deployment: stream-only PUT through HAProxy",
     "D3": "deployment: fan-out through HAProxy",

@@ -9,6 +9,7 @@ then SIGKILL of the process group it was started in, by pid), which the bench ca
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import shutil
@@ -17,8 +18,10 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -186,6 +189,18 @@ TARGETS = {
 RELAYS = ("granian-relay", "rust-relay")
 
 
+def script_parser(doc: str | None, targets: str) -> argparse.ArgumentParser:
+    """The parser of a bench script that runs targets: its docstring as help, the protocol's
+    ``--quick`` and ``--json``, and ``--targets`` (comma-separated, default ``targets``)."""
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    protocol.add_arguments(parser)
+    parser.add_argument("--targets", default=targets,
+                        help=f"comma-separated, from: {', '.join(TARGETS)}")  # fmt: skip
+    return parser
+
+
 @dataclass
 class Target:
     name: str
@@ -292,3 +307,23 @@ class Target:
             stop(self.process)
         if self.redis is not None:
             self.redis.close()
+
+
+def run_targets(
+    targets: str, prefix: str, measure: Callable[[Target], list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """Start each target of a ``--targets`` value in turn (logs in a new temporary directory
+    named ``prefix...``), ``measure`` it, stop it; every process is stopped on error too."""
+    logdir = Path(tempfile.mkdtemp(prefix=prefix))
+    rows: list[dict[str, Any]] = []
+    try:
+        for name in [name.strip() for name in targets.split(",") if name.strip()]:
+            target = Target(name, logdir)
+            try:
+                target.start()
+                rows += measure(target)
+            finally:
+                target.close()
+    finally:
+        stop_all()
+    return rows
