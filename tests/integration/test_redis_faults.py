@@ -272,5 +272,9 @@ def check_notified(frames: list[dict[str, Any]], ok: list[int]) -> None:
         notice = None
         expected_next = sequence + 1
         received.append(int(np.frombuffer(frame["payload"], "<i8")[0]))
+    if notice is not None:  # a last notice, no frame after it: it declares the tail lost
+        declared_lost += (
+            notice["count"] if notice["type"] == "stream-gap" else notice["current_sequence"]
+        )
     assert received == ok[:BEFORE] + ok[BEFORE + declared_lost :]
     assert len(received) + declared_lost == len(ok)
