@@ -15,6 +15,11 @@ use crate::hub::{EntryId, RetentionOverride};
 /// before anything is written: one at or below the previous id fails the whole batch with an
 /// `ENTRYID` error and changes nothing.
 ///
+/// A data record larger than 1 MiB is announced without it (kind `s`: stored
+/// only), and each process that follows the node reads it from the stream: Redis disconnects a
+/// pub/sub client whose output buffer passes 32 MiB (its default `client-output-buffer-limit
+/// pubsub`), so one 64 MiB frame on the live channel would cut every reader off.
+///
 /// KEYS: sequence counter, stream, entries hash. ARGV: kind (`d` data, `c` end of stream),
 /// max count, max bytes, data TTL (ms), sequence TTL (ms), live channel, node id, then per
 /// event: id spec (`*`, `<ms>-*` or `<ms>-<n>`), record. Returns `{last sequence, ids...}`.
@@ -80,7 +85,11 @@ for i = 1, count do
     redis.call('DEL', KEYS[2])
     redis.call('XADD', KEYS[2], 'MAXLEN', op, keep, sid, unpack(fields))
   end
-  redis.call('PUBLISH', ARGV[6], ARGV[7] .. ':' .. seq .. ':' .. id .. ':' .. kind .. record)
+  if kind == 'd' and #record > 1048576 then
+    redis.call('PUBLISH', ARGV[6], ARGV[7] .. ':' .. seq .. ':' .. id .. ':s')
+  else
+    redis.call('PUBLISH', ARGV[6], ARGV[7] .. ':' .. seq .. ':' .. id .. ':' .. kind .. record)
+  end
   if kind == 'd' then prev = id end
 end
 redis.call('PEXPIRE', KEYS[2], ttl)
@@ -188,6 +197,13 @@ pub enum Live {
         /// The wire record of a data message.
         record: Vec<u8>,
     },
+    /// A data event too large for the live channel (`s`): read it from the node's stream.
+    Stored {
+        /// Node id (topic).
+        node: u64,
+        /// Sequence assigned by the script.
+        sequence: u64,
+    },
     /// A node's retention override changed (`None`: the hub's default).
     Retention {
         /// Node id (topic).
@@ -197,7 +213,7 @@ pub enum Live {
     },
 }
 
-/// Parses `<node>:<seq>:<entry id>:<kind><record>` (kind `d` or `c`) or
+/// Parses `<node>:<seq>:<entry id>:<kind><record>` (kind `d` or `c`), `<node>:<seq>:<entry id>:s` or
 /// `<node>:0:-:r<max count>,<max bytes>,<max age ms>`.
 pub fn parse_live(mut bytes: Vec<u8>) -> CoreResult<Live> {
     let bad = || CoreError::envelope("malformed live-channel message");
@@ -222,6 +238,7 @@ pub fn parse_live(mut bytes: Vec<u8>) -> CoreResult<Live> {
             end: kind == Some(b'c'),
             record,
         }),
+        Some(b's') if record.is_empty() => Ok(Live::Stored { node, sequence }),
         Some(b'r') => {
             let text = std::str::from_utf8(&record).map_err(|_| bad())?;
             let mut parts = text.split(',').map(|p| (!p.is_empty()).then(|| number(p)).transpose());
@@ -264,11 +281,22 @@ mod tests {
         assert_eq!(m, Live::Event { node: 12, sequence: 345, entry_id: EntryId::new(17, 2), end: false, record });
         let m = parse_live(b"0:1:0-0:c".to_vec()).unwrap();
         assert_eq!(m, Live::Event { node: 0, sequence: 1, entry_id: EntryId::ZERO, end: true, record: vec![] });
+        assert_eq!(parse_live(b"7:9:17-2:s".to_vec()).unwrap(), Live::Stored { node: 7, sequence: 9 });
         let m = parse_live(b"5:0:-:r10,,2000".to_vec()).unwrap();
         let retention =
             RetentionOverride { max_count: Some(10), max_bytes: None, max_age: Some(Duration::from_secs(2)) };
         assert_eq!(m, Live::Retention { node: 5, retention });
-        for bad in [&b""[..], b"1:2", b"x:2:1-0:d", b"1:2:1-0:z", b"1::1-0:d", b"1:2:d", b"1:2:x-1:d", b"1:0:-:r1,2"] {
+        for bad in [
+            &b""[..],
+            b"1:2",
+            b"x:2:1-0:d",
+            b"1:2:1-0:z",
+            b"1::1-0:d",
+            b"1:2:d",
+            b"1:2:x-1:d",
+            b"1:0:-:r1,2",
+            b"1:2:1-0:sx",
+        ] {
             assert!(parse_live(bad.to_vec()).is_err(), "{bad:?}");
         }
     }

@@ -119,11 +119,31 @@ async fn reconnect(shared: &Shared) -> Option<PubSub> {
 
 /// Mirrors one live event into its local topic, if this process follows that topic.
 async fn handle(shared: &Shared, bytes: Vec<u8>) -> CoreResult<()> {
-    let (node, sequence, entry_id, end, record) = match keys::parse_live(bytes)? {
-        Live::Event { node, sequence, entry_id, end, record } => (node, sequence, entry_id, end, record),
+    let now = Instant::now();
+    let (node, message) = match keys::parse_live(bytes)? {
+        Live::Event { node, sequence, entry_id, end, record } => {
+            if shared.topics.existing(node).is_none() {
+                return Ok(());
+            }
+            (node, to_message(sequence, Some(entry_id), end, record, now)?)
+        }
+        Live::Stored { node, sequence } => {
+            if shared.topics.existing(node).is_none() {
+                return Ok(());
+            }
+            // Only followed topics pay for the read; an entry already trimmed is a gap the
+            // next event fills or rebases past.
+            let mut conn = shared.conn()?;
+            let key = shared.keys.stream(node);
+            let entries = xrange(&mut conn, &key, Some(sequence), Some(sequence), None)
+                .await
+                .map_err(|e| super::unavailable(&e))?;
+            let Some(entry) = entries.into_iter().find(|e| e.sequence == sequence) else { return Ok(()) };
+            (node, entry.into_message(now)?)
+        }
         Live::Retention { node, retention } => {
             if let Some(topic) = shared.topics.existing(node) {
-                topic.set_retention(retention, Instant::now())?;
+                topic.set_retention(retention, now)?;
                 shared.retention_loaded.lock().insert(node);
             }
             return Ok(());
@@ -133,8 +153,8 @@ async fn handle(shared: &Shared, bytes: Vec<u8>) -> CoreResult<()> {
     if !shared.retention_loaded.lock().contains(&node) {
         load_retention(shared, &topic, node).await;
     }
-    let now = Instant::now();
-    let message = Arc::new(to_message(sequence, Some(entry_id), end, record, now)?);
+    let sequence = message.sequence();
+    let message = Arc::new(message);
     let (_, head, fresh) = topic.bounds(now);
     if !fresh && sequence > head + 1 {
         fill(shared, &topic, node, head + 1, sequence - 1).await;
