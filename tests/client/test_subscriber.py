@@ -95,8 +95,8 @@ def test_a_slow_subscriber_with_latest_skips_to_the_newest(
         assert next(messages).type == "array-schema"  # connected; now it reads nothing
         for i in range(100):  # 25 MiB: far more than sockets buffer
             writer.send(np.full(frame_bytes, i % 256, dtype="u1"))
-        # The stream stays open: the newest message is frame 100 (after close_stream it would
-        # be the end marker, and skipping to it ends the subscription after a gap notice).
+        # The stream stays open: the newest message is frame 100 (after close_stream the
+        # server would keep frame 100 and the end marker).
         writer.close(close_stream=False)
         received: list[Message] = []
         for message in messages:

@@ -197,7 +197,8 @@ impl Cursor {
         if self.next > self.replay_end && self.next <= head {
             let backlog = ring.bytes_from(self.next);
             if backlog > self.policy.max_queue_bytes || self.next < oldest {
-                self.overflow(head, oldest, backlog, lost(ring, self.next));
+                let ended = ring.get(head).is_some_and(|m| m.kind() == MessageKind::EndOfStream);
+                self.overflow(head, oldest, backlog, ended, lost(ring, self.next));
             }
         }
         self.drain_notices(frames);
@@ -233,7 +234,8 @@ impl Cursor {
 
     /// Applies the overflow policy to a live cursor whose backlog (`backlog` bytes up to
     /// `head`) exceeds its cap, or that fell behind the oldest retained message (for `lost`).
-    fn overflow(&mut self, head: u64, oldest: u64, backlog: usize, lost: GapReason) {
+    /// `ended`: the head is the end-of-stream marker.
+    fn overflow(&mut self, head: u64, oldest: u64, backlog: usize, ended: bool, lost: GapReason) {
         let behind = self.next < oldest;
         let over = backlog > self.policy.max_queue_bytes && self.next < head;
         if !behind && !over {
@@ -251,14 +253,20 @@ impl Cursor {
                 self.close = Some(Close::overflow(dropped, backlog, self.policy.max_queue_bytes));
             }
             Overflow::Latest => {
-                let (from, to) = (self.next, head - 1);
+                // The newest frame wins, also after the stream was closed: then the last data
+                // message and the end marker are kept.
+                let newest = if ended && head > oldest { head - 1 } else { head };
+                let from = self.next;
+                if from >= newest {
+                    return;
+                }
                 if behind {
                     self.missed += oldest - from;
                 }
-                self.dropped += head - from;
+                self.dropped += newest - from;
                 let reason = if over { GapReason::Overflow } else { lost };
-                self.notice(Notice::Gap { from, to, reason });
-                self.next = head;
+                self.notice(Notice::Gap { from, to: newest - 1, reason });
+                self.next = newest;
             }
         }
     }

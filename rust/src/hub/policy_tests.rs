@@ -117,6 +117,23 @@ fn latest_skips_to_the_newest_and_reports_the_skip() {
 }
 
 #[test]
+fn latest_after_the_stream_closed_keeps_the_last_frame_and_the_end() {
+    let hub = Hub::new(HubConfig::default()).unwrap();
+    let latest = Policy { max_queue_bytes: 1000, on_overflow: Overflow::Latest, notify_gaps: false };
+    let sub = subscribe_with(&hub, 1, None, Envelope::Json, gaps(latest));
+    publish(&hub, 1, 10, &[0; 200]);
+    now(hub.close_stream(1)).unwrap();
+    let batch = sub.try_next(64);
+    let got = frames(&batch);
+    assert_eq!(got[0]["type"], "stream-gap");
+    assert_eq!((got[0]["missed_from"].as_u64(), got[0]["missed_to"].as_u64()), (Some(1), Some(9)));
+    assert_eq!(got[1]["sequence"], 10);
+    assert_eq!(got.len(), 2);
+    assert_eq!(sub.dropped(), 9);
+    assert_eq!(batch.close.unwrap().code, 1000);
+}
+
+#[test]
 fn latest_also_recovers_from_eviction_instead_of_closing() {
     let hub = Hub::new(HubConfig { max_count: 3, ..HubConfig::default() }).unwrap();
     let latest = Policy { on_overflow: Overflow::Latest, ..Policy::default() };
