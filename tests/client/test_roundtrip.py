@@ -58,7 +58,9 @@ def test_frame_sizes_round_trip(hub_server: RunningServer, key: str, size: int) 
     frames = frames_of("|u1", (size,), count)
     with connect(hub_server.url, api_key=hub_server.api_key) as client:
         with client.writer(key, dtype="u1", frame_shape=(size,), window=2) as writer:
-            received = Collected(client, key, start=0).start()
+            # A 64 MiB frame and the stream's end are over the default 64 MiB queue while the
+            # subscriber still reads the frame: the server would close it as too slow.
+            received = Collected(client, key, start=0, max_queue_bytes=4 * size + 2**20).start()
             for frame in frames:
                 writer.send(frame)
         got = received.join()

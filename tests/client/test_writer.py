@@ -107,3 +107,29 @@ def test_stream_only_frames_are_not_stored(hub_server: RunningServer, key: str) 
         frames = [m for m in client.subscribe(key, start=0) if hasattr(m, "array")]
     assert [f.array.ravel().tolist() for f in frames] == [[0] * 3, [1] * 3, [2] * 3]
     assert stored(hub_server, key).shape == (0, 3)
+
+
+def test_frames_go_out_without_flush_and_in_order(hub_server: RunningServer, key: str) -> None:
+    """A lone frame is written at once; a burst written while others await their
+    acknowledgement goes out with the next acknowledgement (no flush, no close): a subscriber
+    gets every frame, exact bytes, in order."""
+    import time
+
+    from tests.client.collect import Collected
+
+    with connect(hub_server.url, api_key=hub_server.api_key) as client:
+        writer = client.writer(key, dtype="<u4", frame_shape=(256,), persist=False)
+        received = Collected(client, key).start()
+        time.sleep(0.5)  # subscribed (live)
+        writer.send(np.full(256, 0, dtype="<u4"))
+        received.wait_frames(1)
+        frames = [np.arange(256, dtype="<u4") + 1000 * i for i in range(1, 2001)]
+        for frame in frames:
+            writer.send(frame)
+        received.wait_frames(2001)  # without flush(): the last batch left with an ack
+        assert writer.in_flight <= writer.window
+        writer.close()
+        received.join()
+    got = received.frames
+    assert [f.sequence for f in got] == list(range(1, 2002))
+    assert all(f.array.tobytes() == s.tobytes() for f, s in zip(got[1:], frames, strict=True))

@@ -169,3 +169,34 @@ def test_handshake_refusals(edge_server: RunningServer, key: str) -> None:
         response = getattr(refused.value, "response", None)
         assert response is not None and response.status_code == status, (url, refused.value)
         assert "detail" in json.loads(response.body)
+
+
+@pytest.mark.parametrize("persist", ["false", "true"])
+def test_a_burst_of_messages_is_acknowledged_in_batches(
+    edge_server: RunningServer, key: str, persist: str
+) -> None:
+    """200 messages written at once (one system call): the acknowledgements are cumulative,
+    fewer than the messages, and reach 200: stream-only messages at least every 16, persisted
+    appends once per batch stored together."""
+    from ferrotile.client.frames import BINARY, Masks, client_frame
+    from ferrotile.client.websocket import WebSocket
+
+    create(edge_server, key, np.zeros((0, 8), dtype="u1"))
+    url = f"{edge_server.ws_url}/api/v1/stream/push/{key}?persist={persist}"
+    ws = WebSocket(url, AUTH, max_size=2**20, timeout=10)
+    masks = Masks()
+    parts = [p for i in range(200) for p in client_frame(BINARY, bytes([i]) * 8, masks)]
+    ws.write(parts)
+    acks: list[dict[str, Any]] = []
+    while not acks or acks[-1]["frames"] < 200:
+        _, payload = ws.receive()
+        acks.append(json.loads(bytes(payload)))
+    ws.close()
+    ws.shutdown()
+    counts = [a["frames"] for a in acks]
+    assert counts == sorted(set(counts)) and counts[-1] == 200
+    assert len(acks) <= 200 // 16 + 3, counts
+    if persist == "false":
+        assert all(b - a <= 16 for a, b in zip([0, *counts], counts, strict=False)), counts
+    else:
+        assert read(edge_server, key, "u1", (200, 8))[:, 0].tolist() == list(range(200))

@@ -11,13 +11,14 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection as AsyncConnection
 from websockets.asyncio.client import connect as async_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
-from websockets.sync.client import ClientConnection
-from websockets.sync.client import connect as sync_connect
 
 from ferrotile.client.closing import Closing
 from ferrotile.client.cursor import Cursor
+from ferrotile.client.frames import TEXT, ProtocolError
+from ferrotile.client.handshake import Refused, refusal
 from ferrotile.client.messages import Message
 from ferrotile.client.rest import handshake_refusal
+from ferrotile.client.websocket import Closed, WebSocket
 
 # Handshake answers worth retrying while reconnecting (the server is starting or overloaded).
 _RETRY_STATUS = {502, 503, 504}
@@ -26,7 +27,9 @@ _RETRY_STATUS = {502, 503, 504}
 def _retryable(error: Exception) -> bool:
     if isinstance(error, InvalidStatus):
         return error.response.status_code in _RETRY_STATUS
-    return isinstance(error, OSError | InvalidHandshake | TimeoutError)
+    if isinstance(error, Refused):
+        return error.status in _RETRY_STATUS
+    return isinstance(error, OSError | ConnectionError | InvalidHandshake | TimeoutError)
 
 
 class Subscription(Closing):
@@ -46,7 +49,7 @@ class Subscription(Closing):
         self.headers = headers
         self.reconnect_timeout = reconnect_timeout
         self.max_message_bytes = max_message_bytes
-        self._socket: ClientConnection | AsyncConnection | None = None
+        self._socket: WebSocket | AsyncConnection | None = None
         self._closed = False
 
     @property
@@ -75,14 +78,14 @@ class Subscription(Closing):
 
     # Synchronous form.
 
-    def _open(self, deadline: float | None) -> ClientConnection:
+    def _open(self, deadline: float | None) -> WebSocket:
         delay = 0.05
         while True:
             try:
-                return sync_connect(self.cursor.url(), **self._options())
-            except (OSError, InvalidHandshake, TimeoutError) as error:
+                return WebSocket(self.cursor.url(), self.headers, self.max_message_bytes, 30)
+            except (OSError, ConnectionError, Refused) as error:
                 if self._give_up(error, deadline):
-                    raise handshake_refusal(error, f"subscribe to {self.path}") from error
+                    raise refusal(error, f"subscribe to {self.path}") from error
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
 
@@ -93,14 +96,20 @@ class Subscription(Closing):
             self._socket = socket
             if deadline is not None:
                 yield self.cursor.reconnected()
+            handle = self.cursor.handle
             try:
                 while True:
-                    yield from self.cursor.handle(socket.recv())
-            except ConnectionClosed as closed:
-                code = closed.rcvd.code if closed.rcvd else 1006
-                reason = closed.rcvd.reason if closed.rcvd else "connection lost"
+                    opcode, payload = socket.receive()
+                    yield from handle(bytes(payload).decode() if opcode == TEXT else payload)
+            except Closed as closed:
+                code, reason = closed.code, closed.reason
+            except ProtocolError as broken:  # e.g. a message over max_message_bytes (1009)
+                socket.close(broken.code, broken.reason)
+                code, reason = broken.code, broken.reason
+            except OSError as error:
+                code, reason = 1006, str(error)
             finally:
-                socket.close()
+                socket.shutdown()
             if self._closed or not self.cursor.resumable(code, reason):
                 return
             deadline = time.monotonic() + self.reconnect_timeout
@@ -142,5 +151,6 @@ class Subscription(Closing):
         """Stop: the iteration ends at its next message (from any thread, sync form)."""
         self._closed = True
         socket = self._socket
-        if isinstance(socket, ClientConnection):
+        if isinstance(socket, WebSocket):
             socket.close()
+            socket.shutdown()

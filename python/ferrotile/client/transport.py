@@ -4,16 +4,17 @@ of ferrotile, or one HTTP ``PATCH`` per message where there is none (stock Tiled
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from typing import Protocol
 
 import httpx
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
-from websockets.sync.client import ClientConnection
-from websockets.sync.client import connect as ws_connect
 
 from ferrotile.client.errors import ServerError
-from ferrotile.client.rest import Http, NewArray, detail_of, handshake_refusal
+from ferrotile.client.frames import BINARY, TEXT, ProtocolError, client_header, mask
+from ferrotile.client.handshake import Refused, refusal
+from ferrotile.client.rest import Http, NewArray, detail_of
+from ferrotile.client.websocket import Closed, WebSocket
 
 OCTET = {"Content-Type": "application/octet-stream"}
 
@@ -50,43 +51,111 @@ class Transport(Protocol):
 
 
 class PushTransport:
-    """``WS /api/v1/stream/push/{path}``: binary messages pipelined, cumulative JSON acks."""
+    """``WS /api/v1/stream/push/{path}``: binary messages pipelined, cumulative JSON acks.
+
+    Writes are batched as Nagle's algorithm does: a message goes out at once when the server
+    has acknowledged everything written (a lone frame waits for nothing); otherwise it joins a
+    batch written in one system call when an acknowledgement arrives, when the batch reaches
+    ``FLUSH_BYTES``, or before waiting. Acknowledgements are read by a thread (blocked in
+    ``recv`` without the GIL), so ``send`` makes no system call for them.
+    """
+
+    FLUSH_BYTES = 64 * 1024
 
     def __init__(self, ws_url: str, path: str, headers: dict[str, str], persist: bool) -> None:
         query = "persist=true" if persist else "persist=false"
         url = f"{ws_url}/api/v1/stream/push/{path}?{query}"
         try:
-            self.socket: ClientConnection = ws_connect(
-                url,
-                additional_headers=headers,
-                max_size=2**20,
-                compression=None,  # frames are mostly incompressible; the edge never accepts it
-                open_timeout=30,
-                close_timeout=10,
-            )
-        except (OSError, InvalidHandshake, TimeoutError) as error:
-            raise handshake_refusal(error, f"push to {path}") from error
+            self.socket = WebSocket(url, headers, max_size=2**20, timeout=30)
+        except (OSError, ConnectionError, Refused) as error:
+            raise refusal(error, f"push to {path}") from error
+        self._changed = threading.Condition()
+        self._batch: list[bytes] = []  # framed messages not written yet
+        self._batch_bytes = 0
+        self._written = 0  # messages written to the socket
+        self._acknowledged = 0  # the server's cumulative count
+        self._sequence: int | None = None
+        self._reported = 0  # the count the last Ack returned by receive() held
+        self._refusal: Refusal | None = None
+        self._lost: str | None = None
+        self._acks = threading.Thread(target=self._read_acks, name="ferrotile-acks", daemon=True)
+        self._acks.start()
 
     def send(self, data: memoryview, frames: int) -> None:
-        try:
-            self.socket.send(data)
-        except ConnectionClosed as error:
-            raise Lost(str(error)) from error
+        key = self.socket.masks.key()
+        body = mask(data, key)
+        header = client_header(BINARY, len(body), key)
+        with self._changed:
+            if self._refusal is not None:
+                return  # reported by the next receive()
+            if self._lost is not None:
+                raise Lost(self._lost)
+            self._batch += (header, body)
+            self._batch_bytes += len(body)
+            if self._written == self._acknowledged or self._batch_bytes >= self.FLUSH_BYTES:
+                self._write_batch()
 
     def receive(self, block: bool) -> Ack | Refusal | None:
-        try:
-            message = self.socket.recv(timeout=None if block else 0)
-        except TimeoutError:
+        with self._changed:
+            if block:
+                self._write_batch()
+                self._changed.wait_for(
+                    lambda: (
+                        self._acknowledged > self._reported
+                        or self._refusal is not None
+                        or self._lost is not None
+                    )
+                )
+            if self._acknowledged > self._reported:
+                self._reported = self._acknowledged
+                return Ack(self._acknowledged, self._sequence)
+            if self._refusal is not None:
+                return self._refusal
+            if self._lost is not None:
+                raise Lost(self._lost)
             return None
-        except ConnectionClosed as error:
-            raise Lost(str(error)) from error
-        answer = json.loads(message)
-        if "error" in answer:
-            return Refusal(answer["frame"], answer["status"], answer["error"])
-        return Ack(answer["frames"], answer["sequence"])
 
     def close(self) -> None:
+        with self._changed:
+            self._write_batch()
         self.socket.close()
+        self._acks.join(timeout=10)  # until the server's close (or the connection's end)
+        self.socket.shutdown()
+
+    def _write_batch(self) -> None:
+        """Writes the batch (the caller holds ``_changed``)."""
+        if not self._batch or self._lost is not None:
+            return
+        batch, count = self._batch, len(self._batch) // 2
+        self._batch, self._batch_bytes = [], 0
+        try:
+            self.socket.write(batch)
+        except OSError as error:
+            self._lost = f"{type(error).__name__}: {error}"
+            self._changed.notify_all()
+            return
+        self._written += count
+
+    def _read_acks(self) -> None:
+        try:
+            while True:
+                opcode, payload = self.socket.receive()
+                if opcode != TEXT:
+                    continue
+                answer = json.loads(bytes(payload))
+                with self._changed:
+                    if "error" in answer:
+                        self._refusal = Refusal(answer["frame"], answer["status"], answer["error"])
+                    else:
+                        self._acknowledged = answer["frames"]
+                        self._sequence = answer["sequence"]
+                        self._write_batch()  # what waited for this acknowledgement
+                    self._changed.notify_all()
+        except (Closed, ProtocolError, OSError, ValueError) as error:
+            with self._changed:
+                if self._lost is None:
+                    self._lost = str(error) or type(error).__name__
+                self._changed.notify_all()
 
 
 class PatchTransport:

@@ -9,9 +9,11 @@
 //! stored by extending the array), `full` (each message replaces the whole array). A text
 //! message `{"block": [i, ...]}` or `{"offset": [...], "shape": [...], "extend": false}` makes
 //! the next binary message that block or region instead. After each message is published the
-//! server sends `{"frames": k, "sequence": n}` (k: binary messages acknowledged so far on this
-//! connection, n: the stream sequence of the last one); acknowledgements are written without
-//! waiting when more messages are already queued, so a pipelining writer gets them in batches.
+//! server acknowledges cumulatively with `{"frames": k, "sequence": n}` (k: binary messages
+//! acknowledged so far on this connection, n: the stream sequence of the last one): once for
+//! everything it read before the socket had nothing more queued, and at least every
+//! [`ACK_EVERY`] messages or [`ACK_WITHIN`] while more keep coming, so a pipelining writer reads
+//! one acknowledgement per batch, not one per message.
 //! Persisted appends already queued are stored together (up to 1,024 messages or 64 MiB), with
 //! one change of the array's shape, and acknowledged once.
 //! A message that fails validation is neither stored nor streamed: the server sends `{"error":
@@ -19,6 +21,7 @@
 //! the streaming cache is lost, 1011 otherwise); earlier frames stay.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -153,12 +156,19 @@ async fn run(shared: Arc<Shared>, upgrade: OnUpgrade, mut node: Arc<Node>, path:
     let mut directive: Option<Directive> = None;
     // A message read ahead while gathering a batch of appends, not part of it.
     let mut pending = None;
+    let mut ack = Acks::default();
     loop {
-        // Acknowledgements go out as soon as nothing more is queued (one write for a burst).
+        // The acknowledgement goes out as soon as nothing more is queued (one message for a
+        // burst), or once enough messages or time went by while more kept coming.
         let next = match pending.take().or_else(|| socket.next().now_or_never()) {
-            Some(next) => next,
+            Some(next) => {
+                if ack.due() && ack.send(&mut socket).await.is_err() {
+                    return;
+                }
+                next
+            }
             None => {
-                if socket.flush().await.is_err() {
+                if ack.send(&mut socket).await.is_err() {
                     return;
                 }
                 socket.next().await
@@ -167,13 +177,18 @@ async fn run(shared: Arc<Shared>, upgrade: OnUpgrade, mut node: Arc<Node>, path:
         let message = match next {
             Some(Ok(message)) if !message.is_close() => message,
             // The peer closed or broke the protocol (e.g. a message over the limit: 1009).
-            _ => return session::finish(socket).await,
+            _ => {
+                // What was published is acknowledged before the close (best effort).
+                let _ = ack.send(&mut socket).await;
+                return session::finish(socket).await;
+            }
         };
         if let Some(text) = message.as_text() {
             match serde_json::from_str::<Directive>(text) {
                 Ok(d) => directive = Some(d),
                 Err(e) => {
-                    fail(socket, frames + 1, Failure::bad(format!("a text message must be a directive: {e}"))).await;
+                    fail(socket, ack, frames + 1, Failure::bad(format!("a text message must be a directive: {e}")))
+                        .await;
                     return;
                 }
             }
@@ -186,7 +201,7 @@ async fn run(shared: Arc<Shared>, upgrade: OnUpgrade, mut node: Arc<Node>, path:
         let body = match body_of(&shared, encoding, message.into_payload().into()) {
             Ok(body) => body,
             Err(failure) => {
-                fail(socket, frames, failure).await;
+                fail(socket, ack, frames, failure).await;
                 return;
             }
         };
@@ -196,7 +211,7 @@ async fn run(shared: Arc<Shared>, upgrade: OnUpgrade, mut node: Arc<Node>, path:
         let spec = match spec_of(directive.take(), mode, persist, array, appended, len) {
             Ok(spec) => spec,
             Err(failure) => {
-                fail(socket, frames, failure).await;
+                fail(socket, ack, frames, failure).await;
                 return;
             }
         };
@@ -247,20 +262,58 @@ async fn run(shared: Arc<Shared>, upgrade: OnUpgrade, mut node: Arc<Node>, path:
                 if let Some(length) = outcome.length {
                     appended = length;
                 }
-                let ack = json!({ "frames": frames, "sequence": outcome.sequence }).to_string();
-                if socket.feed(frame(Bytes::from(ack), true)).await.is_err() {
-                    return;
-                }
+                ack.published(frames, outcome.sequence);
                 if let Some((index, failure)) = failed {
-                    fail(socket, index, failure).await;
+                    fail(socket, ack, index, failure).await;
                     return;
                 }
             }
             Err(refusal) => {
-                fail(socket, first, Failure::from_refusal(&refusal)).await;
+                fail(socket, ack, first, Failure::from_refusal(&refusal)).await;
                 return;
             }
         }
+    }
+}
+
+/// Most messages published between two acknowledgements while more keep coming.
+const ACK_EVERY: u64 = 16;
+/// Longest time a published message waits for its acknowledgement while more keep coming.
+const ACK_WITHIN: Duration = Duration::from_millis(2);
+
+/// The acknowledgement not sent yet: the messages published since the last one was sent.
+#[derive(Debug, Default)]
+struct Acks {
+    /// Binary messages published so far on the connection, and the last one's sequence.
+    latest: Option<(u64, u64)>,
+    /// Messages published since the last acknowledgement sent, and when the first of them was.
+    unsent: u64,
+    since: Option<Instant>,
+}
+
+impl Acks {
+    fn published(&mut self, frames: u64, sequence: u64) {
+        self.latest = Some((frames, sequence));
+        self.unsent += 1;
+        self.since.get_or_insert_with(Instant::now);
+    }
+
+    /// Whether the acknowledgement should go out although more messages are queued.
+    fn due(&self) -> bool {
+        self.unsent >= ACK_EVERY || self.since.is_some_and(|since| since.elapsed() >= ACK_WITHIN)
+    }
+
+    /// Writes the pending acknowledgement (if any) and flushes what was fed.
+    async fn send(&mut self, socket: &mut Socket) -> Result<(), ()> {
+        if self.unsent > 0 {
+            if let Some((frames, sequence)) = self.latest {
+                let text = json!({ "frames": frames, "sequence": sequence }).to_string();
+                socket.feed(frame(Bytes::from(text), true)).await.map_err(drop)?;
+            }
+            self.unsent = 0;
+            self.since = None;
+        }
+        socket.flush().await.map_err(drop)
     }
 }
 
@@ -325,8 +378,11 @@ fn spec_of(
     Ok(spec)
 }
 
-/// Sends the error message and closes.
-async fn fail(mut socket: Socket, frame_index: u64, failure: Failure) {
+/// Acknowledges what was published, sends the error message and closes.
+async fn fail(mut socket: Socket, mut ack: Acks, frame_index: u64, failure: Failure) {
+    if ack.send(&mut socket).await.is_err() {
+        return;
+    }
     let text = json!({ "error": failure.detail, "status": failure.status.as_u16(), "frame": frame_index }).to_string();
     let _ = socket.send(frame(Bytes::from(text), true)).await;
     let reason = format!("frame {frame_index}: {}", failure.detail);
