@@ -90,8 +90,8 @@ def test_a_view_compressed(edge_server: RunningServer, key: str) -> None:
     with subscribe(edge_server, key, "bin=4,sum&compression=zstd") as ws:
         publish(edge_server, key, [original])
         message = msgpack.unpackb(ws.recv(timeout=15))
-    assert message["dtype"] == "<u8" and message["shape"] == [3, 3]
-    got = np.frombuffer(zstandard.decompress(message["payload"]), "<u8").reshape(3, 3)
+    assert message["dtype"] == "<u4" and message["shape"] == [3, 3]  # 16 x 65535 needs 32 bits
+    got = np.frombuffer(zstandard.decompress(message["payload"]), "<u4").reshape(3, 3)
     assert (got == binned(original, 4, "sum")).all()
 
 

@@ -405,6 +405,7 @@ def test_views_and_max_fps_per_subscription(edge_server: RunningServer, key: str
     for array, message in zip(frames, binned, strict=True):
         got = np.frombuffer(message["payload"], message["dtype"]).reshape(message["shape"])
         want = array.reshape(2, 2, 2, 2).sum(axis=(1, 3), dtype=np.uint64)
+        assert message["dtype"] == "<u4"  # 4 x 65535 needs 32 bits
         assert (got == want).all() and message["view"]
     assert 1 <= len(slow) < len(frames)
     assert len(slow) + sum(m["skipped"] for m in slow) == len(frames)

@@ -72,7 +72,25 @@ def binned(a: np.ndarray, k: int, reduce: str) -> np.ndarray:
     if reduce == "mean":
         return blocks.mean(axis=axes, dtype=np.float64)
     wide = np.float64 if a.dtype.kind == "f" else (np.int64 if a.dtype.kind == "i" else np.uint64)
-    return blocks.sum(axis=axes, dtype=wide)
+    sums = blocks.sum(axis=axes, dtype=wide)
+    narrow = sum_dtype(a.dtype, k if a.ndim == 1 else k * k)
+    if narrow.kind != "f":
+        assert (sums.astype(narrow) == sums).all()  # exact: the narrow type holds every sum
+    return sums.astype(narrow)
+
+
+def sum_dtype(dtype: np.dtype, count: int) -> np.dtype:
+    """The dtype of a binned sum of ``count`` elements of ``dtype``: the narrowest of the same
+    signedness holding ``count`` times the input's extremes; float32 for float16 and float32."""
+    if dtype.kind == "f":
+        return np.dtype("<f8" if dtype.itemsize == 8 else "<f4")
+    lo, hi = (0, 1) if dtype.kind == "b" else (int(np.iinfo(dtype).min), int(np.iinfo(dtype).max))
+    candidates = ("<i1", "<i2", "<i4", "<i8") if dtype.kind == "i" else ("<u1", "<u2", "<u4", "<u8")
+    for candidate in candidates:
+        info = np.iinfo(candidate)
+        if info.min <= lo * count and hi * count <= info.max:
+            return np.dtype(candidate)
+    return np.dtype(candidates[-1])  # wraps, like numpy's
 
 
 def scaled(a: np.ndarray, lo: float, hi: float, dtype: str) -> np.ndarray:
@@ -103,6 +121,13 @@ CASES: list[tuple[str, tuple[int, ...], str, Callable[[np.ndarray], np.ndarray]]
     ("<f4", (6, 6), "bin=4", lambda a: binned(a, 4, "sum")),
     ("<u2", (11,), "bin=2", lambda a: binned(a, 2, "sum")),
     ("<i8", (3, 4, 5), "bin=2,sum", lambda a: binned(a, 2, "sum")),
+    ("<u2", (8, 8), "bin=4", lambda a: binned(a, 4, "sum")),
+    ("|u1", (9, 8), "bin=4", lambda a: binned(a, 4, "sum")),
+    ("|u1", (5,), "bin=1", lambda a: binned(a, 1, "sum")),
+    ("|b1", (6, 6), "bin=3", lambda a: binned(a, 3, "sum")),
+    ("|i1", (4, 6), "bin=2", lambda a: binned(a, 2, "sum")),
+    (">i2", (4, 4), "bin=2", lambda a: binned(a, 2, "sum")),
+    ("<f2", (4, 4), "bin=2", lambda a: binned(a, 2, "sum")),
     ("<u2", (4, 6), "dtype=uint8&range=0,4095", lambda a: scaled(a, 0, 4095, "uint8")),
     ("<f8", (4, 6), "dtype=float32", lambda a: a.astype("<f4")),
     ("<i4", (4, 6), "dtype=int16", lambda a: a.astype("<i2")),
@@ -137,7 +162,7 @@ def test_views_match_numpy(
         assert tuple(message["shape"]) == want.shape
         assert np.dtype(message["dtype"]) == want.dtype
         if want.dtype.kind == "f" and "bin" in query:
-            np.testing.assert_allclose(got, want, rtol=1e-12)
+            np.testing.assert_allclose(got, want, rtol=1e-12 if want.dtype.itemsize == 8 else 1e-6)
         else:
             assert (got == want).all(), (got, want)
     assert [m["sequence"] for m in received] == sorted(m["sequence"] for m in received)
@@ -274,7 +299,7 @@ def test_one_computation_per_frame_for_all_subscribers_of_a_view(
         after = metric(edge_server, "ferrotile_stream_view_frames_computed_total", view)
         assert after - before == len(frames)
         raw = metric(edge_server, "ferrotile_stream_view_bytes_before_compression_total", view)
-        assert raw - raw_before == len(frames) * 3 * 4 * 8  # 7 x 8 sliced, binned to 3 x 4 uint64
+        assert raw - raw_before == len(frames) * 3 * 4 * 4  # 7 x 8 sliced, binned to 3 x 4 uint32
 
 
 def test_max_fps_skips_the_oldest_and_counts_every_frame(

@@ -2,7 +2,9 @@
 //! (along the only axis of a 1-D frame), like numpy's reshape-based binning
 //! `a[..., :h//k*k, :w//k*k].reshape(..., h//k, k, w//k, k).sum(axis=(-3, -1))`: rows and
 //! columns beyond the last whole bin are dropped. Sums accumulate in `int64`, `uint64` (and
-//! booleans) or `float64`; means are `float64`.
+//! booleans) or `float64` and are delivered in the narrowest dtype that holds every sum of the
+//! bin's pixels exactly (`uint16` binned 4 x 4 is `uint32`; see [`Accumulator::dtype`]); means
+//! are `float64`.
 
 use super::element::{with_element, Accumulator, Element};
 use crate::codec::array_json::DType;
@@ -50,11 +52,14 @@ impl Binning {
         format!("{},{reduce}", self.factor)
     }
 
-    /// The result's dtype for input `dtype`, or `None` if it is not numeric.
-    pub fn dtype(&self, dtype: DType) -> Option<&'static str> {
+    /// The result's dtype for input `dtype` binned over `count` pixels, or `None` if it is not
+    /// numeric.
+    fn dtype(&self, dtype: DType, count: usize) -> Option<&'static str> {
         match self.reduce {
             Reduce::Mean => with_element!(dtype, T => { let _ = T::SIZE; Some("<f8") }, else None),
-            Reduce::Sum => with_element!(dtype, T => Some(<<T as Element>::Sum as Accumulator<T>>::DTYPE), else None),
+            Reduce::Sum => {
+                with_element!(dtype, T => Some(<<T as Element>::Sum as Accumulator<T>>::dtype(count as u64)), else None)
+            }
         }
     }
 
@@ -73,6 +78,10 @@ impl Binning {
         let lead = &shape[..shape.len() - dims];
         let (rows, cols) = if dims == 1 { (1, shape[0]) } else { (shape[shape.len() - 2], shape[shape.len() - 1]) };
         let row_factor = if dims == 1 { 1 } else { self.factor };
+        let Some(out_dtype) = self.dtype(dtype, row_factor * self.factor) else {
+            return Err("bin= needs a numeric array".into());
+        };
+        let out_itemsize = DType::parse(out_dtype).map_err(|e| e.to_string())?.itemsize();
         let grid = Grid {
             batches: lead.iter().product(),
             rows,
@@ -81,6 +90,7 @@ impl Binning {
             col_factor: self.factor,
             big_endian: dtype.big_endian(),
             mean: self.reduce == Reduce::Mean,
+            out_itemsize,
         };
         let mut out_shape = lead.to_vec();
         if dims == 2 {
@@ -90,8 +100,7 @@ impl Binning {
         let binned = with_element!(dtype, T => grid.run::<T>(data), else {
             return Err("bin= needs a numeric array".into())
         });
-        let dtype = self.dtype(dtype).unwrap_or("<f8");
-        Ok((binned, out_shape, dtype))
+        Ok((binned, out_shape, out_dtype))
     }
 }
 
@@ -104,13 +113,14 @@ struct Grid {
     col_factor: usize,
     big_endian: bool,
     mean: bool,
+    /// Bytes per element of the result.
+    out_itemsize: usize,
 }
 
 impl Grid {
     fn run<T: Element>(&self, data: &[u8]) -> Vec<u8> {
         let (out_rows, out_cols) = (self.rows / self.row_factor, self.cols / self.col_factor);
-        let out_size = if self.mean { 8 } else { std::mem::size_of::<T::Sum>().max(8) };
-        let mut out = Vec::with_capacity(self.batches * out_rows * out_cols * out_size);
+        let mut out = Vec::with_capacity(self.batches * out_rows * out_cols * self.out_itemsize);
         let mut sums = vec![T::Sum::default(); out_cols];
         let row_bytes = self.cols * T::SIZE;
         let used = out_cols * self.col_factor * T::SIZE;
@@ -132,7 +142,7 @@ impl Grid {
                     if self.mean {
                         out.extend_from_slice(&(sum.to_f64() / count).to_le_bytes());
                     } else {
-                        sum.store(&mut out);
+                        sum.store(self.out_itemsize, &mut out);
                     }
                 }
             }
@@ -155,8 +165,8 @@ mod tests {
         let data = u16s(&(0..15).collect::<Vec<_>>());
         let dtype = DType::parse("<u2").unwrap();
         let (out, shape, out_dtype) = Binning::parse("2").unwrap().apply(&data, &[3, 5], dtype).unwrap();
-        assert_eq!((shape, out_dtype), (vec![1, 2], "<u8"));
-        let sums: Vec<u64> = out.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
+        assert_eq!((shape, out_dtype), (vec![1, 2], "<u4")); // 4 x 65535 needs 32 bits
+        let sums: Vec<u32> = out.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect();
         assert_eq!(sums, [1 + 5 + 6, 2 + 3 + 7 + 8]);
         let (out, _, out_dtype) = Binning::parse("2,mean").unwrap().apply(&data, &[3, 5], dtype).unwrap();
         assert_eq!(out_dtype, "<f8");
@@ -165,18 +175,57 @@ mod tests {
     }
 
     #[test]
+    fn sums_take_the_narrowest_dtype_holding_them() {
+        let sum_dtype = |dtype: &str, bin: &str, shape: &[usize]| {
+            let dtype = DType::parse(dtype).unwrap();
+            let data = vec![0u8; shape.iter().product::<usize>() * dtype.itemsize()];
+            Binning::parse(bin).unwrap().apply(&data, shape, dtype).unwrap().2
+        };
+        assert_eq!(sum_dtype("|u1", "1", &[4, 4]), "|u1");
+        assert_eq!(sum_dtype("|u1", "4", &[4, 4]), "<u2"); // 16 x 255 = 4080
+        assert_eq!(sum_dtype("|u1", "16", &[16, 16]), "<u2"); // 256 x 255 = 65280
+        assert_eq!(sum_dtype("|u1", "17", &[17, 17]), "<u4");
+        assert_eq!(sum_dtype(">u2", "4", &[4, 4]), "<u4");
+        assert_eq!(sum_dtype("<u2", "256", &[256]), "<u4"); // 1-D: 256 pixels
+        assert_eq!(sum_dtype("<u4", "2", &[2, 2]), "<u8");
+        assert_eq!(sum_dtype("<u8", "1", &[2, 2]), "<u8");
+        assert_eq!(sum_dtype("|b1", "15", &[15, 15]), "|u1"); // 225 trues
+        assert_eq!(sum_dtype("|b1", "16", &[16, 16]), "<u2");
+        assert_eq!(sum_dtype("|i1", "1", &[2]), "|i1");
+        assert_eq!(sum_dtype("|i1", "2", &[2, 2]), "<i2");
+        assert_eq!(sum_dtype("<i2", "4", &[4, 4]), "<i4");
+        assert_eq!(sum_dtype("<i4", "2", &[2, 2]), "<i8");
+        assert_eq!(sum_dtype("<f2", "2", &[2, 2]), "<f4");
+        assert_eq!(sum_dtype("<f4", "2", &[2, 2]), "<f4");
+        assert_eq!(sum_dtype(">f8", "2", &[2, 2]), "<f8");
+    }
+
+    #[test]
+    fn narrow_sums_hold_the_extremes() {
+        let data = u16s(&[u16::MAX; 16]);
+        let (out, _, dtype) = Binning::parse("4").unwrap().apply(&data, &[4, 4], DType::parse("<u2").unwrap()).unwrap();
+        assert_eq!((out, dtype), (1_048_560u32.to_le_bytes().to_vec(), "<u4"));
+        let data: Vec<u8> = [i8::MIN; 4].iter().map(|v| *v as u8).collect();
+        let (out, _, dtype) = Binning::parse("2").unwrap().apply(&data, &[2, 2], DType::parse("|i1").unwrap()).unwrap();
+        assert_eq!((out, dtype), ((-512i16).to_le_bytes().to_vec(), "<i2"));
+        let data: Vec<u8> = [1.5f32, 2.25, -1.0, 0.125].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let (out, _, dtype) = Binning::parse("2").unwrap().apply(&data, &[2, 2], DType::parse("<f4").unwrap()).unwrap();
+        assert_eq!((out, dtype), (2.875f32.to_le_bytes().to_vec(), "<f4"));
+    }
+
+    #[test]
     fn one_dimension_and_batches() {
         let data: Vec<u8> = [1i8, -2, 3, 4, 5].iter().map(|v| *v as u8).collect();
         let dtype = DType::parse("|i1").unwrap();
         let (out, shape, out_dtype) = Binning::parse("2,sum").unwrap().apply(&data, &[5], dtype).unwrap();
-        assert_eq!((shape, out_dtype), (vec![2], "<i8"));
-        let sums: Vec<i64> = out.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
+        assert_eq!((shape, out_dtype), (vec![2], "<i2"));
+        let sums: Vec<i16> = out.chunks_exact(2).map(|c| i16::from_le_bytes(c.try_into().unwrap())).collect();
         assert_eq!(sums, [-1, 7]);
         let data = u16s(&[1, 2, 3, 4, 10, 20, 30, 40]);
         let (out, shape, _) =
             Binning::parse("2").unwrap().apply(&data, &[2, 2, 2], DType::parse("<u2").unwrap()).unwrap();
         assert_eq!(shape, [2, 1, 1]);
-        assert_eq!(out, [10u64.to_le_bytes(), 100u64.to_le_bytes()].concat());
+        assert_eq!(out, [10u32.to_le_bytes(), 100u32.to_le_bytes()].concat());
     }
 
     #[test]

@@ -228,12 +228,12 @@ mod tests {
         let (va, vb) = (a.view(&first), b.view(&first));
         assert!(Arc::ptr_eq(&va, &vb));
         assert_eq!(va.sequence(), 1);
-        assert_eq!(va.payload().unwrap().as_ref(), 10u64.to_le_bytes());
+        assert_eq!(va.payload().unwrap().as_ref(), 10u32.to_le_bytes()); // 4 x u16: uint32
         let mean = other.view(&first);
         assert_eq!(mean.payload().unwrap().as_ref(), 2.5f64.to_le_bytes());
         let stats = cache.snapshot();
         let sum = stats.iter().find(|s| s.view == "bin=2,sum").unwrap();
-        assert_eq!((sum.subscribers, sum.computed, sum.raw_bytes, sum.payload_bytes), (2, 1, 8, 8));
+        assert_eq!((sum.subscribers, sum.computed, sum.raw_bytes, sum.payload_bytes), (2, 1, 4, 4));
         drop(b);
         let after = cache.snapshot();
         assert_eq!(after.iter().find(|s| s.view == "bin=2,sum").unwrap().subscribers, 1);

@@ -5,17 +5,61 @@
 
 use half::f16;
 
-/// The widened type a binned sum accumulates in: `uint64` for booleans and unsigned integers,
-/// `int64` for signed ones, `float64` for floats (sums wrap on overflow, like numpy's).
+/// What a binned sum accumulates in: `u64` for booleans and unsigned integers, `i64` for
+/// signed ones, `f64` for floats (integer sums wrap on overflow, like numpy's). It is
+/// delivered in the narrowest dtype that holds every sum of `count` elements exactly (see
+/// [`Accumulator::dtype`]), so a view is no wider than its values need.
 pub trait Accumulator<T>: Copy + Default {
-    /// The numpy dtype of the sum (little-endian).
-    const DTYPE: &'static str;
+    /// The numpy dtype (little-endian) of a sum of `count` elements: for integers and booleans
+    /// the narrowest of the same signedness (`u1`..`u8`, `i1`..`i8`) holding `count` times the
+    /// input's extremes (`u8`/`i8` when none does: those wrap like numpy's); `f4` for `f2` and
+    /// `f4` input (numpy's `float32.sum` is `float32`; `float16` would overflow at 65504), `f8`
+    /// for `f8`.
+    fn dtype(count: u64) -> &'static str;
     /// Adds one element.
     fn add(&mut self, value: T);
-    /// Writes the sum, little-endian.
-    fn store(self, out: &mut Vec<u8>);
+    /// Writes the sum as `itemsize` bytes, little-endian (the itemsize of [`Self::dtype`]).
+    fn store(self, itemsize: usize, out: &mut Vec<u8>);
     /// The sum as a float (for the mean).
     fn to_f64(self) -> f64;
+}
+
+/// Appends the first `itemsize` of a 64-bit integer's little-endian `bytes`: the low bytes of a
+/// two's complement number are the number in a narrower type whenever it fits, which the
+/// sum's dtype guarantees. (Fixed lengths per arm: this runs once per output element.)
+fn store_low_bytes(bytes: [u8; 8], itemsize: usize, out: &mut Vec<u8>) {
+    match itemsize {
+        1 => out.push(bytes[0]),
+        2 => out.extend_from_slice(&bytes[..2]),
+        4 => out.extend_from_slice(&bytes[..4]),
+        _ => out.extend_from_slice(&bytes),
+    }
+}
+
+/// The narrowest unsigned dtype holding `max * count`.
+fn unsigned_dtype(max: u128, count: u64) -> &'static str {
+    let top = max.saturating_mul(u128::from(count));
+    match top {
+        t if t <= u128::from(u8::MAX) => "|u1",
+        t if t <= u128::from(u16::MAX) => "<u2",
+        t if t <= u128::from(u32::MAX) => "<u4",
+        _ => "<u8",
+    }
+}
+
+/// The narrowest signed dtype holding `min * count` and `max * count`.
+fn signed_dtype(min: i128, max: i128, count: u64) -> &'static str {
+    let (low, high) = (min.saturating_mul(i128::from(count)), max.saturating_mul(i128::from(count)));
+    let fits = |lo: i128, hi: i128| low >= lo && high <= hi;
+    if fits(i8::MIN.into(), i8::MAX.into()) {
+        "|i1"
+    } else if fits(i16::MIN.into(), i16::MAX.into()) {
+        "<i2"
+    } else if fits(i32::MIN.into(), i32::MAX.into()) {
+        "<i4"
+    } else {
+        "<i8"
+    }
 }
 
 /// One element type (see the module docs).
@@ -67,14 +111,16 @@ accumulator!(SumI64, i64);
 accumulator!(SumF64, f64);
 
 macro_rules! integer_sum {
-    ($acc:ident, $inner:ty, $dtype:literal, $($t:ty),*) => {$(
+    ($acc:ident, $inner:ty, $dtype:expr, $($t:ty),*) => {$(
         impl Accumulator<$t> for $acc {
-            const DTYPE: &'static str = $dtype;
+            fn dtype(count: u64) -> &'static str {
+                $dtype(<$t>::MIN, <$t>::MAX, count)
+            }
             fn add(&mut self, value: $t) {
                 self.0 = self.0.wrapping_add(value as $inner);
             }
-            fn store(self, out: &mut Vec<u8>) {
-                out.extend_from_slice(&self.0.to_le_bytes());
+            fn store(self, itemsize: usize, out: &mut Vec<u8>) {
+                store_low_bytes(self.0.to_le_bytes(), itemsize, out);
             }
             fn to_f64(self) -> f64 {
                 self.0 as f64
@@ -83,16 +129,18 @@ macro_rules! integer_sum {
     )*};
 }
 
-integer_sum!(SumU64, u64, "<u8", u8, u16, u32, u64);
-integer_sum!(SumI64, i64, "<i8", i8, i16, i32, i64);
+integer_sum!(SumU64, u64, |_, max, count| unsigned_dtype(u128::from(max), count), u8, u16, u32, u64);
+integer_sum!(SumI64, i64, |min, max, count| signed_dtype(i128::from(min), i128::from(max), count), i8, i16, i32, i64);
 
 impl Accumulator<bool> for SumU64 {
-    const DTYPE: &'static str = "<u8";
+    fn dtype(count: u64) -> &'static str {
+        unsigned_dtype(1, count)
+    }
     fn add(&mut self, value: bool) {
         self.0 = self.0.wrapping_add(u64::from(value));
     }
-    fn store(self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.0.to_le_bytes());
+    fn store(self, itemsize: usize, out: &mut Vec<u8>) {
+        store_low_bytes(self.0.to_le_bytes(), itemsize, out);
     }
     fn to_f64(self) -> f64 {
         self.0 as f64
@@ -100,14 +148,19 @@ impl Accumulator<bool> for SumU64 {
 }
 
 macro_rules! float_sum {
-    ($($t:ty),*) => {$(
+    ($($t:ty => $dtype:literal),*) => {$(
         impl Accumulator<$t> for SumF64 {
-            const DTYPE: &'static str = "<f8";
+            fn dtype(_count: u64) -> &'static str {
+                $dtype
+            }
             fn add(&mut self, value: $t) {
                 self.0 += value.to_f64();
             }
-            fn store(self, out: &mut Vec<u8>) {
-                out.extend_from_slice(&self.0.to_le_bytes());
+            fn store(self, itemsize: usize, out: &mut Vec<u8>) {
+                match itemsize {
+                    4 => out.extend_from_slice(&(self.0 as f32).to_le_bytes()),
+                    _ => out.extend_from_slice(&self.0.to_le_bytes()),
+                }
             }
             fn to_f64(self) -> f64 {
                 self.0
@@ -116,7 +169,7 @@ macro_rules! float_sum {
     )*};
 }
 
-float_sum!(f16, f32, f64);
+float_sum!(f16 => "<f4", f32 => "<f4", f64 => "<f8");
 
 macro_rules! numeric_element {
     ($t:ty, $size:literal, $dtype:literal, $sum:ident, $float:literal, $scale:expr) => {
@@ -276,7 +329,7 @@ mod tests {
         Accumulator::<u16>::add(&mut sum, u16::MAX);
         Accumulator::<u16>::add(&mut sum, 1);
         assert_eq!(Accumulator::<u16>::to_f64(sum), 65536.0);
-        assert_eq!(<<u16 as Element>::Sum as Accumulator<u16>>::DTYPE, "<u8");
+        assert_eq!(<<u16 as Element>::Sum as Accumulator<u16>>::dtype(16), "<u4");
     }
 
     #[test]
