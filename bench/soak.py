@@ -5,14 +5,14 @@ Usage (from the repository root; needs ``cargo build --release -p ferrotile-load
 
     .venv/bin/python bench/soak.py [--minutes 30] [--target ferrotile-memory] [--out soak.json]
 
-The server (``serve catalog --temp``, any ferrotile target of ``stream_procs.TARGETS``) is
-started here and stopped at the end. One writer sends ``PUT /api/v1/array/full/KEY?persist=false``
-at 100 Hz (``stream_clients.write_frames``: frame id, CLOCK_MONOTONIC send time and a "last"
-flag in the payload's first three u64). The subscribers are one ``ferrotile-loadgen soak``
-process (Rust, tokio): each of the 32 slots stays connected for a random 5-30 s, leaves, waits
-a random 0.2-2 s, and joins again with ``start = last sequence + 1`` and ``notify_gaps=true``:
-nothing may be lost across a leave, and anything the server can no longer replay is announced
-by a ``stream-gap`` notice.
+The server (``serve catalog --temp``, any ferrotile target of ``stream_procs.TARGETS``) is started
+here and stopped at the end. One writer sends ``PUT /api/v1/array/full/KEY?persist=false`` at 100 Hz
+(``stream_clients.write_frames``; frames it is late for go back to back: frame id, CLOCK_MONOTONIC
+send time and a "last" flag in the payload's first three u64). The subscribers are one
+``ferrotile-loadgen soak`` process (Rust, tokio): each of the 32 slots stays connected for a random
+5-30 s, leaves, waits a random 0.2-2 s, and joins again with ``start = last sequence + 1`` and
+``notify_gaps=true``: nothing may be lost across a leave, and anything the server can no longer
+replay is announced by a ``stream-gap`` notice.
 
 Per minute (since the start): frames written, frames delivered (all, and live: written after
 the slot's join), joins, server RSS (the server's process tree from /proc, sampled at the end of
@@ -41,6 +41,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 import protocol
 from stream_clients import create_array, write_frames
 from stream_procs import API_KEY, TARGETS, Target, cpu_seconds, rss_bytes, stop_all
@@ -50,8 +52,9 @@ FRAME = 256 * KiB
 RATE = 100.0
 SLOTS = 32
 KEY = "soak"
-#: Subscribers keep rejoining (waiting for the final frame) this long after the writer's end.
+#: The writer may run this long past its minutes (when late); the subscribers twice as long.
 GRACE_S = 30.0
+PUT_QS = (("p50", 50), ("p99", 99), ("max", 100))
 
 
 def start_subscribers(url: str, t0_ns: int, seconds: float) -> subprocess.Popen[str]:
@@ -78,7 +81,7 @@ def soak(target: Target, minutes: float) -> dict[str, Any]:
     url = f"{target.ws}/api/v1/stream/single/{KEY}?envelope_format=msgpack&notify_gaps=true"
     count = int(minutes * 60 * RATE)
     t0_ns = time.monotonic_ns()
-    subscribers = start_subscribers(url, t0_ns, minutes * 60 + GRACE_S)
+    subscribers = start_subscribers(url, t0_ns, minutes * 60 + 2 * GRACE_S)
     lines: list[dict[str, Any]] = []
     reader = threading.Thread(target=read_lines, args=(subscribers, lines), daemon=True)
     reader.start()
@@ -98,11 +101,16 @@ def soak(target: Target, minutes: float) -> dict[str, Any]:
     sampler.start()
     time.sleep(2)  # let the first joins happen
     writer_offset = (time.monotonic_ns() - t0_ns) / 1e9
-    writer = asyncio.run(write_frames(target.port, KEY, FRAME, count, minutes * 60, RATE))
+    # The writer may fall behind its pace on a loaded machine; it then sends late (back to back)
+    # rather than stopping at the deadline, so every run writes the same frames.
+    writer = asyncio.run(write_frames(target.port, KEY, FRAME, count, minutes * 60 + GRACE_S, RATE))
     written_by_minute: dict[int, int] = {}
-    for i in range(writer.frames):  # paced: frame i is sent at i / RATE (or late, if behind)
-        minute = int((writer_offset + i / RATE) // 60)
+    sent = 0.0  # frame i is sent at i / RATE, or when the PUT before it returned if later
+    for i, call_ns in enumerate(writer.call_ns):
+        sent = max(sent, i / RATE)
+        minute = int((writer_offset + sent) // 60)
         written_by_minute[minute] = written_by_minute.get(minute, 0) + 1
+        sent += call_ns / 1e9
     try:
         subscribers.wait(timeout=GRACE_S + 60)
     finally:
@@ -118,7 +126,10 @@ def soak(target: Target, minutes: float) -> dict[str, Any]:
     if subscribers.returncode != 0 or summary is None:
         raise RuntimeError(f"ferrotile-loadgen soak failed ({subscribers.returncode})")
     rows = [line for line in lines if "minute" in line]
-    return report(writer.frames, writer.seconds, written_by_minute, rss, cpu, rows, summary)
+    result = report(writer.frames, writer.seconds, written_by_minute, rss, cpu, rows, summary)
+    put_ms = np.array(writer.call_ns) / 1e6
+    result["writer_put_ms"] = {q: round(float(np.percentile(put_ms, p)), 2) for q, p in PUT_QS}
+    return result
 
 
 def report(
@@ -161,7 +172,8 @@ def report(
 def markdown(result: dict[str, Any], command: str) -> str:
     ends = ", ".join(f"{reason} {n}" for reason, n in sorted(result["ends"].items()))
     lines = [
-        f"`{command}`: {result['frames']} frames at {result['writer_fps']}/s to {SLOTS} slots; "
+        f"`{command}`: {result['frames']} frames at {result['writer_fps']}/s to {SLOTS} slots "
+        f"(writer PUT ms {result['writer_put_ms']}); "
         f"frames received {result['received']} (first join to final frame); frames lost "
         f"{result['lost']}, announced by notices {result['told']}, silently lost "
         f"{result['silent']}; duplicates {result['dups']}; epoch notices {result['epochs']}; "
