@@ -1,34 +1,39 @@
 """Soak (issue 18, not in CI): 256 KiB frames at 100 Hz to 32 subscribers that keep leaving and
 joining again, for ``--minutes`` (30 for the goal; a short run takes 3-5).
 
-Usage (from the repository root)::
+Usage (from the repository root; needs ``cargo build --release -p ferrotile-loadgen``)::
 
     .venv/bin/python bench/soak.py [--minutes 30] [--target ferrotile-memory] [--out soak.json]
 
-The server (``serve catalog --temp``, any ferrotile target of ``stream_procs.TARGETS``) is
-started here and stopped at the end. One writer sends ``PUT /api/v1/array/full/KEY?persist=false``
-at 100 Hz (``stream_clients.write_frames``). Each of the 32 subscriber slots (forked processes,
-8 slots each) stays connected for a random 5-30 s, leaves, waits a random 0.2-2 s, and joins
-again with ``start = last sequence + 1`` and ``notify_gaps=true``: nothing may be lost across a
-leave, and anything the server can no longer replay is announced by a ``stream-gap`` notice.
+The server (``serve catalog --temp``, any ferrotile target of ``stream_procs.TARGETS``) is started
+here and stopped at the end. One writer sends ``PUT /api/v1/array/full/KEY?persist=false`` at 100 Hz
+(``stream_clients.write_frames``; frames it is late for go back to back: frame id, CLOCK_MONOTONIC
+send time and a "last" flag in the payload's first three u64). The subscribers are one
+``ferrotile-loadgen soak`` process (Rust, tokio): each of the 32 slots stays connected for a random
+5-30 s, leaves, waits a random 0.2-2 s, and joins again with ``start = last sequence + 1`` and
+``notify_gaps=true``: nothing may be lost across a leave, and anything the server can no longer
+replay is announced by a ``stream-gap`` notice.
 
-Per minute: frames written (and the writer's rate), frames delivered, joins, server RSS (the
-server's process tree from /proc, sampled at the end of the minute; "flat within 10% after
-warm-up" compares minutes 2.. with minute 2), latency p99 of live frames (writer stamp ->
-subscriber decode; frames written before a subscriber joined are replay and not counted).
-At the end: frames lost = sequences a slot never received between its first and last frame;
-how many of those notices announced, and how many were lost silently (the goal: 0 lost; silent
-loss is a defect, announced loss means the subscribers could not keep up); slots that missed
-the final frame; the close codes seen.
+Per minute (since the start): frames written, frames delivered (all, and live: written after
+the slot's join), joins, server RSS (the server's process tree from /proc, sampled at the end of
+the minute; "flat within 10% after warm-up" compares minutes 2.. with minute 2), server CPU
+seconds (utime + stime from /proc), latency p99 of live frames (writer stamp -> subscriber
+decode), sequences missing / announced / duplicated. At the end: frames lost = sequences a slot
+skipped between its first and last frame; how many of those ``stream-gap`` notices announced,
+and how many were lost silently (the goal: 0 lost; silent loss is a defect, announced loss means
+the subscribers could not keep up or retention was too short); slots that missed the final
+frame; how visits ended (``left``, ``final``, ``close 1008``, ...).
+
+``--cache-max-bytes`` passes a retention budget to the server: a tiny one (e.g. 4000000) makes
+rejoins miss frames, to show the counting can see loss.
 """
 
 from __future__ import annotations
 
 import argparse
-import array
 import asyncio
 import json
-import random
+import subprocess
 import sys
 import tempfile
 import threading
@@ -36,184 +41,155 @@ import time
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import numpy as np
 
 import protocol
-from stream_clients import CTX, create_array, write_frames
-from stream_procs import API_KEY, TARGETS, Target, rss_bytes, stop_all
+from stream_clients import create_array, write_frames
+from stream_procs import API_KEY, TARGETS, Target, cpu_seconds, rss_bytes, stop_all
 
 KiB, MiB = 1024, 1024 * 1024
 FRAME = 256 * KiB
 RATE = 100.0
-SLOTS, PER_PROCESS = 32, 8
+SLOTS = 32
 KEY = "soak"
+#: The writer may run this long past its minutes (when late); the subscribers twice as long.
+GRACE_S = 30.0
+PUT_QS = (("p50", 50), ("p99", 99), ("max", 100))
 
 
-def minute_of(ns: int, t0_ns: int) -> int:
-    return max(0, (ns - t0_ns) // 60_000_000_000)
+def start_subscribers(url: str, t0_ns: int, seconds: float) -> subprocess.Popen[str]:
+    command = [
+        str(protocol.rust_binary("ferrotile-loadgen")), "--threads", "2", "soak", "--url", url,
+        "--slots", str(SLOTS), "--api-key", API_KEY, "--t0-ns", str(t0_ns),
+        "--seconds", str(seconds),
+    ]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
 
 
-async def _slot(url: str, t0_ns: int, end_ns: int, seed: int) -> dict[str, Any]:
-    """One subscriber slot: join, read a while, leave, come back after the last sequence."""
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed
-
-    rng = random.Random(seed)
-    seqs: set[int] = set()
-    told = 0  # sequences a notice declared lost
-    latencies: dict[int, array.array[int]] = {}
-    joins: dict[int, int] = {}
-    closes: list[str] = []
-    last: int | None = None
-    final = False
-    headers = {"Authorization": f"Apikey {API_KEY}"}
-    while not final and time.monotonic_ns() < end_ns:
-        query = "envelope_format=msgpack&notify_gaps=true"
-        if last is not None:
-            query += f"&start={last + 1}"
-        joined = time.monotonic_ns()
-        stay_until = joined + int(rng.uniform(5, 30) * 1e9)
-        joins[minute_of(joined, t0_ns)] = joins.get(minute_of(joined, t0_ns), 0) + 1
-        try:
-            async with connect(
-                f"{url}?{query}", additional_headers=headers, compression=None, max_size=None,
-                open_timeout=20, ping_interval=None, proxy=None,
-            ) as ws:  # fmt: skip
-                while time.monotonic_ns() < stay_until:
-                    message = msgpack.unpackb(await asyncio.wait_for(ws.recv(), 15))
-                    now = time.monotonic_ns()
-                    kind = message.get("type")
-                    if kind == "stream-gap":
-                        told += message["count"]
-                        continue
-                    if kind != "array-data":
-                        continue
-                    payload = np.frombuffer(message["payload"], dtype="<u8")
-                    stamp = int(payload[1])
-                    seq = message["sequence"]
-                    seqs.add(seq)
-                    last = seq
-                    if stamp >= joined:  # live, not replay
-                        bucket = latencies.setdefault(minute_of(now, t0_ns), array.array("q"))
-                        bucket.append(now - stamp)
-                    if payload[2]:
-                        final = True
-                        break
-        except ConnectionClosed as closed:
-            closes.append(f"{closed.rcvd.code if closed.rcvd else 1006}")
-        except (TimeoutError, OSError) as error:
-            closes.append(type(error).__name__)
-        if not final:
-            await asyncio.sleep(rng.uniform(0.2, 2.0))
-    expected = (max(seqs) - min(seqs) + 1) if seqs else 0
-    return {
-        "received": len(seqs), "lost": expected - len(seqs), "told": told, "final": final,
-        "joins": joins, "closes": closes, "latencies": latencies,
-    }  # fmt: skip
-
-
-def _slots_process(url: str, t0_ns: int, end_ns: int, first_seed: int, conn: Any) -> None:
-    async def run() -> list[dict[str, Any]]:
-        return list(
-            await asyncio.gather(
-                *(_slot(url, t0_ns, end_ns, first_seed + i) for i in range(PER_PROCESS))
-            )
-        )
-
-    try:
-        conn.send(("result", asyncio.run(run())))
-    except BaseException as error:
-        conn.send(("error", f"{type(error).__name__}: {error}"))
+def read_lines(process: subprocess.Popen[str], into: list[dict[str, Any]]) -> None:
+    """Collects the loadgen's JSON lines, echoing each minute's on stderr as it comes."""
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("{"):
+            into.append(json.loads(line))
+            if "minute" in into[-1]:
+                print(line.strip(), file=sys.stderr, flush=True)
 
 
 def soak(target: Target, minutes: float) -> dict[str, Any]:
     create_array(target.http, KEY, FRAME)
-    url = f"{target.ws}/api/v1/stream/single/{KEY}"
+    url = f"{target.ws}/api/v1/stream/single/{KEY}?envelope_format=msgpack&notify_gaps=true"
     count = int(minutes * 60 * RATE)
     t0_ns = time.monotonic_ns()
-    end_ns = t0_ns + int(minutes * 60e9) + int(30e9)  # subscribers give up 30 s after the end
-    procs = []
-    for index in range(SLOTS // PER_PROCESS):
-        parent, child = CTX.Pipe()
-        process = CTX.Process(
-            target=_slots_process, args=(url, t0_ns, end_ns, index * 100, child), daemon=True
-        )
-        process.start()
-        procs.append((process, parent))
-    time.sleep(2)  # let the first joins happen
+    subscribers = start_subscribers(url, t0_ns, minutes * 60 + 2 * GRACE_S)
+    lines: list[dict[str, Any]] = []
+    reader = threading.Thread(target=read_lines, args=(subscribers, lines), daemon=True)
+    reader.start()
     rss: dict[int, int] = {}
+    cpu: dict[int, float] = {}
     stop = threading.Event()
 
-    def sample() -> None:  # the server's RSS at the end of each minute
-        minute = 0
+    def sample() -> None:  # the server's RSS and CPU at the end of each minute
+        minute, before = 0, cpu_seconds(target.server_pids())
         while not stop.wait(max(0.0, (t0_ns + (minute + 1) * 60e9 - time.monotonic_ns()) / 1e9)):
-            rss[minute] = rss_bytes(target.server_pids())
+            pids = target.server_pids()
+            rss[minute], now = rss_bytes(pids), cpu_seconds(pids)
+            cpu[minute], before = now - before, now
             minute += 1
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    writer = asyncio.run(write_frames(target.port, KEY, FRAME, count, minutes * 60, RATE))
+    time.sleep(2)  # let the first joins happen
+    writer_offset = (time.monotonic_ns() - t0_ns) / 1e9
+    # The writer may fall behind its pace on a loaded machine; it then sends late (back to back)
+    # rather than stopping at the deadline, so every run writes the same frames.
+    writer = asyncio.run(write_frames(target.port, KEY, FRAME, count, minutes * 60 + GRACE_S, RATE))
     written_by_minute: dict[int, int] = {}
-    for i in range(writer.frames):  # paced: frame i is sent at i / RATE (or late, if behind)
-        minute = int(i / RATE // 60)
+    sent = 0.0  # frame i is sent at i / RATE, or when the PUT before it returned if later
+    for i, call_ns in enumerate(writer.call_ns):
+        sent = max(sent, i / RATE)
+        minute = int((writer_offset + sent) // 60)
         written_by_minute[minute] = written_by_minute.get(minute, 0) + 1
-    rss.setdefault(int(minutes * 60 // 60), rss_bytes(target.server_pids()))
+        sent += call_ns / 1e9
+    try:
+        subscribers.wait(timeout=GRACE_S + 60)
+    finally:
+        if subscribers.poll() is None:
+            subscribers.kill()
+            subscribers.wait()
+    reader.join(timeout=10)
+    last = int((time.monotonic_ns() - t0_ns) // 60e9)
+    pids = target.server_pids()
+    rss.setdefault(last, rss_bytes(pids))
     stop.set()
-    slots: list[dict[str, Any]] = []
-    for process, parent in procs:
-        if not parent.poll(120):
-            raise RuntimeError("subscriber process did not report")
-        kind, value = parent.recv()
-        if kind != "result":
-            raise RuntimeError(value)
-        slots.extend(value)
-        process.join(timeout=10)
-    return report(writer.frames, writer.seconds, written_by_minute, rss, slots)
+    summary = next((line["summary"] for line in lines if "summary" in line), None)
+    if subscribers.returncode != 0 or summary is None:
+        raise RuntimeError(f"ferrotile-loadgen soak failed ({subscribers.returncode})")
+    rows = [line for line in lines if "minute" in line]
+    result = report(writer.frames, writer.seconds, written_by_minute, rss, cpu, rows, summary)
+    put_ms = np.array(writer.call_ns) / 1e6
+    result["writer_put_ms"] = {q: round(float(np.percentile(put_ms, p)), 2) for q, p in PUT_QS}
+    return result
 
 
 def report(
     frames: int, seconds: float, written: dict[int, int], rss: dict[int, int],
-    slots: list[dict[str, Any]],
+    cpu: dict[int, float], loadgen_rows: list[dict[str, Any]], summary: dict[str, Any],
 ) -> dict[str, Any]:  # fmt: skip
+    by_minute = {row["minute"] - 1: row for row in loadgen_rows}
     rows = []
-    for minute in sorted(set(written) | set(rss)):
-        lat = [s["latencies"].get(minute) for s in slots]
-        merged = np.concatenate([np.frombuffer(a, dtype=np.int64) for a in lat if a] or [[]])
-        joins = sum(s["joins"].get(minute, 0) for s in slots)
+    ends: dict[str, int] = {}
+    for minute in sorted(set(written) | set(rss) | set(by_minute)):
+        got = by_minute.get(minute, {})
+        for reason, n in got.get("ends", {}).items():
+            ends[reason] = ends.get(reason, 0) + n
+        delivered = got.get("delivered", 0)
         rows.append({
             "minute": minute + 1, "written": written.get(minute, 0),
+            "delivered": delivered, "live_frames": got.get("live", 0),
+            "joins": got.get("joins", 0),
             "rss_MiB": round(rss[minute] / MiB, 1) if minute in rss else None,
-            "live_frames": int(merged.size), "joins": joins,
-            "p99_ms": round(float(np.percentile(merged, 99)) / 1e6, 2) if merged.size else None,
+            "server_cpu_s": round(cpu[minute], 2) if minute in cpu else None,
+            "cpu_us_per_frame": round(cpu[minute] / delivered * 1e6, 1)
+            if minute in cpu and delivered else None,
+            "missing": got.get("missing", 0), "told": got.get("told", 0),
+            "dups": got.get("dups", 0),
+            "p50_ms": got.get("p50_ms"), "p99_ms": got.get("p99_ms"), "max_ms": got.get("max_ms"),
         })  # fmt: skip
     steady = [r["rss_MiB"] for r in rows[1:] if r["rss_MiB"] is not None and r["written"]]
     return {
         "frames": frames, "writer_fps": round(frames / seconds, 1),
-        "lost": sum(s["lost"] for s in slots), "told": sum(s["told"] for s in slots),
-        "silent": sum(max(0, s["lost"] - s["told"]) for s in slots),
-        "missed_final": sum(not s["final"] for s in slots),
-        "closes": sorted({c for s in slots for c in s["closes"]}),
+        "expected": frames * SLOTS, "received": summary["received"],
+        "lost": summary["missing"], "told": summary["told"], "silent": summary["silent"],
+        "dups": summary["dups"], "epochs": summary["epochs"], "joins": summary["joins"],
+        "missed_final": summary["missed_final"], "ends": ends,
         "rss_spread_after_warmup": round((max(steady) - min(steady)) / steady[0], 3)
         if steady else None,
-        "minutes": rows,
+        "minutes": rows, "slots": summary["slots"],
     }  # fmt: skip
 
 
 def markdown(result: dict[str, Any], command: str) -> str:
+    ends = ", ".join(f"{reason} {n}" for reason, n in sorted(result["ends"].items()))
     lines = [
-        f"`{command}`: {result['frames']} frames at {result['writer_fps']}/s; frames lost "
+        f"`{command}`: {result['frames']} frames at {result['writer_fps']}/s to {SLOTS} slots "
+        f"(writer PUT ms {result['writer_put_ms']}); "
+        f"frames received {result['received']} (first join to final frame); frames lost "
         f"{result['lost']}, announced by notices {result['told']}, silently lost "
-        f"{result['silent']}; slots that missed the final frame "
-        f"{result['missed_final']}; RSS spread after minute 1: {result['rss_spread_after_warmup']}",
+        f"{result['silent']}; duplicates {result['dups']}; epoch notices {result['epochs']}; "
+        f"joins {result['joins']}; slots that missed the final frame {result['missed_final']}; "
+        f"visits ended: {ends}; RSS spread after minute 1: {result['rss_spread_after_warmup']}",
         "",
-        "| minute | written | live frames delivered | joins | server RSS MiB | p99 ms |",
-        "|---|---|---|---|---|---|",
+        "| minute | written | delivered | live | joins | server RSS MiB | server CPU s "
+        "| CPU us/frame | lost | announced | dups | p50 ms | p99 ms | max ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["minutes"]:
         lines.append(
-            f"| {r['minute']} | {r['written']} | {r['live_frames']} | {r['joins']} | "
-            f"{r['rss_MiB']} | {r['p99_ms']} |"
+            f"| {r['minute']} | {r['written']} | {r['delivered']} | {r['live_frames']} | "
+            f"{r['joins']} | {r['rss_MiB']} | {r['server_cpu_s']} | {r['cpu_us_per_frame']} | "
+            f"{r['missing']} | {r['told']} | {r['dups']} | {r['p50_ms']} | {r['p99_ms']} | "
+            f"{r['max_ms']} |"
         )
     return "\n".join(lines)
 
@@ -226,9 +202,12 @@ def main() -> None:
     ferrotile = [name for name, spec in TARGETS.items() if spec[0] == "ferrotile"]
     parser.add_argument("--target", default="ferrotile-memory", choices=ferrotile)
     parser.add_argument("--out", help="write the raw results as JSON to this file")
+    parser.add_argument("--cache-max-bytes", type=int, help="the server's retention budget")
     args = parser.parse_args()
     protocol.interrupt_on_signals()
     target = Target(args.target, Path(tempfile.mkdtemp(prefix="soak-")))
+    if args.cache_max_bytes:
+        target.extra = ["--cache-max-bytes", str(args.cache_max_bytes)]
     try:
         target.start()
         result = soak(target, args.minutes)
@@ -236,6 +215,8 @@ def main() -> None:
         target.close()
         stop_all()
     command = f"bench/soak.py --minutes {args.minutes:g} --target {args.target}"
+    if args.cache_max_bytes:
+        command += f" --cache-max-bytes {args.cache_max_bytes}"
     print(markdown(result, command))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))

@@ -5,9 +5,10 @@
 //! msgpack `sequence` per socket for gaps and duplicates; with `--frames`, counting frames by the
 //! id the writers embed and measuring their latency), `idle` (N quiet sockets held open), `put`
 //! (stream-only `PUT /array/full/{key}?persist=false`, paced or flat out), `push` (the same frames
-//! over `WS /api/v1/stream/push/{key}`, acknowledged by sequence) and `get` (control-plane GET
-//! loop, over TCP or a Unix socket). Each prints a readable summary on stderr and one JSON line on
-//! stdout.
+//! over `WS /api/v1/stream/push/{key}`, acknowledged by sequence), `get` (control-plane GET
+//! loop, over TCP or a Unix socket); `soak` (subscriber slots leaving and rejoining with
+//! `start = last + 1`, counting lost, announced and duplicated frames; one JSON line a minute).
+//! Each prints a readable summary on stderr and one JSON line on stdout.
 //! Only loopback targets are accepted; every loop is bounded in count and time.
 
 mod error;
@@ -16,6 +17,7 @@ mod http;
 mod pace;
 mod push;
 mod report;
+mod soak;
 mod target;
 mod ws;
 
@@ -113,6 +115,36 @@ enum Command {
         #[arg(long, default_value_t = 0.0)]
         idle_stop: f64,
     },
+    /// Soak subscribers: N slots that stay a random 5-30 s, leave, come back 0.2-2 s later with
+    /// `start = last + 1`; one JSON line per minute since `--t0-ns`, then a summary line.
+    Soak {
+        /// Stream URL with `envelope_format=msgpack&notify_gaps=true`; rejoins add `&start=N`.
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 32)]
+        slots: usize,
+        #[arg(long)]
+        api_key: Option<String>,
+        /// CLOCK_MONOTONIC ns the minutes count from (default: now).
+        #[arg(long)]
+        t0_ns: Option<u64>,
+        /// Slots leave and stop rejoining this many seconds after t0 (or at the final frame).
+        #[arg(long, default_value_t = 60.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 5.0)]
+        stay_min: f64,
+        #[arg(long, default_value_t = 30.0)]
+        stay_max: f64,
+        #[arg(long, default_value_t = 0.2)]
+        pause_min: f64,
+        #[arg(long, default_value_t = 2.0)]
+        pause_max: f64,
+        /// A visit ends when no message arrives for this many seconds.
+        #[arg(long, default_value_t = 15.0)]
+        read_timeout: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Open N idle subscribers, report the connect rate, hold them open; print READY when connected.
     Idle {
         #[command(flatten)]
@@ -199,6 +231,32 @@ async fn run(command: Command) -> LoadResult<()> {
     match command {
         Command::Subscribers { sockets, duration, expect, frames, idle_stop } => {
             ws::run_sockets(socket_run(sockets, duration, expect, 64 * 1024, frames, idle_stop)?, "subscribers").await
+        }
+        Command::Soak {
+            url,
+            slots,
+            api_key,
+            t0_ns,
+            seconds: total,
+            stay_min,
+            stay_max,
+            pause_min,
+            pause_max,
+            read_timeout,
+            seed,
+        } => {
+            let plan = soak::SoakPlan {
+                target: target::parse(&url)?,
+                api_key,
+                slots,
+                t0_ns: t0_ns.unwrap_or_else(frames::monotonic_ns),
+                seconds: total.clamp(0.0, 86_400.0),
+                stay: (stay_min, stay_max.max(stay_min)),
+                pause: (pause_min, pause_max.max(pause_min)),
+                read_timeout: seconds(read_timeout),
+                seed,
+            };
+            soak::run(plan).await
         }
         Command::Idle { sockets, hold } => {
             ws::run_sockets(socket_run(sockets, hold, 0, 4096, None, 0.0)?, "idle").await

@@ -84,16 +84,21 @@ pub fn sequence_of(frame: &[u8], binary: bool) -> Option<u64> {
     }
 }
 
-async fn connect(run: &SocketRun) -> Result<WebSocketStream<TcpStream>, String> {
-    let stream = TcpStream::connect(run.target.addr).await.map_err(|e| format!("connect: {e}"))?;
+/// Opens one WebSocket to `target` (its URL as is), with `Authorization: Apikey KEY` if given.
+pub async fn connect(
+    target: &Target,
+    api_key: Option<&str>,
+    read_buffer: usize,
+) -> Result<WebSocketStream<TcpStream>, String> {
+    let stream = TcpStream::connect(target.addr).await.map_err(|e| format!("connect: {e}"))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let mut request = run.target.url.as_str().into_client_request().map_err(|e| e.to_string())?;
-    if let Some(key) = &run.api_key {
+    let mut request = target.url.as_str().into_client_request().map_err(|e| e.to_string())?;
+    if let Some(key) = api_key {
         let value = HeaderValue::from_str(&format!("Apikey {key}")).map_err(|e| e.to_string())?;
         request.headers_mut().insert(AUTHORIZATION, value);
     }
     let config = WebSocketConfig::default()
-        .read_buffer_size(run.read_buffer)
+        .read_buffer_size(read_buffer)
         .write_buffer_size(0)
         .max_message_size(None)
         .max_frame_size(None);
@@ -143,7 +148,7 @@ async fn socket(
     let ws = {
         let Ok(_permit) = gate.acquire().await else { return stats };
         let attempt = tokio::select! {
-            ws = connect(&run) => ws,
+            ws = connect(&run.target, run.api_key.as_deref(), run.read_buffer) => ws,
             _ = stop.changed() => Err("stopped before connecting".to_owned()),
         };
         match attempt {
