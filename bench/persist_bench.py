@@ -4,7 +4,13 @@ a detector runs, and the files an append leaves on disk.
 Usage (from the repository root, after ``make build``)::
 
     .venv/bin/python bench/persist_bench.py [--quick] [--json OUT] \
-        [--targets ferrotile-memory,tiled]
+        [--targets ferrotile-memory,tiled] [--cases patch256k,patch8m,push1k,push256k,push8m,files] \
+        [--base DIR --rounds N]
+
+``--base DIR`` runs ferrotile twice per round, alternating: the build in ``DIR`` (a copy of
+``python/`` holding another build of the extension, e.g. main's, put first on ``PYTHONPATH``;
+its rows say ``(base)``) and this checkout's; ``--rounds`` repeats that (side by side on a
+shared machine).
 
 Cases (each on a fresh array; frames are incompressible noise, so zstd cannot shrink them):
 
@@ -115,11 +121,16 @@ def rate_row(case: str, target: str, driver: str, frames: int, seconds: float, c
                         work=frames, per_cpu_unit="frames", detail=detail, notes=notes)  # fmt: skip
 
 
+ALL_CASES = "patch256k,patch8m,push1k,push256k,push8m,files"
+
+
 def run_target(
-    name: str, sizes: dict[str, Any], gen: Loadgen, logdir: Path
-) -> list[dict[str, Any]]:
+    name: str, sizes: dict[str, Any], gen: Loadgen, logdir: Path, cases: set[str],
+    base: str | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
     rows: list[dict[str, Any]] = []
     target = Target(name, logdir)
+    label = f"{name} (base)" if base else name
     ferrotile = target.kind == "ferrotile"
     seconds = sizes["seconds"]
 
@@ -128,26 +139,28 @@ def run_target(
         try:
             rows.append(run())
         except Exception as error:
-            rows.append(protocol.row("G13", case, name, driver, "error", None,
+            rows.append(protocol.row("G13", case, label, driver, "error", None,
                                      notes=f"{type(error).__name__}: {error}"))  # fmt: skip
-        print(f"  {name} {case}: {time.monotonic() - t0:.1f} s", file=sys.stderr)
+        print(f"  {label} {case}: {time.monotonic() - t0:.1f} s", file=sys.stderr)
 
-    def patch_case(nbytes: int, label: str) -> dict[str, Any]:
+    def patch_case(nbytes: int, size: str) -> dict[str, Any]:
         limit = 5_000 if nbytes < MiB else 500
         r = stock_patch(target, f"p{nbytes}", nbytes, seconds, limit)
         per = r["server_cpu_s"] / max(r["frames"], 1) * 1e6
-        return rate_row(f"PATCH extend {label}, one in flight", name, STOCK, r["frames"],
+        return rate_row(f"PATCH extend {size}, one in flight", label, STOCK, r["frames"],
                         r["seconds"], r["server_cpu_s"],
                         f"{r['frames']:,} frames; shape[0] after: {r['shape0']:,}; "
                         f"server CPU {per:,.0f} us/frame")  # fmt: skip
 
-    def push_case(nbytes: int, label: str) -> dict[str, Any]:
+    def push_case(nbytes: int, size: str) -> dict[str, Any]:
         r = loadgen_push(gen, target, f"w{nbytes}", nbytes, seconds)
         notes = f"problem: {r['first_problem']}" if r.get("first_problem") else ""
-        return rate_row(f"WS push persist {label}", name, LOADGEN, int(r["ok"]), r["seconds"],
+        per = r["server_cpu_s"] / max(int(r["ok"]), 1) * 1e6
+        return rate_row(f"WS push persist {size}", label, LOADGEN, int(r["ok"]), r["seconds"],
                         r["server_cpu_s"],
                         f"{int(r['ok']):,} acked, ack p50 {r.get('p50_ms', 0) or 0:.1f} ms "
-                        f"p99 {r.get('p99_ms', 0) or 0:.1f} ms", notes)  # fmt: skip
+                        f"p99 {r.get('p99_ms', 0) or 0:.1f} ms; server CPU {per:,.0f} us/frame",
+                        notes)  # fmt: skip
 
     def files_case() -> dict[str, Any]:
         if ferrotile:
@@ -161,19 +174,30 @@ def run_target(
             driver, key = STOCK, "files"
         files = zarr_files(target, key)
         per_10k = files * 10_000 / max(n, 1)
-        return protocol.row("G13", "files per 10,000 appended 1 KiB frames", name, driver,
+        return protocol.row("G13", "files per 10,000 appended 1 KiB frames", label, driver,
                             "files", per_10k, higher_is_better=False,
                             detail=f"{files:,} files after {n:,} frames (incl. zarr.json)"
                             + ("" if n >= 10_000 else "; scaled to 10,000"))  # fmt: skip
 
+    saved = os.environ.get("PYTHONPATH")
     try:
+        if base:
+            os.environ["PYTHONPATH"] = base
         target.start()
-        attempt("PATCH extend 256 KiB", STOCK, lambda: patch_case(256 * KiB, "256 KiB"))
-        attempt("PATCH extend 8 MiB", STOCK, lambda: patch_case(8 * MiB, "8 MiB"))
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+        if "patch256k" in cases:
+            attempt("PATCH extend 256 KiB", STOCK, lambda: patch_case(256 * KiB, "256 KiB"))
+        if "patch8m" in cases:
+            attempt("PATCH extend 8 MiB", STOCK, lambda: patch_case(8 * MiB, "8 MiB"))
         if ferrotile:
-            for nbytes, label in ((KiB, "1 KiB"), (256 * KiB, "256 KiB"), (8 * MiB, "8 MiB")):
-                attempt(f"push {label}", LOADGEN, lambda n=nbytes, lab=label: push_case(n, lab))
-        attempt("files", STOCK, files_case)
+            for nbytes, size in ((KiB, "1 KiB"), (256 * KiB, "256 KiB"), (8 * MiB, "8 MiB")):
+                if "push" + size.replace(" ", "").lower().replace("ib", "") in cases:
+                    attempt(f"push {size}", LOADGEN, lambda n=nbytes, z=size: push_case(n, z))
+        if "files" in cases:
+            attempt("files", STOCK, files_case)
     finally:
         target.close()
     return rows
@@ -181,22 +205,29 @@ def run_target(
 
 def main() -> None:
     parser = script_parser(__doc__, "ferrotile-memory,tiled")
+    parser.add_argument("--cases", default=ALL_CASES, help=f"comma-separated, from: {ALL_CASES}")
+    parser.add_argument("--base", help="a copy of python/ with another build, run alternately")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds (with --base)")
     args = parser.parse_args()
+    cases = {c.strip() for c in args.cases.split(",") if c.strip()}
     protocol.interrupt_on_signals()
     sizes = SIZES["quick" if args.quick else "full"]
     logdir = Path(tempfile.mkdtemp(prefix="persist-bench-"))
     gen = Loadgen()
     rows: list[dict[str, Any]] = []
     try:
-        for name in [n.strip() for n in args.targets.split(",") if n.strip()]:
-            rows += run_target(name, sizes, gen, logdir)
+        for _ in range(args.rounds):
+            for name in [n.strip() for n in args.targets.split(",") if n.strip()]:
+                if args.base and name.startswith("ferrotile"):
+                    rows += run_target(name, sizes, gen, logdir, cases, base=args.base)
+                rows += run_target(name, sizes, gen, logdir, cases)
     finally:
         gen.kill_all()
         stop_all()
     protocol.write(args.json, rows)
     for row in rows:
         value = row["value"] if row["value"] is not None else float("nan")
-        print(f"{row['target']:18s} {row['case']:42s} {value:10,.1f} {row['metric']:9s} "
+        print(f"{row['target']:25s} {row['case']:42s} {value:10,.1f} {row['metric']:9s} "
               f"{row['detail'] or row['notes']}")  # fmt: skip
 
 

@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use serde_json::Value;
 use zstd::zstd_safe::CParameter;
 
+use super::direct::AlignedBuf;
 use crate::error::{CoreError, CoreResult};
 
 thread_local! {
@@ -80,12 +81,17 @@ impl ChunkCodec {
         self.zstd.is_some()
     }
 
-    /// A chunk's stored bytes.
+    /// Encodes a chunk into `out` (the writing thread's aligned buffer, see `direct.rs`):
+    /// compressed straight into it, or copied once.
     ///
     /// # Errors
     /// [`CoreError::Storage`] if compression fails.
-    pub fn encode(&self, raw: &[u8]) -> CoreResult<Vec<u8>> {
-        let Some(zstd) = self.zstd else { return Ok(raw.to_vec()) };
+    pub fn encode_into(&self, raw: &[u8], out: &mut AlignedBuf) -> CoreResult<()> {
+        let Some(zstd) = self.zstd else {
+            out.room(raw.len()).copy_from_slice(raw);
+            out.set_len(raw.len());
+            return Ok(());
+        };
         COMPRESSOR.with(|cached| {
             let mut cached = cached.borrow_mut();
             let reuse = matches!(&*cached, Some((settings, _)) if *settings == zstd);
@@ -95,7 +101,10 @@ impl ChunkCodec {
                 *cached = Some((zstd, compressor));
             }
             let (_, compressor) = cached.as_mut().ok_or_else(|| CoreError::Storage("no compressor".into()))?;
-            compressor.compress(raw).map_err(storage)
+            let room = out.room(zstd::zstd_safe::compress_bound(raw.len()));
+            let len = compressor.compress_to_buffer(raw, room).map_err(storage)?;
+            out.set_len(len);
+            Ok(())
         })
     }
 
@@ -133,12 +142,15 @@ mod tests {
         let codec = ChunkCodec::parse(&chain, 8).unwrap();
         assert_eq!(codec.zstd, Some(Zstd { level: 0, checksum: true }));
         let raw: Vec<u8> = (0..4096u32).flat_map(|i| (i % 7).to_le_bytes()).collect();
-        let stored = codec.encode(&raw).unwrap();
+        let mut out = AlignedBuf::new();
+        codec.encode_into(&raw, &mut out).unwrap();
+        let stored = out.bytes().to_vec();
         assert!(stored.len() < raw.len());
         assert_eq!(codec.decode(&stored, raw.len()).unwrap(), raw);
         assert!(codec.decode(&stored, raw.len() + 1).is_err());
         let plain = ChunkCodec::parse(&chain[..1], 8).unwrap();
-        assert_eq!(plain.encode(&raw).unwrap(), raw);
+        plain.encode_into(&raw, &mut out).unwrap();
+        assert_eq!(out.bytes(), &raw[..]);
         let gzip = [chain[0].clone(), json!({"name": "gzip"})];
         assert!(matches!(ChunkCodec::parse(&gzip, 8), Err(CoreError::StoreUnsupported(_))));
     }

@@ -14,6 +14,7 @@
 //! output is checked against zarr-python in the tests.
 
 mod chunk_codec;
+mod direct;
 mod files;
 mod metadata;
 mod open_arrays;

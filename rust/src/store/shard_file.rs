@@ -13,6 +13,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use super::direct::{aligned, open_direct, refused, worth_direct, write_direct, AlignedBuf};
 use super::files::{io_error, make_parent, replace};
 use crate::error::{CoreError, CoreResult};
 
@@ -28,6 +29,9 @@ pub struct ShardFile {
     path: PathBuf,
     file: File,
     chunks: u64,
+    /// The shard opened for direct writes, once a large chunk came (`None` inside: the
+    /// filesystem refuses them).
+    direct: Option<Option<File>>,
 }
 
 impl ShardFile {
@@ -47,7 +51,7 @@ impl ShardFile {
             }
             Err(e) => return Err(io_error(&format!("opening {}", path.display()), &e)),
         };
-        let shard = Self { path: path.to_owned(), file, chunks };
+        let shard = Self { path: path.to_owned(), file, chunks, direct: None };
         if shard.len()? < chunks * ENTRY {
             return Err(CoreError::Storage(format!("{} is shorter than its index", path.display())));
         }
@@ -83,21 +87,27 @@ impl ShardFile {
         Ok(Some(bytes))
     }
 
-    /// Stores `bytes` as inner chunk `i`. On failure (e.g. a full disk) the shard reads as
-    /// before: the bytes appended so far are cut off again and the entry is untouched.
+    /// Stores `stored` (the encoded chunk in the thread's aligned buffer) as inner chunk `i`:
+    /// a large chunk directly at the next 4 KiB boundary past the end (see `direct.rs`), a
+    /// small one at the end through the page cache. On failure (e.g. a full disk) the shard
+    /// reads as before: the bytes appended so far are cut off again and the entry is untouched.
     ///
     /// # Errors
     /// [`CoreError::StorageFull`] when the disk is full, [`CoreError::Storage`] otherwise.
-    pub fn write(&mut self, i: u64, bytes: &[u8]) -> CoreResult<()> {
+    pub fn write(&mut self, i: u64, stored: &AlignedBuf) -> CoreResult<()> {
+        let bytes = stored.bytes();
         let replaced = self.entry(i)?.is_some();
         let end = self.len()?;
+        let at = match self.append(stored, end) {
+            Ok(at) => at,
+            Err(e) => {
+                let _ = self.file.set_len(end);
+                return Err(io_error(&format!("writing {}", self.path.display()), &e));
+            }
+        };
         let what = || format!("writing {}", self.path.display());
-        if let Err(e) = self.file.write_all_at(bytes, end) {
-            let _ = self.file.set_len(end);
-            return Err(io_error(&what(), &e));
-        }
         let mut raw = [0u8; ENTRY as usize];
-        raw[..8].copy_from_slice(&end.to_le_bytes());
+        raw[..8].copy_from_slice(&at.to_le_bytes());
         raw[8..].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
         if let Err(e) = self.file.write_all_at(&raw, i * ENTRY) {
             let _ = self.file.set_len(end);
@@ -107,6 +117,23 @@ impl ShardFile {
             self.compact_if_wasteful()?;
         }
         Ok(())
+    }
+
+    /// Appends `stored` past `end` (the file's length); where it starts.
+    fn append(&mut self, stored: &AlignedBuf, end: u64) -> std::io::Result<u64> {
+        if worth_direct(stored.bytes().len()) {
+            let path = &self.path;
+            if let Some(file) = self.direct.get_or_insert_with(|| open_direct(path, false)) {
+                let at = aligned(end);
+                match write_direct(file, stored, at) {
+                    Ok(()) => return Ok(at),
+                    Err(e) if !refused(&e) => return Err(e),
+                    // Refused after all: through the page cache from now on.
+                    Err(_) => self.direct = Some(None),
+                }
+            }
+        }
+        self.file.write_all_at(stored.bytes(), end).map(|()| end)
     }
 
     /// Rewrites the shard without its dead bytes if they outweigh the live ones.
@@ -147,14 +174,43 @@ impl ShardFile {
 mod tests {
     use super::*;
 
+    fn stored(bytes: &[u8]) -> AlignedBuf {
+        let mut buffer = AlignedBuf::new();
+        buffer.room(bytes.len()).copy_from_slice(bytes);
+        buffer.set_len(bytes.len());
+        buffer
+    }
+
+    #[test]
+    fn large_chunks_go_at_aligned_offsets() {
+        let dir = std::env::temp_dir().join(format!("ferrotile-shard-direct-{}", std::process::id()));
+        let path = dir.join("c/0");
+        let mut shard = ShardFile::open(&path, 3).unwrap();
+        let small = b"tiny".to_vec();
+        let big: Vec<u8> = (0..200_001u32).map(|i| (i % 253) as u8).collect();
+        shard.write(0, &stored(&small)).unwrap();
+        shard.write(1, &stored(&big)).unwrap();
+        shard.write(2, &stored(&big[..70_000])).unwrap();
+        // Direct writes (the temporary directory's filesystem takes them) start at 4 KiB
+        // boundaries, after the small chunk written at the end of the index.
+        assert_eq!(shard.entry(0).unwrap(), Some((48, 4)));
+        assert_eq!(shard.entry(1).unwrap(), Some((4096, 200_001)));
+        assert_eq!(shard.entry(2).unwrap(), Some((4096 + aligned(200_001), 70_000)));
+        let shard = ShardFile::open(&path, 3).unwrap();
+        assert_eq!(shard.read(0).unwrap().unwrap(), small);
+        assert_eq!(shard.read(1).unwrap().unwrap(), big);
+        assert_eq!(shard.read(2).unwrap().unwrap(), &big[..70_000]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[test]
     fn appends_replaces_and_compacts() {
         let dir = std::env::temp_dir().join(format!("ferrotile-shard-{}", std::process::id()));
         let path = dir.join("c/0/0");
         let mut shard = ShardFile::open(&path, 4).unwrap();
         assert_eq!(shard.read(2).unwrap(), None);
-        shard.write(2, b"hello").unwrap();
-        shard.write(0, b"abc").unwrap();
+        shard.write(2, &stored(b"hello")).unwrap();
+        shard.write(0, &stored(b"abc")).unwrap();
         let shard = ShardFile::open(&path, 4).unwrap();
         assert_eq!(shard.read(2).unwrap().as_deref(), Some(&b"hello"[..]));
         assert_eq!(shard.read(0).unwrap().as_deref(), Some(&b"abc"[..]));
@@ -163,7 +219,7 @@ mod tests {
         let mut shard = shard;
         let big = vec![7u8; 600 << 10];
         for _ in 0..10 {
-            shard.write(1, &big).unwrap();
+            shard.write(1, &stored(&big)).unwrap();
         }
         assert!(std::fs::metadata(&path).unwrap().len() < 3 * (600 << 10));
         assert_eq!(shard.read(1).unwrap().unwrap(), big);

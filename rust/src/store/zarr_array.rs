@@ -8,12 +8,14 @@
 //! not replaced yet as it was; a one-chunk write, such as an appended frame, leaves the array as
 //! it was.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
 use super::chunk_codec::ChunkCodec;
-use super::files::{io_error, make_parent, replace};
+use super::direct::with_buffer;
+use super::files::{io_error, make_parent, replace, replace_chunk};
 use super::metadata::ArrayMetadata;
 use super::region::{cells_touched, copy_box, overlap, Side};
 use super::shard_file::ShardFile;
@@ -111,9 +113,12 @@ impl ZarrArray {
             match &self.meta.sharding {
                 None => {
                     let load = || read_chunk(&path);
-                    let stored = self.merge(&self.meta.codec, grid, &origin, patch, load)?;
+                    let raw = self.merge(&self.meta.codec, grid, &origin, patch, load)?;
                     make_parent(&path)?;
-                    replace(&path, &stored)?;
+                    with_buffer(|stored| {
+                        self.meta.codec.encode_into(&raw, stored)?;
+                        replace_chunk(&path, stored)
+                    })?;
                 }
                 Some(sharding) => {
                     let inner = &sharding.inner_shape;
@@ -129,8 +134,11 @@ impl ZarrArray {
                             index = index * per_dim[d] + (inner_origin[d] - origin[d]) / inner[d];
                         }
                         let load = || shard.read(index);
-                        let stored = self.merge(&sharding.codec, inner, &inner_origin, patch, load)?;
-                        shard.write(index, &stored)?;
+                        let raw = self.merge(&sharding.codec, inner, &inner_origin, patch, load)?;
+                        with_buffer(|stored| {
+                            sharding.codec.encode_into(&raw, stored)?;
+                            shard.write(index, stored)
+                        })?;
                     }
                 }
             }
@@ -138,22 +146,23 @@ impl ZarrArray {
         Ok(())
     }
 
-    /// The stored bytes of the chunk of `shape` at `origin` once `patch`'s part of it is
-    /// written in; the chunk's current bytes are loaded only if the patch covers it in part.
-    fn merge(
+    /// The elements of the chunk of `shape` at `origin` once `patch`'s part of it is written
+    /// in (to be encoded); the chunk's current bytes are loaded only if the patch covers it in
+    /// part.
+    fn merge<'a>(
         &self,
         codec: &ChunkCodec,
         shape: &[u64],
         origin: &[u64],
-        patch: &Patch<'_>,
+        patch: &Patch<'a>,
         load: impl FnOnce() -> CoreResult<Option<Vec<u8>>>,
-    ) -> CoreResult<Vec<u8>> {
+    ) -> CoreResult<Cow<'a, [u8]>> {
         let item = self.meta.item_size;
         let (in_patch, in_chunk, extent) = overlap(patch.start, patch.size, origin, shape);
         let chunk_bytes = shape.iter().product::<u64>() as usize * item;
         if extent == shape && patch.size == shape {
             // The patch is exactly this chunk: encode it as it came.
-            return codec.encode(patch.data);
+            return Ok(Cow::Borrowed(patch.data));
         }
         let mut raw = if extent == shape {
             vec![0u8; chunk_bytes]
@@ -165,7 +174,7 @@ impl ZarrArray {
         };
         let source = Side { bytes: patch.data, shape: patch.size, at: &in_patch };
         copy_box(source, Side { bytes: &mut raw[..], shape, at: &in_chunk }, &extent, item);
-        codec.encode(&raw)
+        Ok(Cow::Owned(raw))
     }
 
     /// Sets the shape (and the ferrotile attributes' `structure`, if given) in `zarr.json`.
