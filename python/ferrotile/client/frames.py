@@ -26,6 +26,7 @@ CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 # a larger message gets a buffer of its own size (plus room for the next frame's header).
 CHUNK = 1 << 20
 _HEADROOM = 14
+_SPARE = 4 << 20  # a buffer for large frames holds a few of them, or one and at most this
 _KEYS = 4096  # masking keys drawn from the OS at once (one getrandom call per 1,024 frames)
 
 
@@ -112,6 +113,7 @@ class Reader:
         self._start = 0  # the first byte not parsed yet
         self._end = 0  # the first byte not received yet
         self._need = 2  # bytes from _start the next frame needs, as far as known
+        self._expect = 0  # the size of the last frame: the next is likely the same
         self._fragments: list[bytes] = []
         self._fragmented = 0  # the opcode of the message being reassembled
         self._fragmented_size = 0
@@ -122,10 +124,19 @@ class Reader:
 
     def space(self) -> memoryview:
         """Where to receive next: the free end of the buffer, or of a new one if the frame in
-        progress does not fit (its bytes so far are moved there)."""
+        progress does not fit (its bytes so far are moved there), or if no frame is in progress
+        and the free end is smaller than the last frame (none is moved then: frames of a steady
+        size are never split between two buffers)."""
         free = len(self._buffer) - self._end
-        if self._start + self._need > len(self._buffer) or free == 0:
+        idle = self._start == self._end
+        if (
+            self._start + self._need > len(self._buffer)
+            or free == 0
+            or (idle and free < self._expect)
+        ):
             size = max(CHUNK, self._need + _HEADROOM)
+            if idle:
+                size = max(size, min(4 * self._expect, self._expect + _SPARE))
             fresh = np.empty(size, np.uint8)
             kept = self._end - self._start
             fresh[:kept] = self._buffer[self._start : self._end]
@@ -169,6 +180,7 @@ class Reader:
                 return None
             self._start = start + total
             self._need = 2
+            self._expect = total
             payload = view[start + head : start + total].toreadonly()
             opcode, final = first & 0x0F, first & 0x80
             if opcode >= CLOSE:

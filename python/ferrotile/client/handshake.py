@@ -4,6 +4,7 @@ call (see :mod:`ferrotile.client.frames`)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
@@ -123,3 +124,42 @@ def _rest_of_body(sock: socket.socket, head: bytes, rest: bytes) -> bytes:
                 break
             more += chunk
     return more
+
+
+async def connect_async(
+    url: str, headers: dict[str, str], timeout: float
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    """An asyncio stream past the handshake, and the bytes already read after it."""
+    host, port, tls, hello, accept = request(url, headers)
+    context = ssl.create_default_context() if tls else None
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(host, port, ssl=context, limit=_MAX_HEAD), timeout
+    )
+    try:
+        writer.write(hello)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+        head = head[:-4]
+        try:
+            response(head, b"", accept)
+        except Refused as refused:
+            refused.body = await _rest_of_body_async(reader, head)
+            raise
+        return reader, writer, b""
+    except asyncio.IncompleteReadError as error:
+        writer.close()
+        raise ConnectionError("the server closed the connection during the handshake") from error
+    except BaseException:
+        writer.close()
+        raise
+
+
+async def _rest_of_body_async(reader: asyncio.StreamReader, head: bytes) -> bytes:
+    length = 0
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length" and value.strip().isdigit():
+            length = min(int(value), _MAX_HEAD)
+    try:
+        return await asyncio.wait_for(reader.readexactly(length), 5)
+    except (asyncio.IncompleteReadError, OSError, TimeoutError):
+        return b""

@@ -3,15 +3,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import numpy as np
-from websockets.exceptions import InvalidStatus
 
 from ferrotile.client.errors import ServerError
 
@@ -44,18 +41,6 @@ def numpy_dtype(structure_data_type: dict[str, Any]) -> np.dtype[Any]:
     units = spec.get("dt_units") or ""  # e.g. "[ns]"
     order = _BYTE_ORDER[spec["endianness"]]
     return np.dtype(f"{order}{spec['kind']}{spec['itemsize']}{units}")
-
-
-def handshake_refusal(error: Exception, what: str) -> ServerError:
-    """The error of a WebSocket handshake that failed: the server's status and ``detail`` if it
-    answered with an HTTP status, else status 0 and the reason (refused, timed out...)."""
-    if isinstance(error, InvalidStatus):
-        body = (error.response.body or b"").decode(errors="replace")
-        detail = body
-        with contextlib.suppress(ValueError, AttributeError):
-            detail = str(json.loads(body).get("detail", body))
-        return ServerError(error.response.status_code, detail, what)
-    return ServerError(0, f"{type(error).__name__}: {error}", what)
 
 
 def detail_of(response: httpx.Response) -> str:

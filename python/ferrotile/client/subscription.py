@@ -6,30 +6,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
-
-from websockets.asyncio.client import ClientConnection as AsyncConnection
-from websockets.asyncio.client import connect as async_connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from ferrotile.client.closing import Closing
 from ferrotile.client.cursor import Cursor
 from ferrotile.client.frames import TEXT, ProtocolError
 from ferrotile.client.handshake import Refused, refusal
 from ferrotile.client.messages import Message
-from ferrotile.client.rest import handshake_refusal
-from ferrotile.client.websocket import Closed, WebSocket
+from ferrotile.client.websocket import AsyncWebSocket, Closed, WebSocket
 
 # Handshake answers worth retrying while reconnecting (the server is starting or overloaded).
 _RETRY_STATUS = {502, 503, 504}
 
 
 def _retryable(error: Exception) -> bool:
-    if isinstance(error, InvalidStatus):
-        return error.response.status_code in _RETRY_STATUS
     if isinstance(error, Refused):
         return error.status in _RETRY_STATUS
-    return isinstance(error, OSError | ConnectionError | InvalidHandshake | TimeoutError)
+    return isinstance(error, OSError | ConnectionError | TimeoutError)
 
 
 class Subscription(Closing):
@@ -49,7 +41,7 @@ class Subscription(Closing):
         self.headers = headers
         self.reconnect_timeout = reconnect_timeout
         self.max_message_bytes = max_message_bytes
-        self._socket: WebSocket | AsyncConnection | None = None
+        self._socket: WebSocket | AsyncWebSocket | None = None
         self._closed = False
 
     @property
@@ -63,15 +55,6 @@ class Subscription(Closing):
     @property
     def missed(self) -> int:
         return self.cursor.missed
-
-    def _options(self) -> dict[str, Any]:
-        return {
-            "additional_headers": self.headers,
-            "max_size": self.max_message_bytes,
-            "compression": None,
-            "open_timeout": 30,
-            "close_timeout": 5,
-        }
 
     def _give_up(self, error: Exception, deadline: float | None) -> bool:
         return deadline is None or not _retryable(error) or time.monotonic() > deadline
@@ -109,6 +92,7 @@ class Subscription(Closing):
             except OSError as error:
                 code, reason = 1006, str(error)
             finally:
+                socket.close()  # a close frame, unless the server's came first
                 socket.shutdown()
             if self._closed or not self.cursor.resumable(code, reason):
                 return
@@ -116,14 +100,15 @@ class Subscription(Closing):
 
     # Asynchronous form (the same steps, awaited).
 
-    async def _aopen(self, deadline: float | None) -> AsyncConnection:
+    async def _aopen(self, deadline: float | None) -> AsyncWebSocket:
         delay = 0.05
         while True:
             try:
-                return await async_connect(self.cursor.url(), **self._options())
-            except (OSError, InvalidHandshake, TimeoutError) as error:
+                url = self.cursor.url()
+                return await AsyncWebSocket.connect(url, self.headers, self.max_message_bytes, 30)
+            except (OSError, ConnectionError, Refused, TimeoutError) as error:
                 if self._give_up(error, deadline):
-                    raise handshake_refusal(error, f"subscribe to {self.path}") from error
+                    raise refusal(error, f"subscribe to {self.path}") from error
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
@@ -134,15 +119,22 @@ class Subscription(Closing):
             self._socket = socket
             if deadline is not None:
                 yield self.cursor.reconnected()
+            handle = self.cursor.handle
             try:
                 while True:
-                    for message in self.cursor.handle(await socket.recv()):
+                    opcode, payload = await socket.receive()
+                    for message in handle(bytes(payload).decode() if opcode == TEXT else payload):
                         yield message
-            except ConnectionClosed as closed:
-                code = closed.rcvd.code if closed.rcvd else 1006
-                reason = closed.rcvd.reason if closed.rcvd else "connection lost"
+            except Closed as closed:
+                code, reason = closed.code, closed.reason
+            except ProtocolError as broken:
+                await socket.close(broken.code, broken.reason)
+                code, reason = broken.code, broken.reason
+            except OSError as error:
+                code, reason = 1006, str(error)
             finally:
                 await socket.close()
+                await socket.shutdown()
             if self._closed or not self.cursor.resumable(code, reason):
                 return
             deadline = time.monotonic() + self.reconnect_timeout

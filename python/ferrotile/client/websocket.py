@@ -1,8 +1,10 @@
 """A client WebSocket on a blocking socket the client owns: writes of many frames in one system
-call, reads of many frames per ``recv`` (:mod:`ferrotile.client.frames`), pings answered."""
+call, reads of many frames per ``recv`` (:mod:`ferrotile.client.frames`), pings answered; and
+the same reading on an asyncio stream (:class:`AsyncWebSocket`)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import ssl
@@ -93,3 +95,59 @@ class WebSocket:
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
+
+
+class AsyncWebSocket:
+    """The asyncio form of :meth:`WebSocket.receive` (subscriptions only: it writes nothing but
+    pongs and the close). The stream's reads are copied into the frame buffers once."""
+
+    def __init__(
+        self, stream: asyncio.StreamReader, writer: asyncio.StreamWriter, max_size: int
+    ) -> None:
+        self.stream = stream
+        self.writer = writer
+        self.reader = Reader(max_size)
+        self.masks = Masks()
+        self.close_sent = False
+
+    @classmethod
+    async def connect(
+        cls, url: str, headers: dict[str, str], max_size: int, timeout: float
+    ) -> AsyncWebSocket:
+        stream, writer, _ = await handshake.connect_async(url, headers, timeout)
+        return cls(stream, writer, max_size)
+
+    async def receive(self) -> tuple[int, Any]:
+        reader = self.reader
+        while True:
+            message = reader.next()
+            if message is None:
+                space = reader.space()
+                data = await self.stream.read(len(space))
+                if not data:
+                    raise Closed(1006, "connection lost")
+                space[: len(data)] = data
+                reader.filled(len(data))
+                continue
+            opcode, payload = message
+            if opcode == PING:
+                self.writer.writelines(client_frame(PONG, payload, self.masks))
+            elif opcode == CLOSE:
+                code, reason = close_reason(payload)
+                await self.close(code if code != 1005 else 1000)
+                raise Closed(code, reason)
+            elif opcode != PONG:
+                return opcode, payload
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        if self.close_sent:
+            return
+        self.close_sent = True
+        with contextlib.suppress(OSError):
+            self.writer.writelines(client_frame(CLOSE, close_payload(code, reason), self.masks))
+            await self.writer.drain()
+
+    async def shutdown(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()
