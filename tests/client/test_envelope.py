@@ -45,3 +45,16 @@ def test_decode_matches_msgpack_and_views_the_payload(size: int, position: str) 
 def test_bad_envelopes_are_refused(message: bytes) -> None:
     with pytest.raises(BadEnvelope):
         decode(message)
+
+
+@pytest.mark.parametrize("size", [0, 5, 300, 70000])
+def test_the_fast_path_finds_the_last_payload_key(size: int) -> None:
+    """Small fields before the payload (ferrotile's envelopes): the key is found by its bytes,
+    also when the same bytes appear earlier as a value."""
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    envelope = {"type": "array-data", "sequence": 7, "what": "payload", "shape": [size],
+                "dummy": b"\xa7payload\xc4\x01", "payload": payload}  # fmt: skip
+    message = msgpack.packb(envelope)
+    fields, view = decode(message)
+    assert fields == {k: v for k, v in envelope.items() if k != "payload"}
+    assert view is not None and view.obj is message and view.tobytes() == payload

@@ -140,3 +140,22 @@ def test_resumes_across_a_server_restart(tmp_path: Path, redis_url: str, key: st
     assert [f.sequence for f in received.frames] == list(range(1, 11))  # no loss, no duplicate
     assert [int(f.array[0, 0]) for f in received.frames] == list(range(10))
     assert received.gaps == []
+
+
+def test_a_refused_subscription_names_the_status(hub_server: RunningServer, key: str) -> None:
+    """The client's own handshake reports the server's status and detail, sync and async."""
+    from ferrotile.client import ServerError
+
+    with connect(hub_server.url, api_key=hub_server.api_key) as client:
+        with pytest.raises(ServerError) as refused:
+            next(iter(client.subscribe(f"{key}-missing")))
+        assert refused.value.status == 404 and f"subscribe to {key}-missing" in str(refused.value)
+
+        async def first() -> Message:
+            async for message in client.subscribe(f"{key}-missing"):
+                return message
+            raise AssertionError("no message")
+
+        with pytest.raises(ServerError) as refused:
+            asyncio.run(first())
+        assert refused.value.status == 404
