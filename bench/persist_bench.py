@@ -4,8 +4,8 @@ a detector runs, and the files an append leaves on disk.
 Usage (from the repository root, after ``make build``)::
 
     .venv/bin/python bench/persist_bench.py [--quick] [--json OUT] \
-        [--targets ferrotile-memory,tiled] [--cases patch256k,patch8m,push1k,push256k,push8m,files] \
-        [--base DIR --rounds N]
+        [--targets ferrotile-memory,tiled] [--base DIR --rounds N] \
+        [--cases patch256k,patch8m,push1k,push256k,push8m,files]
 
 ``--base DIR`` runs ferrotile twice per round, alternating: the build in ``DIR`` (a copy of
 ``python/`` holding another build of the extension, e.g. main's, put first on ``PYTHONPATH``;

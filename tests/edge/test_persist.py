@@ -167,3 +167,51 @@ def test_a_node_chooses_plain_chunks(edge_server: RunningServer, key: str) -> No
         response = raw.post("/metadata/", json=body)
     assert response.status_code == 422
     assert "chunks_per_shard" in response.json()["detail"]
+
+
+def test_large_frames_are_written_directly_at_aligned_offsets(
+    edge_server: RunningServer, key: str
+) -> None:
+    """Chunks of >= 64 KiB stored go with O_DIRECT (``rust/src/store/direct.rs``): in a shard
+    at 4 KiB-aligned offsets (the index gives each one's exact length), as a plain chunk file
+    cut to its exact length; zarr-python and the stock client read them back equal."""
+    import struct
+
+    import zstandard
+
+    client = from_uri(edge_server.url, api_key=edge_server.api_key)
+    rng = np.random.default_rng(3)
+    # 128 KiB frames of noise (zstd cannot shrink them below 64 KiB): sharded, 128 per shard.
+    frames = rng.integers(0, 2**16, (5, 256, 256), dtype="<u2")
+    x = client.write_array(frames[:1], key=key)
+    for i in range(1, 5):
+        x.patch(frames[i : i + 1], offset=(i,), extend=True)
+    np.testing.assert_array_equal(client[key].read(), frames)
+    root = directory(edge_server, key)
+    np.testing.assert_array_equal(zarr.open_array(store=str(root), mode="r")[:], frames)
+    shard = (root / "c/0/0/0").read_bytes()
+    entries = [struct.unpack_from("<QQ", shard, 16 * i) for i in range(5)]
+    assert all(offset % 4096 == 0 and size > 64 * 1024 for offset, size in entries), entries
+    assert [offset for offset, _ in entries] == sorted(offset for offset, _ in entries)
+    # A plain chunk per frame (chunks_per_shard=1): each file is its zstd frame, no padding.
+    from tiled.structures.array import ArrayStructure
+    from tiled.structures.data_source import DataSource
+
+    structure = ArrayStructure.from_array(frames[:1])
+    source = DataSource(
+        structure_family="array",
+        structure=structure,
+        mimetype="application/x-zarr",
+        parameters={"chunks_per_shard": 1},
+    )
+    y = client.new("array", [source], key=f"{key}-plain")
+    for i in range(5):
+        y.patch(frames[i : i + 1], offset=(i,), extend=True)
+    plain = directory(edge_server, f"{key}-plain")
+    np.testing.assert_array_equal(zarr.open_array(store=str(plain), mode="r")[:], frames)
+    for i in range(5):
+        stored = (plain / f"c/{i}/0/0").read_bytes()
+        assert len(stored) % 4096 != 0  # cut to its length (noise: a few bytes over 128 KiB)
+        decoder = zstandard.ZstdDecompressor().decompressobj()
+        assert decoder.decompress(stored) == frames[i].tobytes()
+        assert decoder.unused_data == b""  # exactly one zstd frame, no padding after it

@@ -388,6 +388,14 @@ impl WriteBody {
             Self::Enveloped(_) => None,
         }
     }
+
+    /// The write's bytes, wherever they are (a message's payload inside its envelope).
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Raw(raw) | Self::Decoded { raw, .. } => raw,
+            Self::Enveloped(message) => message.payload(),
+        }
+    }
 }
 
 /// The message of a write whose bytes are `raw`.
@@ -418,7 +426,7 @@ pub async fn apply(
     node: &Arc<Node>,
     path: &str,
     write: WriteSpec,
-    bodies: Vec<WriteBody>,
+    mut bodies: Vec<WriteBody>,
 ) -> Result<Applied, Refusal> {
     let array = node.info.array.as_ref().ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "not an array"))?;
     let expected = write.shape.iter().product::<u64>().saturating_mul(array.itemsize);
@@ -440,15 +448,9 @@ pub async fn apply(
     let mut applied = Applied { node: Arc::clone(node), sequence: 0, length: None };
     let mut offset = None;
     if write.persist {
-        let pieces = bodies
-            .iter()
-            .map(|body| match body {
-                WriteBody::Raw(raw) | WriteBody::Decoded { raw, .. } => raw.clone(),
-                // The store keeps the buffer while it writes it: a copy of the payload.
-                WriteBody::Enveloped(message) => Bytes::copy_from_slice(message.payload()),
-            })
-            .collect();
-        let stored = persist::store(shared, node, path, &write.kind, pieces).await?;
+        // The store takes the bodies while it writes them (no copy) and gives them back.
+        let (stored, returned) = persist::store(shared, node, path, &write.kind, bodies).await?;
+        bodies = returned;
         if let WriteKind::Append { .. } = write.kind {
             offset = stored.offset.clone();
             applied.length = stored.array.shape.first().copied();

@@ -12,12 +12,14 @@
 //! edge's view is stale) and the node asked for again. Arrays in a layout the writer does not handle (and nodes
 //! without a zarr directory) are stored by the control plane as before (`Control::store`).
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::StatusCode;
 
+use super::arrays::WriteBody;
 use super::control::{ArrayInfo, ArrayWrite, Refusal, Stored, WriteKind};
 use super::growth::{grown_shape, regrown};
 use super::nodes::Node;
@@ -89,46 +91,49 @@ fn storage_refusal(error: &CoreError) -> Refusal {
 
 /// The body in the order the array stores its elements: swapped if the structure's byte order
 /// differs from the stored one.
-fn stored_order(body: Bytes, array: &ArrayInfo, zarr: &ZarrArray) -> Bytes {
+fn stored_order<'a>(body: &'a [u8], array: &ArrayInfo, zarr: &ZarrArray) -> Cow<'a, [u8]> {
     let meta = zarr.metadata();
     let body_endian = match array.dtype.as_bytes().first() {
         Some(b'>') => Endian::Big,
         Some(b'<') => Endian::Little,
         Some(b'=') if cfg!(target_endian = "big") => Endian::Big,
         Some(b'=') => Endian::Little,
-        _ => return body,
+        _ => return Cow::Borrowed(body),
     };
     // Complex numbers swap each half.
     let unit = if array.dtype.get(1..2) == Some("c") { meta.item_size / 2 } else { meta.item_size };
     if body_endian == meta.codec.endian || unit <= 1 {
-        return body;
+        return Cow::Borrowed(body);
     }
     let mut swapped = body.to_vec();
     for element in swapped.chunks_exact_mut(unit) {
         element.reverse();
     }
-    swapped.into()
+    Cow::Owned(swapped)
 }
 
 /// Stores a validated write (see the module docs) given in `pieces`: one, or for an append
-/// several of whole frames each, stored one after the other with one change of shape.
+/// several of whole frames each, stored one after the other with one change of shape. The
+/// pieces are stored where they are (a message's payload in its envelope: no copy) and given
+/// back.
 pub async fn store(
     shared: &Arc<Shared>,
     node: &Arc<Node>,
     path: &str,
     kind: &WriteKind,
-    pieces: Vec<Bytes>,
-) -> Result<Stored, Refusal> {
+    pieces: Vec<WriteBody>,
+) -> Result<(Stored, Vec<WriteBody>), Refusal> {
     let array = node.info.array.clone().ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "not an array"))?;
     let handle = match array.zarr.as_deref().map(|dir| shared.arrays.get(node.info.id, &PathBuf::from(dir))) {
         Some(Ok(handle)) => handle,
         Some(Err(CoreError::StoreUnsupported(_))) | None => {
-            let body = match <[Bytes; 1]>::try_from(pieces) {
-                Ok([one]) => one,
-                Err(pieces) => pieces.concat().into(),
+            // The control plane's writer (layouts the engine does not handle) gets one buffer.
+            let body = match pieces.as_slice() {
+                [one] => one.raw().cloned().unwrap_or_else(|| Bytes::copy_from_slice(one.bytes())),
+                several => several.iter().flat_map(WriteBody::bytes).copied().collect::<Vec<u8>>().into(),
             };
             let write = ArrayWrite { node: node.info.id, path: path.to_owned(), kind: kind.clone(), body };
-            return shared.nodes.control().store(write).await;
+            return Ok((shared.nodes.control().store(write).await?, pieces));
         }
         Some(Err(e)) => return Err(storage_refusal(&e)),
     };
@@ -156,7 +161,8 @@ pub async fn store(
         let frame_bytes = size.iter().skip(1).product::<u64>() * info.itemsize;
         let several = pieces.len() > 1;
         let mut at = start;
-        for piece in pieces {
+        for piece in &pieces {
+            let piece = piece.bytes();
             let mut piece_size = size.clone();
             if let (true, Some(first)) = (several, piece_size.first_mut()) {
                 // Pieces of an append: whole frames each.
@@ -172,11 +178,11 @@ pub async fn store(
         if shape != old_shape {
             zarr.resize(&bounds, structure.as_ref())?;
         }
-        Ok::<_, CoreError>(Some(held))
+        Ok::<_, CoreError>(Some((held, pieces)))
     })
     .await
     .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, &format!("Storage task failed: {e}")))?;
-    let Some(_held) = written.map_err(|e| storage_refusal(&e))? else {
+    let Some((_held, pieces)) = written.map_err(|e| storage_refusal(&e))? else {
         // Another process changed the array's shape: what the edge knows of it is stale.
         // Nothing was written; the next write asks the control plane.
         shared.nodes.invalidate(&path.split('/').map(str::to_owned).collect::<Vec<_>>(), false);
@@ -186,9 +192,9 @@ pub async fn store(
         ));
     };
     let offset = matches!(kind, WriteKind::Append { .. }).then(|| place.start[..1].to_vec());
-    let Some(grown) = grown else { return Ok(Stored { array, offset }) };
+    let Some(grown) = grown else { return Ok((Stored { array, offset }, pieces)) };
     match shared.nodes.control().grow(node.info.id, path.to_owned(), array.shape.clone(), grown.shape.clone()).await {
-        Ok(array) => Ok(Stored { array, offset }),
+        Ok(array) => Ok((Stored { array, offset }, pieces)),
         Err(refusal) => {
             // The catalog keeps the old shape: so does zarr.json (the data past it is unseen).
             let old = array.shape.clone();

@@ -204,6 +204,26 @@ mod tests {
     }
 
     #[test]
+    fn refused_direct_writes_go_through_the_page_cache() {
+        let dir = std::env::temp_dir().join(format!("ferrotile-shard-refused-{}", std::process::id()));
+        let path = dir.join("c/0");
+        let mut shard = ShardFile::open(&path, 2).unwrap();
+        // A kernel refusal looks like this: a direct write of an unaligned buffer is EINVAL.
+        if let Some(direct) = open_direct(&path, false) {
+            let unaligned = vec![0u8; 4097];
+            assert!(refused(&direct.write_all_at(&unaligned[1..], 4096).unwrap_err()));
+        }
+        // Once refused, large chunks are appended at the end like small ones.
+        shard.direct = Some(None);
+        let big: Vec<u8> = (0..100_000u32).map(|i| (i % 241) as u8).collect();
+        shard.write(0, &stored(b"x")).unwrap();
+        shard.write(1, &stored(&big)).unwrap();
+        assert_eq!(shard.entry(1).unwrap(), Some((33, 100_000)));
+        assert_eq!(ShardFile::open(&path, 2).unwrap().read(1).unwrap().unwrap(), big);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn appends_replaces_and_compacts() {
         let dir = std::env::temp_dir().join(format!("ferrotile-shard-{}", std::process::id()));
         let path = dir.join("c/0/0");
