@@ -76,8 +76,9 @@ class Loadgen:
         self.running.clear()
 
 
-def stream_url(target: Target, key: str) -> str:
-    return f"{target.ws}/api/v1/stream/single/{key}?envelope_format=msgpack"
+def stream_url(target: Target, key: str, query: str = "") -> str:
+    """The subscription URL; ``query`` (``&name=value...``) adds subscribe options."""
+    return f"{target.ws}/api/v1/stream/single/{key}?envelope_format=msgpack{query}"
 
 
 def push_url(target: Target, key: str) -> str:
@@ -137,14 +138,15 @@ def create(gen: Loadgen, target: Target, key: str, size: int) -> None:
 
 def deliver(
     gen: Loadgen, target: Target, key: str, writer: Writer, subscribers: int,
-    *, threads: int = 1, connect_timeout: float = 60.0,
+    *, threads: int = 1, connect_timeout: float = 60.0, query: str = "",
 ) -> Delivery:  # fmt: skip
     """``subscribers`` sockets on ``key`` first (READY), then the writer; server CPU (its process
     tree plus its Redis) from just before the writer starts until the subscribers stop (the
-    writer's last frame plus IDLE_STOP seconds, or every socket has all the frames)."""
+    writer's last frame plus IDLE_STOP seconds, or every socket has all the frames). ``query``
+    adds subscribe options to the subscribers' URL."""
     create(gen, target, key, writer.size)
     subs = gen.start(
-        "subscribers", "--url", stream_url(target, key), "--count", str(subscribers),
+        "subscribers", "--url", stream_url(target, key, query), "--count", str(subscribers),
         "--api-key", API_KEY, *frames_arg(target), "--idle-stop", str(IDLE_STOP),
         "--duration", str(writer.seconds + 20), "--connect-timeout", str(connect_timeout),
         "--threads", str(threads),

@@ -54,6 +54,10 @@ from stream_procs import RELAYS, TARGETS, Target, stop_all
 from stream_report import markdown
 
 KiB, MiB = 1024, 1024 * 1024
+#: G2's subscriber byte cap (``max_queue_bytes``, ferrotile's subscribe option): a throughput
+#: row measures the subscriber's rate, not the default 64 MiB cap closing it (1008) when it
+#: falls 8 frames of 8 MiB behind for a moment.
+G2_QUEUE_BYTES = 1 << 30
 FROZEN_QUEUE = 16 * MiB
 
 SIZES = {
@@ -87,11 +91,14 @@ def client_cpu() -> float:
 def run_stream(
     target: Target, key: str, nbytes: int, *, subs: int, seconds: float, rate: float | None,
     frozen: bool = False, count: int = 10_000_000, sample_rss: bool = False,
-    extend: bool = False,
+    extend: bool = False, queue_bytes: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Create node ``key``; connect subscribers; write; collect loss/latency/CPU figures."""
+    """Create node ``key``; connect subscribers (with ``max_queue_bytes=queue_bytes`` on
+    ferrotile); write; collect loss/latency/CPU figures."""
     create_array(target.http, key, nbytes, rows=1 if extend else None)
     url = f"{target.ws}/api/v1/stream/single/{key}?envelope_format=msgpack"
+    if queue_bytes and target.kind == "ferrotile":
+        url += f"&max_queue_bytes={queue_bytes}"
     grace = seconds + 30
     healthy = Subscribers(SubSpec(url, 0, grace, raw=target.relay), subs,
                           processes=1 if subs == 1 else 2)  # fmt: skip
@@ -198,9 +205,9 @@ def run_target(name: str, mode: str, logdir: Path, only: set[str]) -> dict[str, 
     subs = sizes["subs"]
     scenarios = {
         "G2 256KiB": lambda: run_stream(target, "g2a", 256 * KiB, subs=1, seconds=sizes["g2_s"],
-                                        rate=None),
+                                        rate=None, queue_bytes=G2_QUEUE_BYTES),
         "G2 8MiB": lambda: run_stream(target, "g2b", 8 * MiB, subs=1, seconds=sizes["g2_s"],
-                                      rate=None),
+                                      rate=None, queue_bytes=G2_QUEUE_BYTES),
         "G4 1KiB@100Hz": lambda: run_stream(target, "g4a", KiB, subs=1, seconds=sizes["g4_s"] * 3,
                                             rate=100.0, count=int(sizes["g4_s"] * 100)),
         "G4 256KiB@100Hz": lambda: run_stream(target, "g4b", 256 * KiB, subs=1,
