@@ -173,6 +173,28 @@ fn envelope(message: &[u8]) -> Option<Envelope<'_>> {
     Some(out)
 }
 
+/// `close CODE: reason`, its numbers replaced by `N` so that visits closed for the same reason
+/// are counted together (e.g. `subscriber too slow: N bytes queued > max_queue_bytes=N; ...`).
+fn close_reason(code: u16, reason: &str) -> String {
+    let mut out = format!("close {code}");
+    if !reason.is_empty() {
+        out.push_str(": ");
+        let mut in_number = false;
+        for c in reason.chars().take(120) {
+            if c.is_ascii_digit() {
+                if !in_number {
+                    out.push('N');
+                }
+                in_number = true;
+            } else {
+                out.push(c);
+                in_number = false;
+            }
+        }
+    }
+    out
+}
+
 fn word(payload: &[u8], index: usize) -> u64 {
     payload.get(index * 8..index * 8 + 8).map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
 }
@@ -237,7 +259,7 @@ async fn visit(plan: &SoakPlan, minutes: &Minutes, stats: &mut SlotStats, leave_
         let frame = match next {
             Some(Ok(Message::Binary(b))) => b,
             Some(Ok(Message::Close(frame))) => {
-                break format!("close {}", frame.map_or(1005, |f| u16::from(f.code)));
+                break frame.map_or_else(|| "close 1005".to_owned(), |f| close_reason(u16::from(f.code), &f.reason));
             }
             Some(Ok(_)) => continue,
             Some(Err(e)) => break format!("error: {e}"),
@@ -383,6 +405,15 @@ mod tests {
         rmp::encode::write_u64(&mut gap, 9).unwrap();
         let notice = envelope(&gap).unwrap();
         assert_eq!((notice.kind, notice.count, notice.sequence), ("stream-gap", 9, None));
+    }
+
+    #[test]
+    fn close_reasons_group_without_their_numbers() {
+        assert_eq!(
+            close_reason(1008, "too slow: 123 bytes > max=64; dropped 7"),
+            "close 1008: too slow: N bytes > max=N; dropped N"
+        );
+        assert_eq!(close_reason(1000, ""), "close 1000");
     }
 
     #[test]
