@@ -63,10 +63,16 @@ def check_frames(array: np.ndarray, root: Path, shape: tuple[int, ...], dtype: s
         np.testing.assert_array_equal(array[i], frame(i, shape, dtype), err_msg=f"frame {i}")
     on_disk = zarr.open_array(store=str(root), mode="r")
     # Killed between an append's zarr.json and its catalog update, zarr may hold that one
-    # unacknowledged append (on disk) beyond what ferrotile serves; never less.
+    # unacknowledged append beyond what ferrotile serves (a pushed batch: up to 1,024 frames,
+    # push.rs MAX_BATCH_FRAMES), its frames all on disk; never less.
     assert on_disk.shape[1:] == array.shape[1:]
-    assert array.shape[0] <= on_disk.shape[0] <= array.shape[0] + 1, (on_disk.shape, array.shape)
+    assert array.shape[0] <= on_disk.shape[0] <= array.shape[0] + 1024, (
+        on_disk.shape,
+        array.shape,
+    )
     np.testing.assert_array_equal(on_disk[: array.shape[0]], array)
+    for i in range(array.shape[0], on_disk.shape[0]):
+        np.testing.assert_array_equal(on_disk[i], frame(i, shape, dtype), err_msg=f"frame {i}")
 
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
