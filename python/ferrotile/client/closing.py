@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import Self
 
 
-class Closing:
+class Closing(ABC):
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Releases the object's connections."""
 
     def __enter__(self) -> Self:
         return self
