@@ -183,6 +183,50 @@ def test_frame_counter_advances_with_pushed_frames(
         assert_shows(page, n, frame)
 
 
+def drawn(page: Any, received: int) -> None:
+    """Waits until the page has received its ``received``-th frame and drawn it: the page draws
+    the newest frame in its next animation frame, before a callback queued after it runs."""
+    expect(page.locator("#received")).to_have_text(str(received), timeout=WAIT_MS)
+    page.evaluate("() => new Promise((done) => requestAnimationFrame(() => done()))")
+
+
+def test_n_dimensional_array_shows_the_chosen_plane(
+    page: Any, live_server: RunningServer, http: httpx.Client, key: str
+) -> None:
+    """A 4-D array: the last 2-D plane by default; a slice typed in the page (the API's syntax,
+    applied by the server) picks another plane, for the frame shown and the frames after."""
+    container(http, key)
+    plane = np.add.outer(np.arange(24), 2 * np.arange(32))  # 0..85
+    planes = np.arange(6).reshape(2, 3)[..., None, None]
+    volume = (plane + 100 * planes).astype("<u2")  # plane [i, j] holds 100 * (3i + j) + plane
+    assert volume.shape == (2, 3, 24, 32)
+    assert http.post(f"/metadata/{key}", json=array_body("v", volume)).status_code == 200
+    put(http, f"{key}/v", volume)
+    open_image(page, live_server, f"{key}/v", 1)
+    fixed_contrast(page, 0, 600)
+    assert_shows(page, 1, gray(volume[1, 2], 0, 600))
+    assert page.locator("#shape").inner_text() == "24 \N{MULTIPLICATION SIGN} 32"
+
+    page.locator("#slice").fill("0,1")
+    page.locator("#slice").dispatch_event("change")
+    drawn(page, 2)  # the newest frame again, through the slice
+    assert_shows(page, 1, gray(volume[0, 1], 0, 600))
+    put(http, f"{key}/v", volume[::-1, ::-1].copy())  # [0, 1] now holds the old [1, 1]
+    assert_shows(page, 2, gray(volume[1, 1], 0, 600))
+
+    page.locator("#slice").fill("1,:,::2,::2")  # any selection that leaves a 3-D array
+    page.locator("#slice").dispatch_event("change")
+    drawn(page, 4)
+    assert_shows(page, 2, gray(volume[0, 0, ::2, ::2], 0, 600))  # [1, 2] of the reversed
+    assert page.locator("#shape").inner_text() == "12 \N{MULTIPLICATION SIGN} 16"
+    assert page.locator("#error").is_hidden()
+
+    page.locator("#slice").fill("2,0")  # out of range: the server's answer, the frame stays
+    page.locator("#slice").dispatch_event("change")
+    expect(page.locator("#error")).to_contain_text("Invalid slice", timeout=WAIT_MS)
+    assert_shows(page, 2, gray(volume[0, 0, ::2, ::2], 0, 600))
+
+
 def colour_count(page: Any, canvas: str, rgb: tuple[int, int, int]) -> int:
     """How many pixels of ``canvas`` are within 30 of ``rgb`` in each channel (a plotted line's
     colour; its edges are blended with the background)."""
