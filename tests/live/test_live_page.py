@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -225,6 +227,49 @@ def test_n_dimensional_array_shows_the_chosen_plane(
     page.locator("#slice").dispatch_event("change")
     expect(page.locator("#error")).to_contain_text("Invalid slice", timeout=WAIT_MS)
     assert_shows(page, 2, gray(volume[0, 0, ::2, ::2], 0, 600))
+
+
+def test_max_fps_bounds_what_arrives_and_frames_per_second_counts_draws(
+    page: Any, live_server: RunningServer, http: httpx.Client, key: str
+) -> None:
+    """The page's max fps (5 here) is the server's max_fps: frames written 20 a second arrive
+    at most 5 a second, the rest counted as skipped, and the newest arrives; frames/s (draws in
+    the last second) is not 0 while frames come, within max fps, and 0 once they stop."""
+    container(http, key)
+    assert http.post(f"/metadata/{key}", json=array_body("r", GRADIENT)).status_code == 200
+    put(http, f"{key}/r", GRADIENT)
+    open_image(page, live_server, f"{key}/r", 1)
+    fixed_contrast(page, 0, 255)
+    page.locator("#max-fps").fill("5")
+    page.locator("#max-fps").dispatch_event("change")
+    drawn(page, 2)  # the frame shown, again, through the new subscription
+    expect(page.locator("#fps")).to_have_text(re.compile(r"^\d+$"), timeout=WAIT_MS)
+    frames = [np.roll(GRADIENT, n, axis=1) for n in range(1, 41)]
+
+    def write() -> None:
+        with httpx.Client(base_url=http.base_url, headers=http.headers, timeout=10) as writer:
+            for frame in frames:
+                put(writer, f"{key}/r", frame)
+                time.sleep(0.05)
+
+    rates: list[int] = []
+    started = time.monotonic()
+    with ThreadPoolExecutor(1) as pool:
+        writing = pool.submit(write)
+        while not writing.done():
+            rates.append(int(page.locator("#fps").inner_text()))
+            page.wait_for_timeout(100)
+        writing.result()
+    elapsed = time.monotonic() - started
+    assert_shows(page, len(frames) + 1, frames[-1])
+    received = int(page.locator("#received").inner_text()) - 2  # since the writes began
+    skipped = int(page.locator("#skipped").inner_text())
+    assert received + skipped == len(frames)
+    # One every 200 ms from before the writes began to after the held newest went (+ 3).
+    assert received <= 5 * elapsed + 3 and skipped > 0, (received, elapsed)
+    # At most 6 draws fit in a second at 5 a second; one more for frames delayed unevenly.
+    assert 1 <= max(rates) <= 7, rates
+    expect(page.locator("#fps")).to_have_text("0", timeout=WAIT_MS)
 
 
 def colour_count(page: Any, canvas: str, rgb: tuple[int, int, int]) -> int:
