@@ -425,6 +425,32 @@ def test_public_server_needs_no_key(page: Any, public_live_server: RunningServer
     assert page.locator("#login").is_hidden()
 
 
+def test_the_cookie_of_an_api_key_link_needs_no_form(
+    page: Any, live_server: RunningServer, http: httpx.Client, key: str
+) -> None:
+    """A browser that followed a link with ``?api_key=`` holds the ``tiled_api_key`` cookie:
+    the page asks for no key, the listing is read with the cookie and the stream's WebSocket
+    handshake carries it (the auth message holds no key)."""
+    container(http, key)
+    assert http.post(f"/metadata/{key}", json=array_body("g", GRADIENT)).status_code == 200
+    put(http, f"{key}/g", GRADIENT)
+    visited = page.goto(f"{live_server.url}/api/v1/?api_key={live_server.api_key}")
+    assert visited is not None and visited.status == 200
+    (cookie,) = page.context.cookies()
+    assert (cookie["name"], cookie["value"]) == ("tiled_api_key", live_server.api_key)
+    sent: list[Any] = []
+    page.on("websocket", lambda socket: socket.on("framesent", lambda p: sent.append(p)))
+    page.goto(f"{live_server.url}/live/{key}")
+    expect(page.locator('tr[data-key="g"]')).to_be_visible(timeout=WAIT_MS)
+    page.locator('tr[data-key="g"] a').click()
+    expect(page.locator("#frame")).to_have_text("1", timeout=WAIT_MS)
+    fixed_contrast(page, 0, 255)
+    put(http, f"{key}/g", 255 - GRADIENT)
+    assert_shows(page, 2, 255 - GRADIENT)
+    assert page.locator("#login").is_hidden() and page.locator("#error").is_hidden()
+    assert {"type": "auth"} in [json.loads(s) for s in sent if isinstance(s, str)]
+
+
 def test_listing_shows_a_new_node_within_a_second(
     page: Any, live_server: RunningServer, http: httpx.Client, key: str
 ) -> None:
