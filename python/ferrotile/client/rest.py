@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -56,8 +57,14 @@ class Http:
 
     def __init__(self, url: str, api_key: str | None, timeout: float) -> None:
         self.headers = {"Authorization": f"Apikey {api_key}"} if api_key else {}
+        # The WebSocket side's trust (the system's store, SSL_CERT_FILE, SSL_CERT_DIR), not
+        # httpx's default (certifi's bundle): one facility CA in the system store serves both.
         self.client = httpx.Client(
-            base_url=f"{url}/api/v1", headers=self.headers, timeout=timeout, trust_env=False
+            base_url=f"{url}/api/v1",
+            headers=self.headers,
+            timeout=timeout,
+            trust_env=False,
+            verify=ssl.create_default_context(),
         )
 
     def request(
