@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from ferrotile.errors import (
     CatalogError,
+    FerrotileError,
     InvalidKey,
     KeyConflict,
     NotEmpty,
@@ -23,7 +24,7 @@ from ferrotile.validation import InputRejected
 log = logging.getLogger("ferrotile.api")
 
 
-class ApiError(Exception):
+class ApiError(FerrotileError):
     """Raised by a handler to answer with ``status`` and ``{"detail": detail}``."""
 
     def __init__(self, status: int, detail: str, headers: Mapping[str, str] | None = None) -> None:

@@ -23,10 +23,12 @@ from typing import Any
 import numpy as np
 import orjson
 
+from ferrotile.errors import FerrotileError
+
 ArraySerializer = Callable[[np.ndarray], bytes]
 
 
-class SerializationError(Exception):
+class SerializationError(FerrotileError):
     """The media type is served, but not for this particular data (answered 406)."""
 
 

@@ -16,11 +16,12 @@ from typing import Any
 import orjson
 
 from ferrotile.catalog.models import STRUCTURE_FAMILIES
+from ferrotile.errors import FerrotileError
 
 JSONValue = Any
 
 
-class QueryError(ValueError):
+class QueryError(FerrotileError, ValueError):
     """A query that cannot be decoded or compiled (bad JSON, missing field, bad value)."""
 
 

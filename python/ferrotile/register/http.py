@@ -17,7 +17,7 @@ class RegisterError(FerrotileError):
     """Registration cannot go on at all (server unreachable, API key refused)."""
 
 
-class Refused(Exception):
+class Refused(FerrotileError):
     """The server refused one request (4xx/5xx other than 401); the item is skipped."""
 
     def __init__(self, status: int, detail: str) -> None:

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import EllipsisType
 
+from ferrotile.errors import FerrotileError
+
 __all__ = [
     "ExpectedShapeMismatch",
     "Index",
@@ -34,7 +36,7 @@ _INT_RE = re.compile(r"^-?\d+$")
 _UINT_LIST_RE = re.compile(r"^\d+(,\d+)*$")
 
 
-class ExpectedShapeMismatch(ValueError):
+class ExpectedShapeMismatch(FerrotileError, ValueError):
     """The client's ``expected_shape`` differs from the shape the request would produce."""
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from ferrotile.errors import FerrotileError
 from ferrotile.validation import MAX_INT64, InvalidParameter, parse_int
 
 #: ``$``, ``0``/``-`` or an entry id ``<ms>[-<n>]`` (what a cursor may be).
@@ -21,7 +22,7 @@ _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
 
-class StreamerInputError(ValueError):
+class StreamerInputError(FerrotileError, ValueError):
     """A parameter, header or payload the client sent is not acceptable."""
 
 

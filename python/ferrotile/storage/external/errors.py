@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ferrotile.errors import FerrotileError
 
-class ExternalDataError(ValueError):
+
+class ExternalDataError(FerrotileError, ValueError):
     """Registered data cannot be used; ``status`` is the HTTP answer (4xx/503)."""
 
     status = 422

@@ -17,6 +17,8 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from ferrotile.errors import FerrotileError
+
 __all__ = [
     "ARROW_FILE",
     "SCHEMA_PREFIX",
@@ -38,7 +40,7 @@ SCHEMA_PREFIX = f"data:{ARROW_FILE};base64,"
 MAX_PARTITIONS = 32767
 
 
-class InvalidTable(ValueError):
+class InvalidTable(FerrotileError, ValueError):
     """A structure or a request body is not a valid table."""
 
 
