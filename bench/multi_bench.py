@@ -4,7 +4,7 @@ per frame for every subscriber.
 Usage (from the repository root, after ``make build``; the load generator is built here)::
 
     .venv/bin/python bench/multi_bench.py [--quick] [--json OUT] [--seconds S] [--frame-rate HZ]
-        [--view 'bin=4'] [--only M1,M2,M3] [--no-build]
+        [--view 'bin=4'] [--photons MEAN] [--only M1,M2,M3] [--no-build]
 
 One ferrotile (``serve catalog --temp --api-key secret``, in-memory cache) on a free loopback
 port; server CPU = utime+stime of its process tree from /proc, from just before the writers
@@ -15,7 +15,8 @@ start until the subscribers stop (last frame + 2 s idle). Scenarios:
   delivered over ONE ``WS /api/v1/stream/multi`` socket vs 100 ``WS /api/v1/stream/single``
   sockets. The subscriber is a Python ``websockets`` client (msgpack envelopes) in its own
   process, counting messages per stream and checking their sequences (loss, duplicates, gaps).
-- M2: 2048x2048 uint16 frames (8 MiB, pseudo-random: ``push --noise``) pushed at
+- M2: 2048x2048 uint16 frames (8 MiB, pseudo-random: ``push --noise``; with ``--photons MEAN``,
+  Poisson photon counts as a photon-counting detector sends, which zstd shrinks) pushed at
   ``--frame-rate`` (default 100 Hz; the row says what the writer reached) to 32 subscribers
   with ``bin=4`` vs 1 subscriber with the same view (Rust subscribers, ``ferrotile-loadgen
   subscribers``, counting messages and sequences).
@@ -219,7 +220,7 @@ def view_metrics(target: Target) -> dict[str, float]:
 
 
 def image_stream(target: Target, gen: Loadgen, key: str, view: str, subscribers: int,
-                 rate: float, seconds: float) -> dict[str, Any]:  # fmt: skip
+                 rate: float, seconds: float, fill: list[str]) -> dict[str, Any]:  # fmt: skip
     """M2/M3: frames pushed at ``rate`` to ``subscribers`` Rust subscribers of ``view``."""
     create_node(target.http, key, [SIDE, SIDE], [[SIDE], [SIDE]], 2)  # uint16
     url = f"{target.ws}/api/v1/stream/single/{key}?envelope_format=msgpack&{view}"
@@ -230,7 +231,7 @@ def image_stream(target: Target, gen: Loadgen, key: str, view: str, subscribers:
     before = view_metrics(target)
     cpu0 = target.cpu()
     written = gen.run("push", "--url", push_url(target, key), "--size", str(SIDE * SIDE * 2),
-                      "--rate", str(rate), "--noise", "--window", "4",
+                      "--rate", str(rate), *fill, "--window", "4",
                       "--duration", str(seconds), "--api-key", API_KEY,
                       timeout=seconds + 60)  # fmt: skip
     delivered = gen.finish(subs, seconds + 60)
@@ -268,11 +269,13 @@ def m1_rows(target: Target, gen: Loadgen, seconds: float) -> list[dict[str, Any]
 
 
 def image_rows(target: Target, gen: Loadgen, scenario: str, view: str, rate: float,
-               seconds: float) -> list[dict[str, Any]]:  # fmt: skip
+               seconds: float, photons: float | None) -> list[dict[str, Any]]:  # fmt: skip
     rows, per_frame = [], {}
+    fill = ["--photons", str(photons)] if photons else ["--noise"]
+    frames = f"photon counts (mean {photons:g})" if photons else "noise"
     for subscribers in (1, SUBSCRIBERS):
         key = f"{scenario.lower()}x{subscribers}"
-        r = image_stream(target, gen, key, view, subscribers, rate, seconds)
+        r = image_stream(target, gen, key, view, subscribers, rate, seconds, fill)
         print(f"  {scenario} x{subscribers}: {r}", file=sys.stderr)
         # CPU per frame written (the view is computed once per frame, whatever the fan-out).
         per_frame[subscribers] = r["server_cpu_s"] * 1e6 / r["sent"] if r["sent"] else None
@@ -290,7 +293,7 @@ def image_rows(target: Target, gen: Loadgen, scenario: str, view: str, rate: flo
         if subscribers > 1 and per_frame[1] and per_frame[subscribers]:
             detail += f"; CPU/frame {per_frame[subscribers] / per_frame[1]:.2f}x of 1 subscriber"
         row = protocol.row(
-            scenario, f"2048x2048 uint16 {view}, {subscribers} sub", target.name,
+            scenario, f"2048x2048 uint16 {frames} {view}, {subscribers} sub", target.name,
             DRIVER + "ferrotile-loadgen subscribers", "server CPU us per frame written",
             per_frame[subscribers], higher_is_better=False, server_cpu_s=r["server_cpu_s"],
             work=r["received"], per_cpu_unit="frames", loss=r["lost"], dup=r["dups"],
@@ -309,6 +312,11 @@ def main() -> None:
     parser.add_argument("--frame-rate", type=float, default=100.0, help="M2/M3 frames per second")
     parser.add_argument("--view", default="bin=4",
                         help="M2's view query (M3 adds &compression=zstd)")  # fmt: skip
+    parser.add_argument(
+        "--photons", type=float, default=None,
+        help="M2/M3 frames of uint16 photon counts, Poisson around this mean "
+        "(a photon-counting detector's, compressible) instead of noise",
+    )  # fmt: skip
     parser.add_argument("--only", default="", help="scenario codes among M1,M2,M3")
     parser.add_argument("--no-build", action="store_true", help="use the Rust binaries as built")
     args = parser.parse_args()
@@ -322,9 +330,10 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     cases = {
         "M1": lambda: m1_rows(target, gen, seconds),
-        "M2": lambda: image_rows(target, gen, "M2", args.view, args.frame_rate, seconds),
+        "M2": lambda: image_rows(target, gen, "M2", args.view, args.frame_rate, seconds,
+                                 args.photons),
         "M3": lambda: image_rows(target, gen, "M3", f"{args.view}&compression=zstd",
-                                 args.frame_rate, seconds),
+                                 args.frame_rate, seconds, args.photons),
     }  # fmt: skip
     try:
         target.start()

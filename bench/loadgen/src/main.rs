@@ -178,6 +178,10 @@ enum Command {
         /// persisted pushes, where the storage compresses what it keeps.
         #[arg(long)]
         noise: bool,
+        /// Frame bytes as little-endian uint16 photon counts, Poisson around this mean (a
+        /// photon-counting detector's frame: compressible, unlike --noise).
+        #[arg(long, conflicts_with = "noise")]
+        photons: Option<f64>,
         #[command(flatten)]
         writer: WriterArgs,
     },
@@ -261,7 +265,7 @@ async fn run(command: Command) -> LoadResult<()> {
         Command::Idle { sockets, hold } => {
             ws::run_sockets(socket_run(sockets, hold, 0, 4096, None, 0.0)?, "idle").await
         }
-        Command::Push { url, window, noise, writer } => {
+        Command::Push { url, window, noise, photons, writer } => {
             let target = target::parse(&url)?;
             if writer.create {
                 let path = url.split('?').next().unwrap_or_default();
@@ -276,6 +280,7 @@ async fn run(command: Command) -> LoadResult<()> {
                 connections: writer.connections,
                 window,
                 noise,
+                photons,
                 duration: seconds(writer.duration),
                 max_frames: writer.requests,
             };

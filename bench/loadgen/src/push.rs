@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::error::{LoadError, LoadResult};
-use crate::frames::{noise, stamp};
+use crate::frames::{noise, photons, stamp};
 use crate::pace;
 use crate::report::{emit, percentiles, rate};
 use crate::target::Target;
@@ -45,6 +45,8 @@ pub struct PushPlan {
     pub window: usize,
     /// Frames of pseudo-random bytes (else zeros) after the stamp.
     pub noise: bool,
+    /// Frames of uint16 photon counts around this mean instead (see [`photons`]).
+    pub photons: Option<f64>,
     /// Total frames per second over all sockets; `None` = flat out.
     pub rate: Option<f64>,
     /// How long to send.
@@ -136,6 +138,8 @@ async fn connection(plan: Arc<PushPlan>, index: usize, ids: Arc<AtomicU64>, star
     let mut frame = vec![0u8; plan.size];
     if plan.noise {
         noise(&mut frame, index as u64 + 1);
+    } else if let Some(mean) = plan.photons {
+        photons(&mut frame, mean, index as u64 + 1);
     }
     while Instant::now() < deadline && !reader.is_finished() {
         if let Some(ticker) = ticker.as_mut() {
