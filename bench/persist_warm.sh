@@ -6,6 +6,8 @@
 # the in-memory replay buffer (fresh memory); the later ones are steady state.
 #
 # usage: bench/persist_warm.sh SIZE_BYTES SECONDS RUNS [PYTHONPATH_OF_ANOTHER_BUILD]
+# environment: WINDOW (frames awaiting their ack, default 64), FILL (the load generator's frame
+# bytes, default --noise; e.g. FILL="--photons 2" for compressible photon counts)
 # (from the repository root, after `make build` and `cargo build --release -p ferrotile-loadgen`)
 set -euo pipefail
 SIZE=$1; SECS=$2; RUNS=$3; PP=${4:-}
@@ -31,7 +33,7 @@ KEY=warm$SIZE
 for r in $(seq "$RUNS"); do
     c0=$(cpu)
     out=$("$LG" push --url "ws://127.0.0.1:$PORT/api/v1/stream/push/$KEY?persist=true&mode=append" \
-        --size "$SIZE" --api-key secret --max --window 64 --noise --duration "$SECS" 2>&1)
+        --size "$SIZE" --api-key secret --max --window "${WINDOW:-64}" ${FILL:---noise} --duration "$SECS" 2>&1)
     c1=$(cpu)
     ok=$(echo "$out" | awk '$1=="ok"{print $2}')
     sec=$(echo "$out" | awk '$1=="seconds"{print $2}')
