@@ -408,6 +408,18 @@ def test_wrong_key_shows_an_error_and_keys_stay_out_of_urls(
     assert urls and not [u for u in urls if "not-the-key" in u or live_server.api_key in u]
 
 
+def listing_to_image(page: Any, base_url: str, key: str, writer: httpx.Client) -> None:
+    """From the listing of container ``key`` to its image ``g`` (a GRADIENT written once): the
+    first frame shown, then the next one written drawn."""
+    page.goto(f"{base_url}/live/{key}")
+    expect(page.locator('tr[data-key="g"]')).to_be_visible(timeout=WAIT_MS)
+    page.locator('tr[data-key="g"] a').click()
+    expect(page.locator("#frame")).to_have_text("1", timeout=WAIT_MS)
+    fixed_contrast(page, 0, 255)
+    put(writer, f"{key}/g", 255 - GRADIENT)
+    assert_shows(page, 2, 255 - GRADIENT)
+
+
 def test_public_server_needs_no_key(page: Any, public_live_server: RunningServer, key: str) -> None:
     """Anonymous reads: no form, the listing and a stream (auth message without a key)."""
     headers = {"Authorization": f"Apikey {public_live_server.api_key}"}
@@ -415,13 +427,7 @@ def test_public_server_needs_no_key(page: Any, public_live_server: RunningServer
         container(writer, key)
         assert writer.post(f"/metadata/{key}", json=array_body("g", GRADIENT)).status_code == 200
         put(writer, f"{key}/g", GRADIENT)
-        page.goto(f"{public_live_server.url}/live/{key}")
-        expect(page.locator('tr[data-key="g"]')).to_be_visible(timeout=WAIT_MS)
-        page.locator('tr[data-key="g"] a').click()
-        expect(page.locator("#frame")).to_have_text("1", timeout=WAIT_MS)
-        fixed_contrast(page, 0, 255)
-        put(writer, f"{key}/g", 255 - GRADIENT)
-        assert_shows(page, 2, 255 - GRADIENT)
+        listing_to_image(page, public_live_server.url, key, writer)
     assert page.locator("#login").is_hidden()
 
 
@@ -440,13 +446,7 @@ def test_the_cookie_of_an_api_key_link_needs_no_form(
     assert (cookie["name"], cookie["value"]) == ("tiled_api_key", live_server.api_key)
     sent: list[Any] = []
     page.on("websocket", lambda socket: socket.on("framesent", lambda p: sent.append(p)))
-    page.goto(f"{live_server.url}/live/{key}")
-    expect(page.locator('tr[data-key="g"]')).to_be_visible(timeout=WAIT_MS)
-    page.locator('tr[data-key="g"] a').click()
-    expect(page.locator("#frame")).to_have_text("1", timeout=WAIT_MS)
-    fixed_contrast(page, 0, 255)
-    put(http, f"{key}/g", 255 - GRADIENT)
-    assert_shows(page, 2, 255 - GRADIENT)
+    listing_to_image(page, live_server.url, key, http)
     assert page.locator("#login").is_hidden() and page.locator("#error").is_hidden()
     assert {"type": "auth"} in [json.loads(s) for s in sent if isinstance(s, str)]
 
