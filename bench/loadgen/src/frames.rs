@@ -148,6 +148,15 @@ impl FrameStats {
     }
 }
 
+/// A msgpack map of `entries`, in order: the server messages the tests read.
+#[cfg(test)]
+pub fn packed(entries: Vec<(&str, rmpv::Value)>) -> Vec<u8> {
+    let map = rmpv::Value::Map(entries.into_iter().map(|(key, value)| (key.into(), value)).collect());
+    let mut buf = Vec::new();
+    rmpv::encode::write_value(&mut buf, &map).expect("writing to a Vec");
+    buf
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,12 +178,7 @@ mod tests {
 
     #[test]
     fn finds_the_payload() {
-        let mut buf = Vec::new();
-        rmp::encode::write_map_len(&mut buf, 2).unwrap();
-        rmp::encode::write_str(&mut buf, "type").unwrap();
-        rmp::encode::write_str(&mut buf, "array-data").unwrap();
-        rmp::encode::write_str(&mut buf, "payload").unwrap();
-        rmp::encode::write_bin(&mut buf, &[7; 16]).unwrap();
+        let buf = packed(vec![("type", "array-data".into()), ("payload", vec![7u8; 16].into())]);
         assert_eq!(payload_of(&buf, Payload::Msgpack), Some(&[7u8; 16][..]));
         assert_eq!(payload_of(b"\x81\xa4type\xa6schema", Payload::Msgpack), None);
         assert_eq!(payload_of(b"abc", Payload::Raw), Some(&b"abc"[..]));

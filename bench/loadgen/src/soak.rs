@@ -368,6 +368,7 @@ pub async fn run(plan: SoakPlan) -> LoadResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frames::packed;
 
     #[test]
     fn counts_missing_and_duplicates_across_visits() {
@@ -383,26 +384,14 @@ mod tests {
 
     #[test]
     fn reads_the_envelope() {
-        let mut buf = Vec::new();
-        rmp::encode::write_map_len(&mut buf, 3).unwrap();
-        rmp::encode::write_str(&mut buf, "type").unwrap();
-        rmp::encode::write_str(&mut buf, "array-data").unwrap();
-        rmp::encode::write_str(&mut buf, "sequence").unwrap();
-        rmp::encode::write_u64(&mut buf, 42).unwrap();
-        rmp::encode::write_str(&mut buf, "payload").unwrap();
-        let mut payload = [0u8; 24];
+        let mut payload = vec![0u8; 24];
         payload[8..16].copy_from_slice(&77u64.to_le_bytes());
         payload[16] = 1;
-        rmp::encode::write_bin(&mut buf, &payload).unwrap();
+        let buf = packed(vec![("type", "array-data".into()), ("sequence", 42.into()), ("payload", payload.into())]);
         let message = envelope(&buf).unwrap();
         assert_eq!((message.kind, message.sequence), ("array-data", Some(42)));
         assert_eq!((word(message.payload, 1), word(message.payload, 2)), (77, 1));
-        let mut gap = Vec::new();
-        rmp::encode::write_map_len(&mut gap, 2).unwrap();
-        rmp::encode::write_str(&mut gap, "type").unwrap();
-        rmp::encode::write_str(&mut gap, "stream-gap").unwrap();
-        rmp::encode::write_str(&mut gap, "count").unwrap();
-        rmp::encode::write_u64(&mut gap, 9).unwrap();
+        let gap = packed(vec![("type", "stream-gap".into()), ("count", 9.into())]);
         let notice = envelope(&gap).unwrap();
         assert_eq!((notice.kind, notice.count, notice.sequence), ("stream-gap", 9, None));
     }

@@ -363,14 +363,11 @@ mod tests {
 
     #[test]
     fn reads_sequence_from_both_envelopes() {
-        let mut buf = Vec::new();
-        rmp::encode::write_map_len(&mut buf, 3).unwrap();
-        rmp::encode::write_str(&mut buf, "type").unwrap();
-        rmp::encode::write_str(&mut buf, "array-data").unwrap();
-        rmp::encode::write_str(&mut buf, "sequence").unwrap();
-        rmp::encode::write_u64(&mut buf, 42).unwrap();
-        rmp::encode::write_str(&mut buf, "payload").unwrap();
-        rmp::encode::write_bin(&mut buf, &[1, 2, 3]).unwrap();
+        let buf = crate::frames::packed(vec![
+            ("type", "array-data".into()),
+            ("sequence", 42.into()),
+            ("payload", vec![1u8, 2, 3].into()),
+        ]);
         assert_eq!(sequence_of(&buf, true), Some(42));
         assert_eq!(sequence_of(br#"{"type":"x","sequence":7}"#, false), Some(7));
         assert_eq!(sequence_of(br#"{"type":"array-schema"}"#, false), None);
