@@ -14,6 +14,7 @@ import httpx
 import msgpack
 import numpy as np
 import pytest
+from websockets.sync.client import ClientConnection
 
 from tests.api.conftest import create_array
 from tests.api.test_stream_policies import FrozenSubscriber, _dropped
@@ -67,10 +68,10 @@ def test_frozen_subscribers_through_two_redis_workers(budgeted: RunningServer, k
     server = budgeted
     with fresh(server) as http:
         create_array(http, key, FRAME)
-        # Warm up: a first round of fan-out, so that the baseline holds allocator arenas,
-        # connection pools and the Redis readers' buffers.
-        warm_up(server, http, key)
+        # Warm up: a first round of fan-out through both workers, so that each one's baseline
+        # holds its allocator arenas, connection pools and Redis reader's buffers.
         pids = workers(server)
+        warm_up(server, http, key, pids)
         baseline = {pid: rss(pid) for pid in pids}
         cap = {pid: baseline[pid] + BUDGET + IN_FLIGHT for pid in pids}  # the stated cap
 
@@ -134,10 +135,47 @@ def read(conn: object, seqs: list[int], n: int) -> None:
         seqs.append(msgpack.unpackb(conn.recv(timeout=30))["sequence"])  # type: ignore[attr-defined]
 
 
-def warm_up(server: RunningServer, http: httpx.Client, key: str) -> None:
-    with ws(server, key) as conn:
-        recv(conn)
+def warm_up(server: RunningServer, http: httpx.Client, key: str, pids: list[int]) -> None:
+    """Fan out a quarter of the writes to subscribers on both workers: the kernel spreads
+    connections over the workers at random, so subscribe until each worker holds two."""
+    conns: list[ClientConnection] = []
+    served_by: list[int] = []
+    try:
+        while min(served_by.count(pid) for pid in pids) < 2:
+            assert len(conns) < 40, served_by  # 2 each out of 40 at random: never in practice
+            conns.append(ws(server, key))
+            served_by.append(worker_of(server, conns[-1], pids))
+            recv(conns[-1])  # the schema
         for _ in range(WRITES // 4):
             assert put(http, key, FRAME).status_code == 200
-        for _ in range(WRITES // 4):
-            recv(conn)
+        for conn in conns:
+            for _ in range(WRITES // 4):
+                recv(conn)
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def worker_of(server: RunningServer, conn: object, pids: list[int]) -> int:
+    """The worker that accepted ``conn``: the one holding the server side of its TCP socket."""
+    client_port = conn.socket.getsockname()[1]  # type: ignore[attr-defined]
+    server_port = int(server.url.rsplit(":", 1)[1])
+    rows = [
+        line.split()
+        for table in ("tcp", "tcp6")
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]
+    ]
+    inode = next(
+        fields[9]
+        for fields in rows
+        if int(fields[1].rsplit(":", 1)[1], 16) == server_port
+        and int(fields[2].rsplit(":", 1)[1], 16) == client_port
+    )
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                if fd.readlink().name == f"socket:[{inode}]":
+                    return pid
+            except FileNotFoundError:  # closed while listed
+                continue
+    raise AssertionError(f"no worker holds the socket of port {client_port}")
