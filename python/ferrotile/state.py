@@ -50,7 +50,7 @@ class ArrayHandles:
             if not assets:
                 raise ApiError(500, f"Array node {node.key!r} has no storage")
             recorded = node.data_sources[0].structure
-            structure = ArrayStructure.from_json(recorded) if recorded else None
+            structure = ArrayStructure.from_json(recorded, stored=True) if recorded else None
             array = ZarrArray.open(path_from_file_uri(assets[0].data_uri), structure)
             self._arrays[node.id] = array
         return array

@@ -43,14 +43,15 @@ it is deeper than any metadata a real instrument writes.
 MAX_INT64 = 2**63 - 1
 """Largest integer query parameter (what SQLite, PostgreSQL ``bigint`` and Rust ``i64`` hold)."""
 
-MAX_BLOCKS_PER_AXIS = 100_000
+MAX_BLOCKS_PER_AXIS = 4_000_000
 """Most blocks an extended array may have along one axis.
 
-An extension regrows the chunk grid with the first block's size (as Tiled does), so a PATCH of one
-element far beyond the end of an array with small blocks would otherwise produce a huge
-structure (the list of block sizes is stored, sent with every metadata read and rewritten on
-every extension). 100,000 sizes are about 600 KB of JSON; beyond that, create the array with
-larger blocks.
+An extension regrows the chunk grid with the first block's size (as Tiled does). The catalog keeps
+that grid as two numbers (``RegularChunks``), but Tiled's structure lists every block's size in
+every metadata read and every PATCH answer, so a PATCH of one element far beyond the end of an
+array with small blocks would make each of those huge. Four million covers an hour of frames
+at 1 kHz appended one block each (3.6 million: 7 MB of JSON per read); beyond that, create the
+array with larger blocks.
 """
 
 _DIGITS = re.compile(r"^[+-]?[0-9]{1,30}$")

@@ -54,8 +54,26 @@ def test_patch_extend_frame_by_frame_with_the_stock_client(
     on_disk = zarr.open_array(store=str(directory(edge_server, key)), mode="r")
     assert on_disk.shape == (12, 4, 3)
     np.testing.assert_array_equal(on_disk[:], expected)
-    # zarr.json records the structure ferrotile reads back (chunks regrown per frame).
-    assert on_disk.attrs["ferrotile"]["structure"]["shape"] == [12, 4, 3]
+    # zarr.json records the structure ferrotile reads back: the appended axis regrown as a
+    # regular grid, kept as its block size however many frames (the catalog keeps the same).
+    stored = on_disk.attrs["ferrotile"]["structure"]
+    assert (stored["shape"], stored["chunks"]) == ([12, 4, 3], [{"regular": n} for n in (1, 4, 3)])
+    # Served with every block listed, as Tiled does: to the stock client, in the metadata and
+    # in a PATCH's answer; a block of the grown grid is written where the listed one says.
+    assert client[key].structure().chunks == ((1,) * 12, (4,), (3,))
+    client[key].write_block(frames[0][np.newaxis] + 1, block=(7, 0, 0))
+    expected[7] = frames[0] + 1
+    np.testing.assert_array_equal(client[key].read(), expected)
+    with http(edge_server) as raw:
+        body = (frames[0] + 2).tobytes()
+        params = {"offset": "12", "shape": "1,4,3", "extend": "true"}
+        answer = raw.patch(f"/array/full/{key}", content=body, params=params, headers=OCTET)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["chunks"] == [[1] * 13, [4], [3]]
+        meta = raw.get(f"/metadata/{key}", params={"include_data_sources": "true"}).json()
+    attributes = meta["data"]["attributes"]
+    assert attributes["structure"]["chunks"] == [[1] * 13, [4], [3]]
+    assert attributes["data_sources"][0]["structure"]["chunks"] == [[1] * 13, [4], [3]]
 
 
 def test_put_full_block_and_patch_in_place(edge_server: RunningServer, key: str) -> None:
@@ -139,6 +157,37 @@ def test_pushed_frames_go_to_a_few_shard_files(edge_server: RunningServer, key: 
     np.testing.assert_array_equal(zarr.open_array(store=str(root), mode="r")[:], frames)
     files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
     assert files == ["c/0/0/0", "zarr.json"]  # 4,096 frames per shard
+
+
+def test_appends_past_a_hundred_thousand_blocks(edge_server: RunningServer, key: str) -> None:
+    """One block per frame, as the stock client's arrays grow: past the 100,000 blocks per axis
+    the explicit chunk list used to allow, each frame where it was sent, the catalog keeping
+    the grid as two numbers and the stock client reading every block listed."""
+    from tests.edge.test_push import acks_until, pusher
+
+    n = 120_001
+    frames = (np.arange(n * 16) % 251).astype("|u1").reshape(n, 16)
+    client = from_uri(edge_server.url, api_key=edge_server.api_key)
+    client.write_array(frames[:1], key=key)
+    with pusher(edge_server, key) as push:
+        for frame in frames[1:]:
+            push.send(frame.tobytes())
+        assert acks_until(push, n - 1)[-1]["frames"] == n - 1
+    assert client[key].structure().chunks == ((1,) * n, (16,))
+    # Reading 120,001 chunks back goes through zarr-python chunk by chunk (tens of seconds):
+    # the start, the old limit and the end.
+    with http(edge_server) as raw:
+        for start, stop in [(0, 10), (99_995, 100_005), (n - 10, n)]:
+            got = raw.get(
+                f"/array/full/{key}",
+                params={"slice": f"{start}:{stop}"},
+                headers={"Accept": "application/octet-stream"},
+            )
+            expected = frames[start:stop]
+            np.testing.assert_array_equal(np.frombuffer(got.content, "|u1"), expected.ravel())
+    on_disk = zarr.open_array(store=str(directory(edge_server, key)), mode="r")
+    stored = on_disk.attrs["ferrotile"]["structure"]
+    assert (stored["shape"], stored["chunks"]) == ([n, 16], [{"regular": 1}, {"regular": 16}])
 
 
 def test_a_node_chooses_plain_chunks(edge_server: RunningServer, key: str) -> None:

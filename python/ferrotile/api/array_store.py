@@ -56,7 +56,7 @@ async def store(
         node = await state.node(path, fresh=state.shared_catalog)
         if node.id != node_id or node.structure_family != "array" or registered.is_external(node):
             raise ApiError(409, f"{path!r} is no longer a writable array; nothing was stored")
-        structure = ArrayStructure.from_json(node.data_sources[0].structure or {})
+        structure = ArrayStructure.from_json(node.data_sources[0].structure or {}, stored=True)
         array = state.arrays.get(node)
         try:
             if kind == "full":
@@ -83,7 +83,8 @@ async def store(
                     ds_id = node.data_sources[0].id
                     assert ds_id is not None
                     structure = structure.with_shape(grown)
-                    node = await state.catalog.update_structure(node, ds_id, structure.to_json())
+                    stored = structure.to_stored_json()
+                    node = await state.catalog.update_structure(node, ds_id, stored)
                 new = await asyncio.to_thread(array.patch, data, offset, extend, structure)
                 if grown != node_shape:
                     await changed(state, node, stored=True)  # other workers drop the old shape
@@ -123,7 +124,7 @@ async def grow(
         node = await state.node(path, fresh=state.shared_catalog)
         if node.id != node_id or node.structure_family != "array" or registered.is_external(node):
             raise ApiError(409, f"{path!r} is no longer a writable array; nothing was stored")
-        structure = ArrayStructure.from_json(node.data_sources[0].structure or {})
+        structure = ArrayStructure.from_json(node.data_sources[0].structure or {}, stored=True)
         if structure.shape != old:
             raise ApiError(
                 409,
@@ -133,7 +134,7 @@ async def grow(
         ds_id = node.data_sources[0].id
         assert ds_id is not None
         structure = structure.with_shape(new)
-        node = await state.catalog.update_structure(node, ds_id, structure.to_json())
+        node = await state.catalog.update_structure(node, ds_id, structure.to_stored_json())
         state.arrays.close(node_id)  # its zarr metadata changed on disk
         # Other workers drop the old shape. Stored and recorded if the cache is down: the
         # publish that follows reports the outage (503).

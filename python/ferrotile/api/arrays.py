@@ -99,7 +99,7 @@ def _writable_structure(node: Node) -> ArrayStructure:
 def _structure(node: Node) -> ArrayStructure:
     if node.structure_family != "array":
         raise ApiError(404, f"{'/'.join(node.path)!r} is a {node.structure_family}, not an array")
-    return ArrayStructure.from_json(node.data_sources[0].structure or {})
+    return ArrayStructure.from_json(node.data_sources[0].structure or {}, stored=True)
 
 
 def _param(request: Request, name: str) -> tuple[int, ...] | None:

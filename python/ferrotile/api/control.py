@@ -53,13 +53,15 @@ async def _answer(make: Callable[[], Awaitable[Any]]) -> Answer:
 
 def array_info(state: AppState, node: Node, structure: ArrayStructure) -> dict[str, Any]:
     """A dense array's structure as the edge validates writes against it, the most it may
-    grow to, and the zarr directory the edge's writer stores it in."""
+    grow to, and the zarr directory the edge's writer stores it in. Regular axes stay compact
+    (``{"regular": step}``): the edge lists their blocks only when it serves the structure."""
+    stored = structure.to_stored_json()
     return {
         "dtype": structure.dtype.str,
         "itemsize": structure.dtype.itemsize,
         "shape": list(structure.shape),
-        "chunks": [list(c) for c in structure.chunks],
-        "structure": structure.to_json(),
+        "structure": stored,
+        "chunks": stored["chunks"],
         "max_bytes": state.settings.max_array_bytes,
         "zarr": array_store.zarr_directory(node),
     }
@@ -75,7 +77,7 @@ def node_info(state: AppState, node: Node) -> dict[str, Any]:
         "schema": messages.schema(node) if node.structure_family in STREAMABLE else None,
     }
     if node.structure_family == "array" and not external and node.data_sources:
-        structure = ArrayStructure.from_json(node.data_sources[0].structure or {})
+        structure = ArrayStructure.from_json(node.data_sources[0].structure or {}, stored=True)
         info["array"] = array_info(state, node, structure)
     return info
 

@@ -6,6 +6,7 @@ from collections.abc import Collection
 from typing import Any
 
 from ferrotile.catalog.models import Node
+from ferrotile.storage.structure import tiled_structure
 
 API = "/api/v1"
 
@@ -54,7 +55,7 @@ def structure_of(node: Node, count: int | None) -> dict[str, Any]:
     if node.structure_family == "container":
         return {"contents": None, "count": count}
     if node.data_sources and node.data_sources[0].structure is not None:
-        return node.data_sources[0].structure
+        return tiled_structure(node.data_sources[0].structure)
     return {}
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ferrotile.storage.structure import tiled_structure
+
 STRUCTURE_FAMILIES = frozenset(
     {"container", "array", "table", "sparse", "awkward", "ragged", "bytes"}
 )
@@ -82,7 +84,7 @@ class DataSource:
         return {
             "id": self.id,
             "structure_family": self.structure_family,
-            "structure": self.structure,
+            "structure": None if self.structure is None else tiled_structure(self.structure),
             "mimetype": self.mimetype,
             "parameters": self.parameters,
             "properties": self.properties,

@@ -14,8 +14,12 @@ from typing import Any
 import numpy as np
 
 from .dtypes import data_type_to_numpy
+from .regular_chunks import RegularChunks
 
-__all__ = ["ArrayStructure"]
+__all__ = ["ArrayStructure", "AxisChunks", "tiled_structure"]
+
+AxisChunks = tuple[int, ...] | RegularChunks
+"""The block sizes along one axis: Tiled's list, or a regular grid held compact."""
 
 
 def _is_int(value: Any) -> bool:
@@ -37,8 +41,9 @@ class ArrayStructure:
     ----------
     data_type : dict
         Tiled BuiltinDtype JSON.
-    chunks : tuple of tuple of int
-        Block sizes along each dimension; each tuple sums to that dimension's length.
+    chunks : tuple of (tuple of int or RegularChunks)
+        Block sizes along each dimension; each sums to that dimension's length. Axes regrown
+        by `with_shape` are `RegularChunks` (a step and a length, whatever the block count).
     shape : tuple of int
     dims : tuple of str or None
         Optional dimension names, one per dimension.
@@ -47,13 +52,14 @@ class ArrayStructure:
     """
 
     data_type: dict[str, Any]
-    chunks: tuple[tuple[int, ...], ...]
+    chunks: tuple[AxisChunks, ...]
     shape: tuple[int, ...]
     dims: tuple[str, ...] | None = None
     resizable: bool = False
     _dtype: np.dtype[Any] = field(init=False, repr=False, compare=False)
-    # Start offset of every block along each dimension, so block lookups are O(1).
-    _offsets: tuple[tuple[int, ...], ...] = field(init=False, repr=False, compare=False)
+    # Start offset of every block along each listed dimension, so block lookups are O(1)
+    # (None for a regular one, which computes it).
+    _offsets: tuple[tuple[int, ...] | None, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Frozen dataclass: derived fields must be set through object.__setattr__.
@@ -68,6 +74,13 @@ class ArrayStructure:
         if any(n < 0 for n in self.shape):
             raise ValueError(f"Invalid array structure: negative size in shape {self.shape}")
         for axis, (dim_chunks, size) in enumerate(zip(self.chunks, self.shape, strict=True)):
+            if isinstance(dim_chunks, RegularChunks):
+                if dim_chunks.size != size:
+                    raise ValueError(
+                        f"Invalid array structure: regular chunks of {dim_chunks.size} along "
+                        f"dimension {axis}, not of the shape {size}"
+                    )
+                continue
             if sum(dim_chunks) != size:
                 raise ValueError(
                     f"Invalid array structure: chunks {list(dim_chunks)} along dimension "
@@ -84,11 +97,14 @@ class ArrayStructure:
                 f"Invalid array structure: {len(self.dims)} dims names given for "
                 f"{len(self.shape)} dimensions"
             )
-        offsets = tuple(tuple(accumulate(c, initial=0)) for c in self.chunks)
+        offsets = tuple(
+            None if isinstance(c, RegularChunks) else tuple(accumulate(c, initial=0))
+            for c in self.chunks
+        )
         object.__setattr__(self, "_offsets", offsets)
 
     @classmethod
-    def from_json(cls, d: Any) -> ArrayStructure:
+    def from_json(cls, d: Any, *, stored: bool = False) -> ArrayStructure:
         """Parse and validate Tiled array structure JSON.
 
         Parameters
@@ -96,6 +112,9 @@ class ArrayStructure:
         d : dict
             ``{"data_type", "chunks", "shape", "dims", "resizable"}``; ``dims`` and
             ``resizable`` may be omitted.
+        stored : bool
+            The structure was read from the catalog or the zarr attributes (`to_stored_json`):
+            an axis may be ``{"regular": step}``. Clients send lists only.
 
         Raises
         ------
@@ -113,8 +132,13 @@ class ArrayStructure:
         chunks_json = d["chunks"]
         if not isinstance(chunks_json, (list, tuple)):
             raise ValueError("Invalid array structure: chunks must be a list of lists")
-        chunks = tuple(_int_tuple(c, "each entry of chunks") for c in chunks_json)
         shape = _int_tuple(d["shape"], "shape")
+        chunks = tuple(
+            _regular(c, shape, axis)
+            if stored and isinstance(c, dict)
+            else _int_tuple(c, "each entry of chunks")
+            for axis, c in enumerate(chunks_json)
+        )
         dims = d.get("dims")
         if dims is not None:
             if not isinstance(dims, (list, tuple)) or not all(isinstance(x, str) for x in dims):
@@ -133,10 +157,22 @@ class ArrayStructure:
         )
 
     def to_json(self) -> dict[str, Any]:
-        """Return the structure as Tiled JSON (lists, not tuples)."""
+        """Return the structure as Tiled JSON (lists, not tuples; every block listed)."""
+        return self._json(
+            [c.listed() if isinstance(c, RegularChunks) else list(c) for c in self.chunks]
+        )
+
+    def to_stored_json(self) -> dict[str, Any]:
+        """Return the structure as the catalog and the zarr attributes keep it: as `to_json`,
+        with each regular axis written ``{"regular": step}`` (see `RegularChunks`)."""
+        return self._json(
+            [c.to_stored() if isinstance(c, RegularChunks) else list(c) for c in self.chunks]
+        )
+
+    def _json(self, chunks: list[Any]) -> dict[str, Any]:
         return {
             "data_type": dict(self.data_type),
-            "chunks": [list(c) for c in self.chunks],
+            "chunks": chunks,
             "shape": list(self.shape),
             "dims": None if self.dims is None else list(self.dims),
             "resizable": False,
@@ -172,7 +208,8 @@ class ArrayStructure:
         """
         self._check_block(block)
         return tuple(
-            slice(offs[b], offs[b + 1]) for b, offs in zip(block, self._offsets, strict=True)
+            slice(offs[b], offs[b + 1]) if offs is not None else slice(b * c[0], b * c[0] + c[b])
+            for b, offs, c in zip(block, self._offsets, self.chunks, strict=True)
         )
 
     def block_shape(self, block: tuple[int, ...]) -> tuple[int, ...]:
@@ -198,11 +235,11 @@ class ArrayStructure:
         new_shape = tuple(new_shape)
         if len(new_shape) != len(self.shape) or any(n < 0 for n in new_shape):
             raise ValueError(f"Cannot reshape array of shape {self.shape} to {new_shape}")
-        chunks = []
+        chunks: list[AxisChunks] = []
         for dim_chunks, size in zip(self.chunks, new_shape, strict=True):
             # A formerly empty dimension has no meaningful chunk size: use one block.
             step = dim_chunks[0] if dim_chunks and dim_chunks[0] > 0 else max(size, 1)
-            chunks.append(_regular_chunks(size, step))
+            chunks.append(RegularChunks(step, size))
         return ArrayStructure(
             data_type=dict(self.data_type),
             chunks=tuple(chunks),
@@ -211,8 +248,18 @@ class ArrayStructure:
         )
 
 
-def _regular_chunks(size: int, step: int) -> tuple[int, ...]:
-    if size == 0:
-        return (0,)
-    full, rest = divmod(size, step)
-    return (step,) * full + ((rest,) if rest else ())
+def _regular(value: dict[str, Any], shape: tuple[int, ...], axis: int) -> RegularChunks:
+    step: Any = value.get("regular")
+    if not _is_int(step) or step < 1 or axis >= len(shape) or len(value) != 1:
+        raise ValueError(f"Invalid array structure: stored chunks {value!r} along axis {axis}")
+    return RegularChunks(step, shape[axis])
+
+
+def tiled_structure(structure: dict[str, Any]) -> dict[str, Any]:
+    """A structure as stored (`ArrayStructure.to_stored_json`) as Tiled serves it: every block
+    of a regular axis listed. Any other structure is returned as it is."""
+    chunks = structure.get("chunks")
+    if not isinstance(chunks, list) or not any(isinstance(c, dict) for c in chunks):
+        return structure
+    listed = ArrayStructure.from_json(structure, stored=True).to_json()["chunks"]
+    return {**structure, "chunks": listed}

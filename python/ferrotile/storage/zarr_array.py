@@ -135,7 +135,7 @@ class ZarrArray:
                 dtype=dtype,
                 zarr_format=3,
                 dimension_names=dimension_names,
-                attributes={_ATTRS_KEY: {"structure": structure.to_json()}},
+                attributes={_ATTRS_KEY: {"structure": structure.to_stored_json()}},
             )
         except (zarr.errors.ContainsArrayError, zarr.errors.ContainsGroupError) as err:
             raise StorageError(f"{directory} already holds zarr data") from err
@@ -158,7 +158,7 @@ class ZarrArray:
         try:
             array = zarr.open_array(store=str(directory), mode="r+", zarr_format=3)
             ours: Any = array.attrs[_ATTRS_KEY]
-            structure = structure or ArrayStructure.from_json(ours["structure"])
+            structure = structure or ArrayStructure.from_json(ours["structure"], stored=True)
         except (OSError, KeyError, TypeError, ValueError, zarr.errors.BaseZarrError) as err:
             raise StorageError(f"No ferrotile zarr array in {directory}: {err}") from err
         return cls(array, structure)
@@ -301,6 +301,7 @@ class ZarrArray:
                 self._zarr.resize(new_shape + extra)
             self._zarr[target + ((slice(None),) if self._opaque else ())] = payload
             if new_structure != self._structure:
-                self._zarr.update_attributes({_ATTRS_KEY: {"structure": new_structure.to_json()}})
+                stored = new_structure.to_stored_json()
+                self._zarr.update_attributes({_ATTRS_KEY: {"structure": stored}})
             self._structure = new_structure
         return new_structure

@@ -25,7 +25,7 @@ def schema(node: Node) -> dict[str, Any]:
     """The first frame of a subscription to ``node``: its schema message (spec 6.3)."""
     structure = (node.data_sources[0].structure if node.data_sources else None) or {}
     if node.structure_family == "array":
-        return array_schema(ArrayStructure.from_json(structure).data_type)
+        return array_schema(ArrayStructure.from_json(structure, stored=True).data_type)
     if node.structure_family == "table":
         # Tiled's table-schema carries the structure's arrow_schema data URI as is.
         return {"type": "table-schema", "version": 1, "arrow_schema": structure.get("arrow_schema")}

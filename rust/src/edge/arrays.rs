@@ -261,7 +261,8 @@ fn parse_write(query: &Query, route: Route, array: &ArrayInfo) -> Result<WriteSp
 /// A write of chunk `block`.
 pub fn block_spec(array: &ArrayInfo, block: Vec<u64>, persist: bool) -> Result<WriteSpec, Refused> {
     let shape = block_shape(array, &block).ok_or_else(|| {
-        let chunks: Vec<String> = array.chunks.iter().map(|c| format!("{c:?}")).collect();
+        let chunks: Vec<String> =
+            array.chunks.iter().zip(&array.shape).map(|(c, n)| format!("{:?}", c.listed(*n))).collect();
         let detail = format!("Block index out of range: block {} for chunks [{}]", py_tuple(&block), chunks.join(", "));
         (StatusCode::UNPROCESSABLE_ENTITY, detail)
     })?;
@@ -290,7 +291,7 @@ fn block_shape(array: &ArrayInfo, block: &[u64]) -> Option<Vec<u64>> {
     if block.len() != array.chunks.len() {
         return None;
     }
-    block.iter().zip(&array.chunks).map(|(b, sizes)| sizes.get(usize::try_from(*b).ok()?).copied()).collect()
+    block.iter().zip(&array.chunks).zip(&array.shape).map(|((b, chunks), size)| chunks.block(*b, *size)).collect()
 }
 
 /// A stream-only PATCH must fit the current shape (a persisted one is checked by the storage).
@@ -409,7 +410,7 @@ fn message_of(write: &WriteSpec, offset: Option<&[u64]>, raw: &[u8], dtype: &str
 fn answered(applied: Result<Applied, Refusal>, is_patch: bool) -> Response<Body> {
     match applied {
         Ok(applied) if is_patch => {
-            let structure = applied.node.info.array.as_ref().map(|a| &a.structure);
+            let structure = applied.node.info.array.as_ref().map(ArrayInfo::tiled_structure);
             respond::json(StatusCode::OK, serde_json::to_vec(&structure).unwrap_or_default())
         }
         Ok(_) => respond::json(StatusCode::OK, &b"null"[..]),
@@ -502,6 +503,7 @@ pub async fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::edge::chunks::AxisChunks;
     use serde_json::json;
 
     fn array() -> ArrayInfo {
@@ -509,7 +511,7 @@ mod tests {
             dtype: "<f8".into(),
             itemsize: 8,
             shape: vec![4, 6],
-            chunks: vec![vec![2, 2], vec![6]],
+            chunks: vec![AxisChunks::Listed(vec![2, 2]), AxisChunks::Listed(vec![6])],
             structure: json!({"shape": [4, 6]}),
             max_bytes: u64::MAX,
             zarr: None,

@@ -6,6 +6,7 @@ use futures_util::future::BoxFuture;
 use http::StatusCode;
 use serde::Deserialize;
 
+use super::chunks::AxisChunks;
 use super::respond::{self, Body};
 
 /// The control plane, as the edge sees it. Implemented over Python (`py/control.rs`) and, in
@@ -85,9 +86,10 @@ pub struct ArrayInfo {
     pub itemsize: u64,
     /// Current shape.
     pub shape: Vec<u64>,
-    /// Chunk sizes along each dimension (Tiled's `chunks`: one list per dimension).
-    pub chunks: Vec<Vec<u64>>,
-    /// The structure as Tiled's JSON (what a PATCH answers with).
+    /// Chunk sizes along each dimension (Tiled's `chunks`, a regular axis kept compact).
+    pub chunks: Vec<AxisChunks>,
+    /// The structure as Tiled's JSON, with `chunks` as above (a PATCH answers it with every
+    /// block listed: [`ArrayInfo::tiled_structure`]).
     pub structure: serde_json::Value,
     /// Largest size in bytes an extending write may grow it to (`--max-array-bytes`).
     #[serde(default = "unlimited")]
@@ -95,6 +97,18 @@ pub struct ArrayInfo {
     /// The zarr directory it is stored in (None: not stored by the engine's writer).
     #[serde(default)]
     pub zarr: Option<String>,
+}
+
+impl ArrayInfo {
+    /// The structure as Tiled serves it (a PATCH's answer): every block listed.
+    pub fn tiled_structure(&self) -> serde_json::Value {
+        let mut structure = self.structure.clone();
+        if let serde_json::Value::Object(fields) = &mut structure {
+            let listed: Vec<Vec<u64>> = self.chunks.iter().zip(&self.shape).map(|(c, n)| c.listed(*n)).collect();
+            fields.insert("chunks".into(), listed.into());
+        }
+        structure
+    }
 }
 
 fn unlimited() -> u64 {

@@ -1,34 +1,23 @@
 //! How a write grows an array: the shape after an extending write (within the server's
-//! limits, as `ferrotile.validation.check_array_extension` words them) and the structure with
-//! its chunks regrown (as `ArrayStructure.with_shape` does).
+//! limits, as `ferrotile.validation.check_array_extension` words them), the structure with its
+//! chunks regrown (as `ArrayStructure.with_shape` does: regular, kept compact).
 
 use http::StatusCode;
 use serde_json::Value;
 
 use super::arrays::py_tuple;
+use super::chunks::AxisChunks;
 use super::control::ArrayInfo;
 
 /// Most blocks an extended array may have along one axis (`MAX_BLOCKS_PER_AXIS`).
-const MAX_BLOCKS_PER_AXIS: u64 = 100_000;
+const MAX_BLOCKS_PER_AXIS: u64 = 4_000_000;
 
 /// A refusal: status and detail.
 pub type Refused = (StatusCode, String);
 
-/// The regular chunks of a dimension of `size` with blocks of `step`.
-fn regular(size: u64, step: u64) -> Vec<u64> {
-    if size == 0 {
-        return vec![0];
-    }
-    let mut chunks = vec![step; (size / step) as usize];
-    if !size.is_multiple_of(step) {
-        chunks.push(size % step);
-    }
-    chunks
-}
-
 /// The block size an axis keeps when it grows (the first block's, or one block if empty).
-fn step(chunks: &[u64], size: u64) -> u64 {
-    chunks.first().copied().filter(|c| *c > 0).unwrap_or(size.max(1))
+fn step(chunks: &AxisChunks, size: u64) -> u64 {
+    chunks.first().unwrap_or(size.max(1))
 }
 
 /// The shape after writing a box of `shape` at `offset` (which must fit unless `extend`).
@@ -87,10 +76,15 @@ pub fn grown_shape(array: &ArrayInfo, offset: &[u64], shape: &[u64], extend: boo
     Ok(grown)
 }
 
-/// `array` with shape `shape`, its chunks regrown regularly with each axis's first block size.
+/// `array` with shape `shape`, its chunks regrown regularly with each axis's first block size
+/// (compact: the same cost whatever the shape).
 pub fn regrown(array: &ArrayInfo, shape: &[u64]) -> ArrayInfo {
-    let chunks: Vec<Vec<u64>> =
-        array.chunks.iter().zip(shape).map(|(chunks, size)| regular(*size, step(chunks, *size))).collect();
+    let chunks: Vec<AxisChunks> = array
+        .chunks
+        .iter()
+        .zip(shape)
+        .map(|(chunks, size)| AxisChunks::Regular { regular: step(chunks, *size) })
+        .collect();
     let mut structure = array.structure.clone();
     if let Value::Object(fields) = &mut structure {
         fields.insert("shape".into(), Value::from(shape.to_vec()));
@@ -110,7 +104,7 @@ mod tests {
             dtype: "<i2".into(),
             itemsize: 2,
             shape: vec![5, 3],
-            chunks: vec![vec![2, 2, 1], vec![3]],
+            chunks: vec![AxisChunks::Listed(vec![2, 2, 1]), AxisChunks::Listed(vec![3])],
             structure: json!({"shape": [5, 3], "chunks": [[2, 2, 1], [3]], "dims": null}),
             max_bytes: 1000,
             zarr: None,
@@ -129,7 +123,12 @@ mod tests {
         assert!(detail.contains("--max-array-bytes"), "{detail}");
         assert_eq!(grown_shape(&array(), &[0, 0, 0], &[1, 3], true).unwrap_err().0, StatusCode::UNPROCESSABLE_ENTITY);
         let grown = regrown(&array(), &[7, 3]);
-        assert_eq!(grown.chunks, vec![vec![2, 2, 2, 1], vec![3]]);
-        assert_eq!(grown.structure, json!({"shape": [7, 3], "chunks": [[2, 2, 2, 1], [3]], "dims": null}));
+        assert_eq!(grown.chunks, vec![AxisChunks::Regular { regular: 2 }, AxisChunks::Regular { regular: 3 }]);
+        assert_eq!(grown.structure, json!({"shape": [7, 3], "chunks": [{"regular": 2}, {"regular": 3}], "dims": null}));
+        let served = json!({"shape": [7, 3], "chunks": [[2, 2, 2, 1], [3]], "dims": null});
+        assert_eq!(ArrayInfo::tiled_structure(&grown), served);
+        // Grown again from the compact form: the same step.
+        assert_eq!(ArrayInfo::tiled_structure(&regrown(&grown, &[8, 3]))["chunks"], json!([[2, 2, 2, 2], [3]]));
+        assert_eq!(ArrayInfo::tiled_structure(&regrown(&grown, &[0, 3]))["chunks"], json!([[0], [3]]));
     }
 }

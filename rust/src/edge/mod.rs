@@ -11,6 +11,7 @@ mod access;
 mod arrays;
 mod auth;
 mod body;
+mod chunks;
 mod config;
 mod control;
 mod delivery;

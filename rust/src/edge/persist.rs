@@ -45,13 +45,12 @@ fn placement(array: &ArrayInfo, kind: &WriteKind) -> Result<Placement, Refusal> 
         WriteKind::Block(block) => {
             let mut start = Vec::with_capacity(block.len());
             let mut size = Vec::with_capacity(block.len());
-            for (b, chunks) in block.iter().zip(&array.chunks) {
-                let b = *b as usize;
-                let Some(n) = chunks.get(b) else {
+            for ((b, chunks), axis) in block.iter().zip(&array.chunks).zip(&shape) {
+                let Some(n) = chunks.block(*b, *axis) else {
                     return Err(Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, "Block index out of range"));
                 };
-                start.push(chunks[..b].iter().sum());
-                size.push(*n);
+                start.push(chunks.start(*b));
+                size.push(n);
             }
             if block.len() != shape.len() {
                 return Err(Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, "Block index out of range"));

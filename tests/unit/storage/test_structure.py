@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ferrotile.storage.structure import ArrayStructure
+from ferrotile.storage.regular_chunks import RegularChunks
+from ferrotile.storage.structure import ArrayStructure, tiled_structure
 
 F8 = {"endianness": "little", "kind": "f", "itemsize": 8, "dt_units": None}
 
@@ -130,6 +131,61 @@ def test_with_shape_regrows_regularly(
     assert grown.to_json()["chunks"] == expected
     assert grown.shape == tuple(new_shape)
     assert grown.data_type == s.data_type
+    # Kept compact, listed when served, equal to the listed structure, grown again alike.
+    stored = grown.to_stored_json()
+    assert all(isinstance(axis, dict) for axis in stored["chunks"]), stored
+    assert tiled_structure(stored) == grown.to_json()
+    listed = ArrayStructure.from_json(grown.to_json())
+    assert ArrayStructure.from_json(stored, stored=True) == grown == listed
+    assert [list(c) for c in grown.chunks] == expected
+    bigger = [n + 3 for n in new_shape]
+    assert grown.with_shape(tuple(bigger)).to_json() == listed.with_shape(tuple(bigger)).to_json()
+    blocks = [range(len(axis)) for axis in expected]
+    for block in np.ndindex(*(len(b) for b in blocks)):
+        assert grown.block_slices(block) == listed.block_slices(block)
+        assert grown.block_shape(block) == listed.block_shape(block)
+
+
+def test_appended_axis_is_two_numbers_however_long() -> None:
+    frames = ArrayStructure.from_json({"data_type": F8, "chunks": [[1], [512]], "shape": [1, 512]})
+    grown = frames.with_shape((3_600_000, 512))
+    assert grown.to_stored_json()["chunks"] == [{"regular": 1}, {"regular": 512}]
+    axis = grown.chunks[0]
+    assert isinstance(axis, RegularChunks)
+    assert (len(axis), axis[0], axis[-1]) == (3_600_000, 1, 1)
+    assert grown.block_slices((2_999_999, 0)) == (slice(2_999_999, 3_000_000), slice(0, 512))
+    odd = RegularChunks(4, 10)
+    assert (tuple(odd), odd[1:], odd[-1], len(RegularChunks(4, 0))) == ((4, 4, 2), (4, 2), 2, 1)
+    assert (
+        odd == (4, 4, 2) and odd == [4, 4, 2] and odd != (4, 4, 1) and odd != RegularChunks(5, 10)
+    )
+    assert RegularChunks(10, 7) == RegularChunks(7, 7) == (7,)
+    assert hash(odd) == hash((4, 4, 2))
+    with pytest.raises(IndexError):
+        odd[3]
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [{"regular": 0}, [3]],
+        [{"regular": True}, [3]],
+        [{"step": 2}, [3]],
+        [{"regular": 2, "x": 1}, [3]],
+    ],
+)
+def test_stored_chunks_validated(chunks: list[Any]) -> None:
+    with pytest.raises(ValueError, match="stored chunks"):
+        ArrayStructure.from_json(_json(chunks=chunks), stored=True)
+
+
+def test_clients_send_listed_chunks_only() -> None:
+    compact = _json(chunks=[{"regular": 2}, [3]])
+    assert ArrayStructure.from_json(compact, stored=True).to_json()["chunks"] == [[2, 2, 1], [3]]
+    with pytest.raises(ValueError, match="chunks must be a list of integers"):
+        ArrayStructure.from_json(compact)
+    listed = _json()
+    assert tiled_structure(listed) is listed  # nothing compact: served as it is
 
 
 def test_with_shape_keeps_dims_and_rejects_rank_change() -> None:
