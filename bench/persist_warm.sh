@@ -7,17 +7,26 @@
 #
 # usage: bench/persist_warm.sh SIZE_BYTES SECONDS RUNS [PYTHONPATH_OF_ANOTHER_BUILD]
 # environment: WINDOW (frames awaiting their ack, default 64), FILL (the load generator's frame
-# bytes, default --noise; e.g. FILL="--photons 2" for compressible photon counts)
+# bytes, default --noise; e.g. FILL="--photons 2" for compressible photon counts), PERSIST
+# (default true; false: streamed only), REDIS=1 (two workers sharing a redis-server started on a
+# free port; its CPU is not counted)
 # (from the repository root, after `make build` and `cargo build --release -p ferrotile-loadgen`)
 set -euo pipefail
 SIZE=$1; SECS=$2; RUNS=$3; PP=${4:-}
 LG=${CARGO_TARGET_DIR:-$HOME/.cache/ferrotile/target}/release/ferrotile-loadgen
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 LOG=$(mktemp -d)
+CACHE=()
+if [ "${REDIS:-}" = 1 ]; then
+    RPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no > "$LOG/redis.log" 2>&1 &
+    RPID=$!
+    CACHE=(--cache "redis://127.0.0.1:$RPORT/0" --workers 2)
+fi
 PYTHONPATH=$PP setsid .venv/bin/python -m ferrotile serve catalog --temp --api-key secret \
-    --port "$PORT" > "$LOG/server.log" 2>&1 &
+    --port "$PORT" "${CACHE[@]}" > "$LOG/server.log" 2>&1 &
 PID=$!
-trap 'kill "$PID" 2>/dev/null || true' EXIT
+trap 'kill "$PID" 2>/dev/null || true; [ -z "${RPID:-}" ] || kill "$RPID"' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthz" > /dev/null && break; sleep 0.2; done
 cpu() {  # clock ticks of the server's processes (not threads: a process's figure covers them)
     local total=0 ticks
@@ -32,7 +41,7 @@ KEY=warm$SIZE
     --duration 0 --api-key secret > /dev/null 2>&1
 for r in $(seq "$RUNS"); do
     c0=$(cpu)
-    out=$("$LG" push --url "ws://127.0.0.1:$PORT/api/v1/stream/push/$KEY?persist=true&mode=append" \
+    out=$("$LG" push --url "ws://127.0.0.1:$PORT/api/v1/stream/push/$KEY?persist=${PERSIST:-true}&mode=append" \
         --size "$SIZE" --api-key secret --max --window "${WINDOW:-64}" ${FILL:---noise} --duration "$SECS" 2>&1)
     c1=$(cpu)
     ok=$(echo "$out" | awk '$1=="ok"{print $2}')

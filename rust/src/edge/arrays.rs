@@ -338,7 +338,7 @@ fn header(write: &WriteSpec, offset: Option<&[u64]>) -> Header {
     let (offset, block) = match &write.kind {
         WriteKind::Full => (None, None),
         WriteKind::Block(block) => (None, Some(block.as_slice())),
-        WriteKind::Patch { offset, .. } => (Some(offset.as_slice()), None),
+        WriteKind::Patch { offset: at, .. } => (offset.or(Some(at.as_slice())), None),
         WriteKind::Append { .. } => (offset, None),
     };
     let mut header = Header::new();
@@ -419,9 +419,9 @@ fn answered(applied: Result<Applied, Refusal>, is_patch: bool) -> Response<Body>
 }
 
 /// Checks the bodies against the write, stores them (if `persist`) and publishes them, one
-/// message per body. Only an append comes in several bodies (whole frames each, in order: a
-/// pipelining writer's frames stored together, with one change of shape); any other write has
-/// exactly one.
+/// message per body, all published in one step. Only appends come in several bodies (whole
+/// frames each, in order, from a pipelining writer: stored together with one change of shape,
+/// or stream-only, a `Patch` at the first one's offset); any other write has exactly one.
 pub async fn apply(
     shared: &Arc<Shared>,
     node: &Arc<Node>,
@@ -463,6 +463,8 @@ pub async fn apply(
         offset = Some(at.clone());
     }
     let frame_elements: u64 = write.shape.iter().skip(1).product();
+    // Frames appended in several bodies (stored or stream-only): one message each, in order.
+    let appending = bodies.len() > 1 || matches!(write.kind, WriteKind::Append { .. });
     let mut messages = Vec::with_capacity(bodies.len());
     for body in bodies {
         let (raw, original) = match body {
@@ -474,7 +476,7 @@ pub async fn apply(
             WriteBody::Decoded { raw, original } => (raw, Some(original)),
         };
         let mut piece = write.clone();
-        if let (WriteKind::Append { .. }, Some(first)) = (&write.kind, piece.shape.first_mut()) {
+        if let (true, Some(first)) = (appending, piece.shape.first_mut()) {
             *first = raw.len() as u64 / (frame_elements * array.itemsize).max(1);
         }
         // Validated against the same dtype and shape: a message that cannot be built is not
@@ -485,16 +487,15 @@ pub async fn apply(
             None => message,
         });
         // The next piece of an append starts where this one ends.
-        if let (WriteKind::Append { .. }, Some(at)) = (&write.kind, offset.as_mut()) {
+        if let (true, Some(at)) = (appending, offset.as_mut()) {
             at[0] += piece.shape[0];
         }
     }
     if let Some(hub) = hub {
         let count = messages.len() as u64;
         let started = std::time::Instant::now();
-        for message in messages {
-            applied.sequence = hub.publish(node.info.id, message).await.map_err(|e| unavailable(&e, write.persist))?;
-        }
+        // One step for the batch (with Redis one round trip, not one per message).
+        applied.sequence = hub.publish_all(node.info.id, messages).await.map_err(|e| unavailable(&e, write.persist))?;
         shared.stats.published(node.info.id, count, started.elapsed().as_secs_f64());
     }
     Ok(applied)

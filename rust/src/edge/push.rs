@@ -208,6 +208,7 @@ async fn run(shared: Arc<Shared>, upgrade: OnUpgrade, mut node: Arc<Node>, path:
         let len = body.raw().map_or(0, |raw| raw.len() as u64);
         // The handshake checked the node is a dense array (and a node stays one).
         let Some(array) = node.info.array.as_ref() else { return };
+        let directed = directive.is_some();
         let spec = match spec_of(directive.take(), mode, persist, array, appended, len) {
             Ok(spec) => spec,
             Err(failure) => {
@@ -221,10 +222,12 @@ async fn run(shared: Arc<Shared>, upgrade: OnUpgrade, mut node: Arc<Node>, path:
         let mut bodies = vec![body];
         // A bad frame met while gathering: the batch before it is stored, then the session ends.
         let mut failed = None;
-        if let WriteKind::Append { frames: batched } = &mut spec.kind {
-            // Appends already queued are stored together, with one change of shape.
+        if mode == Mode::Append && !directed {
+            // Appends already queued go together: stored with one change of shape, published
+            // in one step (with Redis, one round trip).
             let mut bytes = bodies_len(&bodies);
-            while bodies.len() < MAX_BATCH_FRAMES && bytes < MAX_BATCH_BYTES {
+            let max_bytes = if persist { MAX_BATCH_BYTES } else { MAX_STREAM_BATCH_BYTES };
+            while bodies.len() < MAX_BATCH_FRAMES && bytes < max_bytes {
                 let Some(next) = socket.next().now_or_never() else { break };
                 let message = match next {
                     Some(Ok(message)) if message.is_binary() => message,
@@ -241,7 +244,9 @@ async fn run(shared: Arc<Shared>, upgrade: OnUpgrade, mut node: Arc<Node>, path:
                 match gathered {
                     Ok((body, len, WriteSpec { shape, .. })) => {
                         let n = shape.first().copied().unwrap_or(0);
-                        *batched += n;
+                        if let WriteKind::Append { frames: batched } = &mut spec.kind {
+                            *batched += n;
+                        }
                         spec.shape[0] += n;
                         bytes += len;
                         bodies.push(body);
@@ -321,6 +326,11 @@ impl Acks {
 const MAX_BATCH_FRAMES: usize = 1024;
 /// Most bytes of appended messages stored together.
 const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+/// Most bytes of stream-only appended messages published together: enough to publish many
+/// small frames in one step (with Redis one round trip), small enough that large frames are
+/// published while the next ones are read (through Redis, gathering up to 64 MiB made 256 KiB
+/// frames 5-8% slower than publishing each alone; 1 MiB: within 2%).
+const MAX_STREAM_BATCH_BYTES: usize = 1024 * 1024;
 
 fn bodies_len(bodies: &[arrays::WriteBody]) -> usize {
     bodies.iter().map(|b| b.raw().map_or(0, Bytes::len)).sum()

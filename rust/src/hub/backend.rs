@@ -25,8 +25,9 @@ pub(crate) trait Backend: Send + Sync {
     /// Whether the backend can be used now (always in process).
     fn is_connected(&self) -> bool;
 
-    /// Assigns the next sequence to a validated message and stores it; returns the sequence.
-    fn publish(&self, topic: u64, message: Outgoing) -> BoxFuture<'static, CoreResult<u64>>;
+    /// Assigns the next sequences to validated messages, in order, and stores them all or
+    /// none (with Redis, in one round trip); returns the last one's sequence.
+    fn publish(&self, topic: u64, messages: Vec<Outgoing>) -> BoxFuture<'static, CoreResult<u64>>;
 
     /// Publishes a validated batch of raw entries, all or nothing; returns their ids.
     fn publish_entries(&self, topic: u64, batch: EntryBatch) -> BoxFuture<'static, CoreResult<Vec<EntryId>>>;

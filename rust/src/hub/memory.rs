@@ -15,7 +15,7 @@ use super::replay::Replay;
 use super::stats::BackendCounters;
 use super::stream_info::StreamInfo;
 use super::topics::Topics;
-use crate::error::CoreResult;
+use crate::error::{CoreError, CoreResult};
 
 /// The in-process backend (see the module docs).
 #[derive(Debug)]
@@ -52,11 +52,12 @@ impl Backend for Memory {
         true
     }
 
-    fn publish(&self, topic: u64, message: Outgoing) -> BoxFuture<'static, CoreResult<u64>> {
+    fn publish(&self, topic: u64, messages: Vec<Outgoing>) -> BoxFuture<'static, CoreResult<u64>> {
         self.run(move |topics| {
-            let seq = topics.topic(topic)?.publish(message.into_draft(), Instant::now());
+            let (topic, now) = (topics.topic(topic)?, Instant::now());
+            let seq = messages.into_iter().map(|message| topic.publish(message.into_draft(), now)).last();
             topics.keep_within_budget();
-            Ok(seq)
+            seq.ok_or_else(|| CoreError::Envelope("no message to publish".into()))
         })
     }
 

@@ -123,7 +123,17 @@ impl Hub {
     /// Publishes one validated message; returns its sequence. With Redis, one round trip; the
     /// message reaches this process's subscribers through the reader, like any other's.
     pub fn publish(&self, topic: u64, message: Outgoing) -> impl Future<Output = CoreResult<u64>> + Send + 'static {
-        self.backend.publish(topic, message)
+        self.backend.publish(topic, vec![message])
+    }
+
+    /// Publishes validated messages in order, all or none (a writer's batch: with Redis, one
+    /// round trip for all of them); returns the last one's sequence.
+    pub fn publish_all(
+        &self,
+        topic: u64,
+        messages: Vec<Outgoing>,
+    ) -> impl Future<Output = CoreResult<u64>> + Send + 'static {
+        self.backend.publish(topic, messages)
     }
 
     /// Publishes raw entries (Redis Streamer's push): each payload becomes one data message

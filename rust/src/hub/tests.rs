@@ -69,6 +69,11 @@ fn sequences_start_at_one_and_count_markers() {
     assert!(Outgoing::new(b"[]", None, None, None).is_err());
     assert!(Outgoing::new(H, Some(b"abc"), Some(("<i8", &[1])), None).is_err());
     assert_eq!(publish(&hub, 7, 1), [6]);
+    // A batch: consecutive sequences, the last one returned; an empty one is refused.
+    let sub = subscribe(&hub, 7, Some(7), Envelope::Msgpack);
+    assert_eq!(now(hub.publish_all(7, (0..3).map(|_| message(H, Some(b"abc"))).collect())), Ok(9));
+    assert!(now(hub.publish_all(7, Vec::new())).is_err());
+    assert_eq!(seqs(&now(sub.next_batch(10))), [7, 8, 9]);
 }
 
 #[test]

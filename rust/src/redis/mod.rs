@@ -278,11 +278,15 @@ impl Backend for RedisBackend {
         self.shared.connected.load(Ordering::Acquire)
     }
 
-    fn publish(&self, topic: u64, message: Outgoing) -> BoxFuture<'static, CoreResult<u64>> {
+    fn publish(&self, topic: u64, messages: Vec<Outgoing>) -> BoxFuture<'static, CoreResult<u64>> {
         // Encoded before the round trip (and before the future is polled).
-        let record = record_of(message);
+        let events: CoreResult<Vec<_>> =
+            messages.into_iter().map(|message| Ok((IdSpec::Auto, record_of(message)?))).collect();
         self.run(move |shared| async move {
-            let events = vec![(IdSpec::Auto, record?)];
+            let events = events?;
+            if events.is_empty() {
+                return Err(CoreError::Envelope("no message to publish".into()));
+            }
             Ok(shared.run_script(topic, keys::DATA, events).await?.0)
         })
     }

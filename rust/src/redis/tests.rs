@@ -109,15 +109,18 @@ async fn two_hubs_share_sequences_and_replay() {
         let hub = if i % 2 == 0 { &a } else { &b };
         assert_eq!(hub.publish(7, message(b"abc")).await.unwrap(), i);
     }
+    // A writer's batch: one round trip, consecutive sequences, the last one returned.
+    assert_eq!(a.publish_all(7, (0..50).map(|_| message(b"abc")).collect()).await.unwrap(), 350);
+    assert!(a.publish_all(7, Vec::new()).await.is_err());
     let mut got = Vec::new();
-    while got.len() < 300 {
+    while got.len() < 350 {
         got.extend(next(&live, 64).await.frames.iter().map(|m| m.sequence()));
     }
-    assert_eq!(got, (1..=300).collect::<Vec<_>>());
+    assert_eq!(got, (1..=350).collect::<Vec<_>>());
     // A fresh process replays everything from Redis, then continues live.
     let c = connected(config(&server.url)).await;
     let replay = subscribe(&c, 7, Some(0)).await;
-    assert_eq!(a.close_stream(7).await.unwrap(), 301);
+    assert_eq!(a.close_stream(7).await.unwrap(), 351);
     let mut got = Vec::new();
     let close = loop {
         let batch = next(&replay, 1000).await;
@@ -126,9 +129,9 @@ async fn two_hubs_share_sequences_and_replay() {
             break close;
         }
     };
-    assert_eq!(got, (1..=300).collect::<Vec<_>>());
+    assert_eq!(got, (1..=350).collect::<Vec<_>>());
     assert_eq!(close, Close::PRODUCER_ENDED);
-    assert_eq!(c.current_sequence(7).await.unwrap(), 301);
+    assert_eq!(c.current_sequence(7).await.unwrap(), 351);
     assert!(c.stats().backend.received >= 1);
     for hub in [a, b, c] {
         hub.shutdown();
