@@ -71,6 +71,30 @@ def test_streams_lists_children_with_sequences(
     assert missing.status_code == 404
 
 
+def test_streams_lists_the_image_planes_blocks_only(
+    live_server: RunningServer, http: httpx.Client, key: str
+) -> None:
+    """An array appended frame by frame has a block per frame along its first axis: the listing
+    (polled every second) carries the blocks of the last two axes, which the page needs."""
+    frame = np.zeros((1, 3, 4), dtype="<u2")
+    assert (
+        http.post("/metadata/", json=array_body(key, frame, [[1], [2, 1], [4]])).status_code == 200
+    )
+    for i in range(1, 6):
+        params = {"offset": str(i), "shape": "1,3,4", "extend": "true"}
+        patched = http.patch(f"/array/full/{key}", params=params, content=frame.tobytes(),
+                             headers={"Content-Type": "application/octet-stream"})  # fmt: skip
+        assert patched.status_code == 200, patched.text
+    assert patched.json()["chunks"] == [[1] * 6, [2, 1], [4]]  # Tiled's structure: every block
+    line = np.zeros(7, dtype="<f8")
+    assert http.post("/metadata/", json=array_body(f"{key}-line", line)).status_code == 200
+    for path, shape, chunks in [(key, [6, 3, 4], [[2, 1], [4]]), (f"{key}-line", [7], None)]:
+        response = http.get(f"{live_server.url}/live/api/streams", params={"path": path})
+        conforms(response, "/live/api/streams")
+        node = response.json()["node"]
+        assert (node["shape"], node.get("chunks")) == (shape, chunks)
+
+
 def test_streams_shows_the_newest_children(
     live_server: RunningServer, http: httpx.Client, key: str
 ) -> None:

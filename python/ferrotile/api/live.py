@@ -21,10 +21,10 @@ from starlette.responses import HTMLResponse, Response
 
 from ferrotile.api.auth import Access
 from ferrotile.api.common import json_response, require
-from ferrotile.api.items import structure_of
 from ferrotile.catalog.models import Node
 from ferrotile.errors import StreamUnavailable
 from ferrotile.state import AppState
+from ferrotile.storage.structure import tiled_structure
 
 #: The files under ``ferrotile/live/`` the page loads, by name, with their media types.
 ASSETS = {
@@ -119,21 +119,27 @@ async def _sequence(state: AppState, node: Node) -> int | None:
 
 
 def _describe(node: Node, sequence: int | None) -> dict[str, Any]:
-    structure = structure_of(node, None)
+    stored = (node.data_sources[0].structure if node.data_sources else None) or {}
     described: dict[str, Any] = {
         "key": node.key,
         "path": list(node.path),
         "structure_family": node.structure_family,
         "sequence": sequence,
     }
-    for field in ("shape", "chunks"):
-        if field in structure:
-            described[field] = structure[field]
-    data_type = structure.get("data_type")
+    shape: list[int] = stored.get("shape") or []
+    if "shape" in stored:
+        described["shape"] = shape
+    if "chunks" in stored and len(shape) >= 2:
+        # Only the image plane's blocks, which the page needs to place a block it receives:
+        # the first axis of an array appended frame by frame has millions, and the listing is
+        # polled every second.
+        plane = {**stored, "shape": shape[-2:], "chunks": stored["chunks"][-2:]}
+        described["chunks"] = tiled_structure(plane)["chunks"]
+    data_type = stored.get("data_type")
     if isinstance(data_type, dict) and "kind" in data_type:
         described["dtype"] = _dtype_name(data_type)
     if node.structure_family == "table":
-        described["columns"] = structure.get("columns")
+        described["columns"] = stored.get("columns")
     return described
 
 

@@ -48,7 +48,11 @@ _LIVE_NODE: Schema = {
         "structure_family": STRING,
         "sequence": nullable({"type": "integer", "description": "The stream's last sequence"}),
         "shape": {"type": "array", "items": {"type": "integer"}},
-        "chunks": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}},
+        "chunks": {
+            "type": "array",
+            "items": {"type": "array", "items": {"type": "integer"}},
+            "description": "Block sizes of the last two axes (arrays of 2 or more dimensions)",
+        },
         "dtype": {"type": "string", "description": "NumPy's spelling, e.g. <u2"},
         "columns": ANY,
     },
