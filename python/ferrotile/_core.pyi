@@ -26,6 +26,7 @@ __all__ = [
     "Hub",
     "Subscription",
     "encode_message",
+    "read_zarr_box",
 ]
 
 @final
@@ -394,6 +395,14 @@ class EntrySubscription:
 
 def encode_message(header: bytes, envelope: str = "msgpack") -> bytes | str:
     """Encode a one-off message (e.g. the schema frame) without sequence or payload."""
+
+def read_zarr_box(
+    directory: str, start: Sequence[int], size: Sequence[int]
+) -> tuple[bytes, bool] | None:
+    """The box of ``size`` at ``start`` of the zarr v3 array in ``directory`` (C order) and
+    whether its elements are stored big-endian; None for a layout the engine does not read.
+    Parts never written read as the fill value. Raises :class:`ferrotile.errors.StorageError` for
+    a box of another rank, an I/O error or a chunk that does not decode. Runs without the GIL."""
 
 @final
 class Edge:

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from .._core import read_zarr_box
 from ..errors import PatchOutOfBounds, StorageError
 from . import layout
 from .slicing import NormalizedSelection, Selection, normalize_selection
@@ -91,7 +92,8 @@ class ZarrArray:
     the opened zarr array, so calls do not re-read metadata).
     """
 
-    def __init__(self, array: zarr.Array, structure: ArrayStructure) -> None:
+    def __init__(self, directory: Path, array: zarr.Array, structure: ArrayStructure) -> None:
+        self._directory = str(directory)
         self._zarr = array
         self._structure = structure
         self._dtype = structure.dtype
@@ -141,7 +143,7 @@ class ZarrArray:
             raise StorageError(f"{directory} already holds zarr data") from err
         except OSError as err:
             raise StorageError(f"Cannot create zarr array in {directory}: {err}") from err
-        return cls(array, structure)
+        return cls(directory, array, structure)
 
     @classmethod
     def open(cls, directory: Path, structure: ArrayStructure | None = None) -> ZarrArray:
@@ -161,7 +163,7 @@ class ZarrArray:
             structure = structure or ArrayStructure.from_json(ours["structure"], stored=True)
         except (OSError, KeyError, TypeError, ValueError, zarr.errors.BaseZarrError) as err:
             raise StorageError(f"No ferrotile zarr array in {directory}: {err}") from err
-        return cls(array, structure)
+        return cls(directory, array, structure)
 
     @property
     def structure(self) -> ArrayStructure:
@@ -182,7 +184,7 @@ class ZarrArray:
 
     def _read(self, sel: NormalizedSelection) -> np.ndarray:
         index = sel.forward + ((slice(None),) if self._opaque else ())
-        raw = np.asarray(self._zarr[index])
+        raw = self._read_stored(index)
         if self._opaque:
             out = np.ascontiguousarray(raw).view(self._dtype).reshape(sel.shape)
         else:
@@ -191,6 +193,35 @@ class ZarrArray:
             # Reversed slices: zarr only reads forward, so flip here and hand back C order.
             out = np.ascontiguousarray(np.flip(out, axis=sel.flip_axes))
         return out
+
+    def _read_stored(self, index: tuple[int | slice, ...]) -> np.ndarray:
+        """``zarr[index]`` (forward slices and integers), read by the engine's reader when the
+        array is in a layout it writes: the bounding box in one call without the GIL, then the
+        steps and integers applied to it (zarr-python costs ~0.1 ms per chunk read, which an
+        array appended frame by frame has one of per frame)."""
+        start: list[int] = []
+        size: list[int] = []
+        within: list[int | slice] = []
+        shape = self._structure.shape + ((self._dtype.itemsize,) if self._opaque else ())
+        for i, n in zip(index, shape, strict=True):
+            if isinstance(i, int):
+                start.append(i)
+                size.append(1)
+                within.append(0)
+                continue
+            first, stop, step = i.indices(n)
+            count = len(range(first, stop, step))
+            start.append(first)
+            size.append((count - 1) * step + 1 if count else 0)
+            within.append(slice(None, None, step))
+        found = read_zarr_box(self._directory, start, size)
+        if found is None:
+            return np.asarray(self._zarr[index])
+        data, big_endian = found
+        stored = np.dtype(self._zarr.dtype).newbyteorder(">" if big_endian else "<")
+        # The Ellipsis keeps a 0-d array (not a NumPy scalar) when every index is an integer.
+        box = np.frombuffer(data, dtype=stored).reshape(size)[(*within, ...)]
+        return box if box.flags.c_contiguous else box.copy()  # C order, as zarr gives
 
     def _check_shape(self, data: np.ndarray, expected: tuple[int, ...], what: str) -> None:
         if tuple(data.shape) != tuple(expected):

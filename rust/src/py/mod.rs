@@ -1,5 +1,6 @@
 //! The pyo3 binding layer: thin wrappers that convert arguments, release the GIL and map errors.
-//! One class per engine type: `Hub`, `Subscription`, `EntrySubscription`.
+//! One class per engine type: `Hub`, `Subscription`, `EntrySubscription`; functions for the
+//! envelope codec and the zarr reader.
 
 pub mod args;
 pub mod buffer;
@@ -11,6 +12,7 @@ pub mod entries;
 pub mod errors;
 pub mod hub;
 mod objects;
+pub mod store;
 pub mod subscription;
 
 use pyo3::prelude::*;

@@ -58,6 +58,24 @@ impl ShardFile {
         Ok(shard)
     }
 
+    /// Opens the shard at `path` of `chunks` inner chunks to read it (`None`: never written,
+    /// every chunk of it reads as the fill value).
+    ///
+    /// # Errors
+    /// On I/O errors, or a file too short for its index.
+    pub fn open_to_read(path: &Path, chunks: u64) -> CoreResult<Option<Self>> {
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error(&format!("opening {}", path.display()), &e)),
+        };
+        let shard = Self { path: path.to_owned(), file, chunks, direct: None };
+        if shard.len()? < chunks * ENTRY {
+            return Err(CoreError::Storage(format!("{} is shorter than its index", path.display())));
+        }
+        Ok(Some(shard))
+    }
+
     fn len(&self) -> CoreResult<u64> {
         let meta = self.file.metadata().map_err(|e| io_error(&format!("reading {}", self.path.display()), &e))?;
         Ok(meta.len())

@@ -333,3 +333,57 @@ def test_concurrent_block_writes_from_threads(tmp_path: Path) -> None:
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(write, blocks))
     np.testing.assert_array_equal(arr.read(), data)
+
+
+@pytest.mark.parametrize("per_shard", [None, 1], ids=["sharded", "plain"])
+@pytest.mark.parametrize("dtype", ["<u2", ">i4", "<c16"])
+def test_the_engine_reads_its_layouts_as_zarr_python_does(
+    tmp_path: Path, per_shard: int | None, dtype: str
+) -> None:
+    """Reads of arrays in the engine's layouts go through its reader (``read_zarr_box``): the
+    same elements as zarr-python for boxes across chunks and shards, never-written chunks as
+    the fill value; another layout is left to zarr-python."""
+    import zarr
+
+    from ferrotile._core import read_zarr_box
+
+    shape = (37, 5)
+    structure = _structure(dtype, shape, ((4,) * 9 + (1,), (5,)))
+    array = ZarrArray.create(tmp_path / "a", structure, per_shard=per_shard)
+    expected = _sample(np.dtype(dtype), shape)
+    expected[32:] = 0  # blocks 8 and 9 (rows 32-36) stay unwritten: the fill value
+    for block in range(8):
+        array.write_block((block, 0), expected[block * 4 : block * 4 + 4])
+    reference = zarr.open_array(store=str(tmp_path / "a"), mode="r")
+    for start, size in [((0, 0), (37, 5)), ((3, 1), (30, 3)), ((35, 4), (2, 1)), ((9, 0), (0, 5))]:
+        found = read_zarr_box(str(tmp_path / "a"), start, size)
+        assert found is not None
+        data, big_endian = found
+        assert not big_endian  # ferrotile stores native (little-endian) order
+        box = np.frombuffer(data, np.dtype(dtype).newbyteorder("<")).reshape(size)
+        window = tuple(slice(s, s + n) for s, n in zip(start, size, strict=True))
+        np.testing.assert_array_equal(box, reference[window])
+        np.testing.assert_array_equal(box, expected[window])
+    for selection in ["::3,1", "36,::-2", "5:30:7", "-1"]:
+        sel = parse_slice(selection, shape)
+        np.testing.assert_array_equal(array.read(sel), expected[sel])
+    # Written big-endian by zarr-python: read in that order, and said so.
+    big = zarr.create_array(
+        store=str(tmp_path / "c"),
+        shape=(6,),
+        chunks=(2,),
+        dtype="i4",
+        serializer=zarr.codecs.BytesCodec(endian="big"),
+    )
+    big[:] = np.arange(6, dtype="i4") * 1000
+    found = read_zarr_box(str(tmp_path / "c"), [1], [4])
+    assert found is not None and found[1] is True
+    assert np.frombuffer(found[0], ">i4").tolist() == [1000, 2000, 3000, 4000]
+    # zarr-python's default layout for a large array (a crc32c-checked shard index) is not ours.
+    other = zarr.create_array(
+        store=str(tmp_path / "b"), shape=(8,), chunks=(2,), shards=(8,), dtype="u1"
+    )
+    other[:] = np.arange(8, dtype="u1")
+    assert read_zarr_box(str(tmp_path / "b"), [0], [8]) is None
+    with pytest.raises(StorageError):
+        read_zarr_box(str(tmp_path / "a"), [0], [1])  # another rank
