@@ -38,6 +38,8 @@ from .structure import ArrayStructure
 __all__ = ["ZarrArray", "array_from_body"]
 
 _ATTRS_KEY = "ferrotile"
+_SPARSE_SLACK = 1 << 20
+"""Elements a strided read through the engine may read beyond four times what it returns."""
 _OPAQUE_KINDS = frozenset("SUV")
 
 
@@ -203,6 +205,7 @@ class ZarrArray:
         size: list[int] = []
         within: list[int | slice] = []
         shape = self._structure.shape + ((self._dtype.itemsize,) if self._opaque else ())
+        returned = 1  # elements the selection gives
         for i, n in zip(index, shape, strict=True):
             if isinstance(i, int):
                 start.append(i)
@@ -211,10 +214,14 @@ class ZarrArray:
                 continue
             first, stop, step = i.indices(n)
             count = len(range(first, stop, step))
+            returned *= count
             start.append(first)
             size.append((count - 1) * step + 1 if count else 0)
             within.append(slice(None, None, step))
-        found = read_zarr_box(self._directory, start, size)
+        # A strided selection far sparser than its bounding box (``::1000`` of a long array) is
+        # left to zarr-python, which reads only the chunks it touches.
+        sparse = math.prod(size) > 4 * returned + _SPARSE_SLACK
+        found = None if sparse else read_zarr_box(self._directory, start, size)
         if found is None:
             return np.asarray(self._zarr[index])
         data, big_endian = found
