@@ -19,6 +19,13 @@ pub struct Sharding {
     pub codec: ChunkCodec,
 }
 
+impl Sharding {
+    /// How many inner chunks a shard of `shard` shape holds.
+    pub fn chunks_per_shard(&self, shard: &[u64]) -> u64 {
+        shard.iter().zip(&self.inner_shape).map(|(s, i)| s / i).product()
+    }
+}
+
 /// A zarr v3 array's metadata, as far as writes need it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArrayMetadata {

@@ -109,6 +109,23 @@ pub fn overlap(start: &[u64], size: &[u64], origin: &[u64], cell: &[u64]) -> (Ve
     (in_box, in_cell, extent)
 }
 
+/// The inner chunks of `inner` shape, in the shard of `shard` shape at `origin`, that the box
+/// (`start`, `size`) touches: each one's origin and its number within the shard (C order).
+pub fn inner_cells(start: &[u64], size: &[u64], origin: &[u64], shard: &[u64], inner: &[u64]) -> Vec<(Vec<u64>, u64)> {
+    let per_dim: Vec<u64> = shard.iter().zip(inner).map(|(s, i)| s / i).collect();
+    let (_, in_shard, extent) = overlap(start, size, origin, shard);
+    let corner: Vec<u64> = origin.iter().zip(&in_shard).map(|(o, i)| o + i).collect();
+    cells_touched(&corner, &extent, inner)
+        .into_iter()
+        .map(|cell| {
+            let inner_origin: Vec<u64> = cell.iter().zip(inner).map(|(c, n)| c * n).collect();
+            let index =
+                (0..origin.len()).fold(0, |index, d| index * per_dim[d] + (inner_origin[d] - origin[d]) / inner[d]);
+            (inner_origin, index)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +154,14 @@ mod tests {
             4,
         );
         assert_eq!(one, [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn inner_cells_are_numbered_in_c_order() {
+        // A shard of 4 x 6 at (4, 6) in inner chunks of 2 x 3: a box over its lower right part.
+        let cells = inner_cells(&[5, 8], &[3, 4], &[4, 6], &[4, 6], &[2, 3]);
+        assert_eq!(cells, vec![(vec![4, 6], 0), (vec![4, 9], 1), (vec![6, 6], 2), (vec![6, 9], 3)]);
+        assert_eq!(inner_cells(&[7, 10], &[1, 1], &[4, 6], &[4, 6], &[2, 3]), vec![(vec![6, 9], 3)]);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use super::chunk_codec::ChunkCodec;
 use super::direct::with_buffer;
 use super::files::{io_error, make_parent, replace, replace_chunk};
 use super::metadata::ArrayMetadata;
-use super::region::{cells_touched, copy_box, overlap, Side};
+use super::region::{cells_touched, copy_box, inner_cells, overlap, Side};
 use super::shard_file::ShardFile;
 use crate::error::{CoreError, CoreResult};
 
@@ -124,17 +124,8 @@ impl ZarrArray {
                 }
                 Some(sharding) => {
                     let inner = &sharding.inner_shape;
-                    let per_dim: Vec<u64> = grid.iter().zip(inner).map(|(s, i)| s / i).collect();
-                    let mut shard = ShardFile::open(&path, per_dim.iter().product())?;
-                    let (_, in_shard, extent) = overlap(patch.start, patch.size, &origin, grid);
-                    let corner: Vec<u64> = origin.iter().zip(&in_shard).map(|(o, i)| o + i).collect();
-                    for inner_cell in cells_touched(&corner, &extent, inner) {
-                        let inner_origin: Vec<u64> = inner_cell.iter().zip(inner).map(|(c, n)| c * n).collect();
-                        // The inner chunk's number within the shard, in C order.
-                        let mut index = 0;
-                        for d in 0..rank {
-                            index = index * per_dim[d] + (inner_origin[d] - origin[d]) / inner[d];
-                        }
+                    let mut shard = ShardFile::open(&path, sharding.chunks_per_shard(grid))?;
+                    for (inner_origin, index) in inner_cells(patch.start, patch.size, &origin, grid, inner) {
                         let load = || shard.read(index);
                         let raw = self.merge(&sharding.codec, inner, &inner_origin, patch, load)?;
                         with_buffer(|stored| {
@@ -185,16 +176,8 @@ impl ZarrArray {
                 continue;
             };
             let inner = &sharding.inner_shape;
-            let per_dim: Vec<u64> = grid.iter().zip(inner).map(|(s, i)| s / i).collect();
-            let shard = ShardFile::open_to_read(&path, per_dim.iter().product())?;
-            let (_, in_shard, extent) = overlap(start, size, &origin, grid);
-            let corner: Vec<u64> = origin.iter().zip(&in_shard).map(|(o, i)| o + i).collect();
-            for inner_cell in cells_touched(&corner, &extent, inner) {
-                let inner_origin: Vec<u64> = inner_cell.iter().zip(inner).map(|(c, n)| c * n).collect();
-                let mut index = 0;
-                for d in 0..shape.len() {
-                    index = index * per_dim[d] + (inner_origin[d] - origin[d]) / inner[d];
-                }
+            let shard = ShardFile::open_to_read(&path, sharding.chunks_per_shard(grid))?;
+            for (inner_origin, index) in inner_cells(start, size, &origin, grid, inner) {
                 let stored = match &shard {
                     Some(shard) => shard.read(index)?,
                     None => None,
