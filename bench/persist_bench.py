@@ -5,7 +5,7 @@ Usage (from the repository root, after ``make build``)::
 
     .venv/bin/python bench/persist_bench.py [--quick] [--json OUT] \
         [--targets ferrotile-memory,tiled] [--base DIR --rounds N] \
-        [--cases patch256k,patch8m,push1k,push256k,push8m,files]
+        [--cases patch256k,patch8m,lpatch256k,lpatch8m,push1k,push256k,push8m,files]
 
 ``--base DIR`` runs ferrotile twice per round, alternating: the build in ``DIR`` (a copy of
 ``python/`` holding another build of the extension, e.g. main's, put first on ``PYTHONPATH``;
@@ -17,6 +17,10 @@ Cases (each on a fresh array; frames are incompressible noise, so zstd cannot sh
 - ``PATCH extend``, the stock tiled 0.2.20 client: ``x.patch(frame, offset=(i,), extend=True)``
   in a loop (one request in flight), 256 KiB and 8 MiB ``uint16`` frames of a ``(n, h, w)``
   array created with ``write_array`` (one frame per chunk, as the stock client makes it).
+- ``PATCH extend`` with the stock client's request pattern from the Rust load generator
+  (``ferrotile-loadgen patch``: one request in flight, ``?offset=i,0&shape=1,n&extend=true``
+  into a ``(rows, n)`` ``uint8`` array), 256 KiB and 8 MiB noise frames: the server's rate
+  without the stock client's own cost (~2 ms of client CPU per 256 KiB ``x.patch`` here).
 - WS push with ``persist=true&mode=append`` (ferrotile only: Tiled has no push route), from the
   Rust load generator (``ferrotile-loadgen push --noise``, up to 64 frames awaiting their ack),
   1 KiB, 256 KiB and 8 MiB frames of a 1-D ``uint8`` array whose chunk is one frame.
@@ -89,13 +93,20 @@ def stock_patch(
         x = client.write_array(frame, key=key)
         for i in range(1, 4):  # warm-up
             x.patch(frame, offset=(i,), extend=True)
-        done, cpu0, t0 = 0, target.cpu(), time.monotonic()
+        done, cpu0, own0, t0 = 0, target.cpu(), time.process_time(), time.monotonic()
         while done < limit and time.monotonic() - t0 < seconds:
             x.patch(frame, offset=(4 + done,), extend=True)
             done += 1
         elapsed, cpu = time.monotonic() - t0, target.cpu() - cpu0
+        client_cpu = time.process_time() - own0
         shape = client[key].structure().shape
-        return {"frames": done, "seconds": elapsed, "server_cpu_s": cpu, "shape0": shape[0]}
+        return {
+            "frames": done,
+            "seconds": elapsed,
+            "server_cpu_s": cpu,
+            "shape0": shape[0],
+            "client_cpu_s": client_cpu,
+        }
     finally:
         client.context.close()
 
@@ -114,6 +125,17 @@ def loadgen_push(
     return result
 
 
+def loadgen_patch(
+    gen: Loadgen, target: Target, key: str, nbytes: int, seconds: float
+) -> dict[str, Any]:
+    cpu0 = target.cpu()
+    result = gen.run("patch", "--url", target.http, "--key", key, "--size", str(nbytes), "--create",
+                     "--max", "--duration", str(seconds), "--api-key", API_KEY,
+                     timeout=seconds + 120)  # fmt: skip
+    result["server_cpu_s"] = target.cpu() - cpu0
+    return result
+
+
 def rate_row(case: str, target: str, driver: str, frames: int, seconds: float, cpu: float,
              detail: str, notes: str = "") -> dict[str, Any]:  # fmt: skip
     value = frames / seconds if seconds else None
@@ -121,7 +143,7 @@ def rate_row(case: str, target: str, driver: str, frames: int, seconds: float, c
                         work=frames, per_cpu_unit="frames", detail=detail, notes=notes)  # fmt: skip
 
 
-ALL_CASES = "patch256k,patch8m,push1k,push256k,push8m,files"
+ALL_CASES = "patch256k,patch8m,lpatch256k,lpatch8m,push1k,push256k,push8m,files"
 
 
 def run_target(
@@ -147,10 +169,21 @@ def run_target(
         limit = 5_000 if nbytes < MiB else 500
         r = stock_patch(target, f"p{nbytes}", nbytes, seconds, limit)
         per = r["server_cpu_s"] / max(r["frames"], 1) * 1e6
+        client = r["client_cpu_s"] / max(r["frames"], 1) * 1e6
         return rate_row(f"PATCH extend {size}, one in flight", label, STOCK, r["frames"],
                         r["seconds"], r["server_cpu_s"],
                         f"{r['frames']:,} frames; shape[0] after: {r['shape0']:,}; "
-                        f"server CPU {per:,.0f} us/frame")  # fmt: skip
+                        f"server CPU {per:,.0f} us/frame, "
+                        f"client CPU {client:,.0f} us/frame")  # fmt: skip
+
+    def lean_patch_case(nbytes: int, size: str) -> dict[str, Any]:
+        r = loadgen_patch(gen, target, f"l{nbytes}", nbytes, seconds)
+        per = r["server_cpu_s"] / max(int(r["ok"]), 1) * 1e6
+        notes = f"non-2xx: {r['non_2xx']} (first {r.get('first_status')})" if r["non_2xx"] else ""
+        return rate_row(f"PATCH extend {size}, one in flight (lean)", label, LOADGEN,
+                        int(r["ok"]), r["seconds"], r["server_cpu_s"],
+                        f"p50 {r.get('p50_ms', 0) or 0:.2f} ms, p99 {r.get('p99_ms', 0) or 0:.1f} "
+                        f"ms; server CPU {per:,.0f} us/frame", notes)  # fmt: skip
 
     def push_case(nbytes: int, size: str) -> dict[str, Any]:
         r = loadgen_push(gen, target, f"w{nbytes}", nbytes, seconds)
@@ -192,6 +225,11 @@ def run_target(
             attempt("PATCH extend 256 KiB", STOCK, lambda: patch_case(256 * KiB, "256 KiB"))
         if "patch8m" in cases:
             attempt("PATCH extend 8 MiB", STOCK, lambda: patch_case(8 * MiB, "8 MiB"))
+        if "lpatch256k" in cases:
+            attempt("PATCH extend 256 KiB (lean)", LOADGEN,
+                    lambda: lean_patch_case(256 * KiB, "256 KiB"))  # fmt: skip
+        if "lpatch8m" in cases:
+            attempt("PATCH extend 8 MiB (lean)", LOADGEN, lambda: lean_patch_case(8 * MiB, "8 MiB"))
         if ferrotile:
             for nbytes, size in ((KiB, "1 KiB"), (256 * KiB, "256 KiB"), (8 * MiB, "8 MiB")):
                 if "push" + size.replace(" ", "").lower().replace("ib", "") in cases:

@@ -14,7 +14,7 @@ backwards never makes ids decrease). With Redis the id comes from Redis's clock 
 publish script, so every process sees the same ids. End-of-stream markers have no id.
 """
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any, Self, final
 
 from typing_extensions import Buffer
@@ -423,6 +423,13 @@ class Edge:
     gets (see :mod:`ferrotile.api.control`). It must be created on the running asyncio loop
     those coroutines run on. ``latency_buckets`` are the metrics' histogram bounds (seconds).
 
+    With ``growth_journal`` (a directory; only for a process whose catalog no other process
+    writes), a write that grows an array is acknowledged once ``zarr.json`` holds the new shape,
+    and ``control.grow_array`` records it in the catalog behind the writes, coalesced; the
+    journal names the arrays so grown (:mod:`ferrotile.api.growth_journal`), and every
+    forwarded request waits until what was acknowledged before it is recorded. Without it, each
+    growth is recorded before the write is acknowledged.
+
     Raises :class:`~ferrotile.errors.ServeError` if the address cannot be bound.
     """
 
@@ -444,6 +451,7 @@ class Edge:
         header_timeout: float = 30.0,
         body_timeout: float = 60.0,
         latency_buckets: Sequence[float] = ...,
+        growth_journal: str | None = None,
     ) -> Self: ...
     @property
     def port(self) -> int:
@@ -466,6 +474,9 @@ class Edge:
         (``None`` past the label cap), ``view`` (its canonical name; ``""``: ``max_fps`` only),
         the current ``subscribers`` and the totals ``computed``, ``raw_bytes`` (views' arrays
         before compression), ``payload_bytes`` (after), ``skipped``."""
+
+    def settled(self) -> Awaitable[None]:
+        """Resolves once the catalog holds every array growth acknowledged before the call."""
 
     def stop(self) -> None:
         """Stop accepting connections; open ones finish their current request."""

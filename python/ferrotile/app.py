@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
+from ferrotile.api import growth_journal
 from ferrotile.api.access import AccessMiddleware
 from ferrotile.api.auth import ApiKeyCookieMiddleware
 from ferrotile.api.compression import CompressionMiddleware
@@ -48,6 +49,7 @@ def build_app(settings: Settings) -> Starlette:
                 hub.shutdown()
                 await catalog.close()
                 raise
+        await growth_journal.reconcile(state)
         refresher = None
         if multiprocess_mode():
             refresher = asyncio.create_task(refresh_forever(state), name="ferrotile-metrics")

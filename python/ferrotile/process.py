@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ferrotile import _core
+from ferrotile.api import growth_journal
 from ferrotile.api.control import EdgeControl
 from ferrotile.api.metrics import LATENCY_BUCKETS
 from ferrotile.app import build_app
@@ -36,6 +37,8 @@ STARTUP_TIMEOUT = 60.0
 #: Largest WebSocket message a client may send on the edge's other routes (close 1009 beyond):
 #: subscribers send only their auth; push writers one frame per message.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+#: Longest wait at shutdown for the catalog to record growth the edge acknowledged.
+SETTLE_TIMEOUT = 10.0
 #: Name of the control plane's socket inside its private directory.
 SOCKET_NAME = "control.sock"
 
@@ -72,6 +75,7 @@ async def _wait_until_answering(socket_path: Path, serving: asyncio.Task[None]) 
 
 
 def _start_edge(settings: Settings, socket_path: Path, state: AppState) -> _core.Edge:
+    journal = growth_journal.journal_directory(state)
     edge = _core.Edge(
         host=settings.host,
         port=settings.port,
@@ -88,6 +92,7 @@ def _start_edge(settings: Settings, socket_path: Path, state: AppState) -> _core
         header_timeout=settings.client_timeout,
         body_timeout=settings.client_timeout,
         latency_buckets=list(LATENCY_BUCKETS),
+        growth_journal=None if journal is None else str(journal),
     )
 
     def forget(path: tuple[str, ...] | None, subtree: bool) -> None:
@@ -143,6 +148,9 @@ async def serve(
     finally:
         if edge is not None:
             edge.stop()
+            # The catalog records what was acknowledged (else the journal does at next start).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(edge.settled(), SETTLE_TIMEOUT)
         server.stop()
         with contextlib.suppress(Exception):
             await serving

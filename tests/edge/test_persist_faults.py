@@ -130,6 +130,47 @@ def test_killed_while_appending(tmp_path: Path, key: str, layout: str) -> None:
         stop_server(server)
 
 
+def test_killed_before_the_catalog_recorded_acknowledged_growth(tmp_path: Path, key: str) -> None:
+    """One process acknowledges a PATCH that extends the array once zarr.json has the shape, and
+    the catalog records it a moment later (rust/src/edge/unrecorded.rs): killed in between, the
+    journal names the array and the next start records the shape from zarr.json."""
+    shape, dtype = (8, 16), "<u2"
+    catalog = str(tmp_path / "catalog.db")
+    server = start_server(tmp_path, catalog=catalog)
+    journal = tmp_path / "data" / ".ferrotile-unrecorded"
+    try:
+        create(server, key, frame(0, shape, dtype)[np.newaxis], None)
+        with http(server) as client:
+            for i in range(1, 31):
+                answer = client.patch(
+                    f"/array/full/{key}",
+                    params={
+                        "offset": f"{i},0,0",
+                        "shape": f"1,{shape[0]},{shape[1]}",
+                        "extend": "true",
+                    },
+                    content=frame(i, shape, dtype).tobytes(),
+                    headers=OCTET,
+                )
+                assert answer.status_code == 200, answer.text
+                assert answer.json()["shape"] == [i + 1, *shape]
+            server.process.kill()  # within the linger after the last acknowledgement
+            server.process.wait(timeout=10)
+        entries = [json.loads(p.read_text()) for p in journal.glob("*.json")]
+        assert [entry["path"] for entry in entries] == [key]
+    finally:
+        stop_server(server)
+    server = start_server(tmp_path, catalog=catalog)
+    try:
+        array, root = stored(server, key, dtype)
+        assert array.shape == (31, *shape)  # every acknowledged append
+        assert entries[0]["zarr"] == str(root)
+        check_frames(array, root, shape, dtype)
+        assert list(journal.iterdir()) == []  # applied, then cleared
+    finally:
+        stop_server(server)
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 3 MiB tmpfs mounted at ``tmp_path/data`` (the server's data directory)."""

@@ -1,6 +1,8 @@
 //! HTTP loops over keep-alive HTTP/1.1 connections (hyper's low-level client, no pool): `put`
-//! (stream-only array writes, paced or flat out; frame id and send time stamped, see `frames`)
-//! and `get` (control-plane reads, over TCP or a Unix socket).
+//! (stream-only array writes, paced or flat out; frame id and send time stamped, see `frames`),
+//! `patch` (persisted appends, `PATCH ...?offset=i,0&shape=1,n&extend=true`, as the stock
+//! client's `x.patch(frame, offset=(i,), extend=True)` sends them) and `get` (control-plane
+//! reads, over TCP or a Unix socket).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,7 +18,7 @@ use serde_json::{json, Map, Value};
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::error::{LoadError, LoadResult};
-use crate::frames::stamp;
+use crate::frames::{noise, stamp};
 use crate::pace;
 use crate::report::{emit, percentiles, rate};
 use crate::target::Target;
@@ -33,8 +35,11 @@ pub struct Plan {
     pub target: Target,
     /// `GET` paths (cycled) or the one `PUT` path.
     pub paths: Vec<String>,
-    /// `Some(body size)` for PUT, with the frame id in the first 8 bytes.
+    /// `Some(body size)` for PUT (or PATCH), with the frame id in the first 8 bytes.
     pub put_size: Option<usize>,
+    /// PATCH frame `i` (from 0) at row `i + 1` of a `(rows, size)` array, extending it, instead
+    /// of PUT; the body's bytes are noise (incompressible) but for the stamp.
+    pub patch_extend: bool,
     /// `Authorization: Apikey KEY`, if given.
     pub api_key: Option<String>,
     /// Concurrent connections.
@@ -101,6 +106,9 @@ async fn connection(plan: Arc<Plan>, index: usize, frame_ids: Arc<AtomicU64>, st
     let mut sender: Option<SendRequest<Full<Bytes>>> = None;
     let mut ticker = plan.rate.map(|r| pace::ticker(r, plan.connections, index, start));
     let mut body = vec![0u8; plan.put_size.unwrap_or(0)];
+    if plan.patch_extend {
+        noise(&mut body, index as u64 + 1);
+    }
     let mut consecutive_errors = 0;
     let mut turn = index;
     while Instant::now() < deadline && consecutive_errors < MAX_ERRORS {
@@ -129,7 +137,12 @@ async fn connection(plan: Arc<Plan>, index: usize, frame_ids: Arc<AtomicU64>, st
                     break;
                 }
                 stamp(&mut body, id);
-                request(&plan, &plan.paths[0], Bytes::copy_from_slice(&body), Method::PUT)
+                if plan.patch_extend {
+                    let path = format!("{}?offset={},0&shape=1,{}&extend=true", plan.paths[0], id + 1, body.len());
+                    request(&plan, &path, Bytes::copy_from_slice(&body), Method::PATCH)
+                } else {
+                    request(&plan, &plan.paths[0], Bytes::copy_from_slice(&body), Method::PUT)
+                }
             }
             None => {
                 turn += 1;
@@ -204,16 +217,17 @@ pub async fn run(plan: Plan, mode: &str) -> LoadResult<()> {
     Ok(())
 }
 
-/// Creates a writable 1-D `uint8` array of `size` elements at `key` (POST /api/v1/metadata/);
-/// an already existing node is accepted.
-pub async fn create_array(base: &Target, api_key: Option<&str>, key: &str, size: usize) -> LoadResult<()> {
+/// Creates a writable `uint8` array of `shape`, one chunk along each axis, at `key` (POST
+/// /api/v1/metadata/); an already existing node is accepted.
+pub async fn create_array(base: &Target, api_key: Option<&str>, key: &str, shape: &[usize]) -> LoadResult<()> {
+    let chunks: Vec<[usize; 1]> = shape.iter().map(|n| [*n]).collect();
     let body = json!({
         "id": key, "structure_family": "array", "metadata": {}, "specs": [],
         "data_sources": [{
             "structure_family": "array",
             "structure": {
                 "data_type": {"endianness": "not_applicable", "kind": "u", "itemsize": 1, "dt_units": null},
-                "chunks": [[size]], "shape": [size], "dims": null, "resizable": false,
+                "chunks": chunks, "shape": shape, "dims": null, "resizable": false,
             },
             "id": null, "mimetype": null, "parameters": {}, "properties": {}, "assets": [],
             "management": "writable",

@@ -4,7 +4,8 @@
 //! Subcommands: `subscribers` (N WebSocket subscribers, counting messages and checking the
 //! msgpack `sequence` per socket for gaps and duplicates; with `--frames`, counting frames by the
 //! id the writers embed and measuring their latency), `idle` (N quiet sockets held open), `put`
-//! (stream-only `PUT /array/full/{key}?persist=false`, paced or flat out), `push` (the same frames
+//! (stream-only `PUT /array/full/{key}?persist=false`, paced or flat out), `patch` (persisted
+//! appends, one PATCH extend in flight per connection), `push` (the same frames
 //! over `WS /api/v1/stream/push/{key}`, acknowledged by sequence), `get` (control-plane GET
 //! loop, over TCP or a Unix socket); `soak` (subscriber slots leaving and rejoining with
 //! `start = last + 1`, counting lost, announced and duplicated frames; one JSON line a minute).
@@ -94,6 +95,17 @@ impl WriterArgs {
     }
 }
 
+/// The array an HTTP writer writes.
+#[derive(Args)]
+struct ArrayArgs {
+    /// Server base URL, e.g. http://127.0.0.1:8000
+    #[arg(long)]
+    url: String,
+    /// Array key (path under the root).
+    #[arg(long, default_value = "x")]
+    key: String,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Open N subscribers, count messages and bytes, check sequences; print READY when connected.
@@ -155,12 +167,18 @@ enum Command {
     },
     /// Stream-only array writes: PUT /api/v1/array/full/{key}?persist=false.
     Put {
-        /// Server base URL, e.g. http://127.0.0.1:8000
-        #[arg(long)]
-        url: String,
-        /// Array key (path under the root).
-        #[arg(long, default_value = "x")]
-        key: String,
+        #[command(flatten)]
+        array: ArrayArgs,
+        #[command(flatten)]
+        writer: WriterArgs,
+    },
+    /// Persisted appends: PATCH /api/v1/array/full/{key}?offset=i,0&shape=1,SIZE&extend=true of
+    /// noise frames into a (rows, SIZE) uint8 array (`--create`: one row to start), one request
+    /// in flight per connection (the stock tiled client's `x.patch(frame, offset=(i,),
+    /// extend=True)` loop).
+    Patch {
+        #[command(flatten)]
+        array: ArrayArgs,
         #[command(flatten)]
         writer: WriterArgs,
     },
@@ -231,6 +249,31 @@ fn socket_run(
     })
 }
 
+/// Stream-only PUTs of a 1-D array, or (`patch_extend`) persisted appends to a `(rows, size)`
+/// one, of `writer.size` bytes each.
+async fn array_writes(array: ArrayArgs, writer: WriterArgs, patch_extend: bool) -> LoadResult<()> {
+    let ArrayArgs { url, key } = array;
+    let base = target::parse(&url)?;
+    if writer.create {
+        let shape: &[usize] = if patch_extend { &[1, writer.size] } else { &[writer.size] };
+        http::create_array(&base, writer.api_key.as_deref(), &key, shape).await?;
+    }
+    let path = format!("/api/v1/array/full/{key}{}", if patch_extend { "" } else { "?persist=false" });
+    let plan = http::Plan {
+        target: target::join(&base, &path),
+        paths: vec![path],
+        put_size: Some(writer.size),
+        patch_extend,
+        rate: writer.rate(),
+        api_key: writer.api_key,
+        connections: writer.connections,
+        duration: seconds(writer.duration),
+        max_requests: writer.requests,
+        unix: None,
+    };
+    http::run(plan, if patch_extend { "patch" } else { "put" }).await
+}
+
 async fn run(command: Command) -> LoadResult<()> {
     match command {
         Command::Subscribers { sockets, duration, expect, frames, idle_stop } => {
@@ -270,7 +313,7 @@ async fn run(command: Command) -> LoadResult<()> {
             if writer.create {
                 let path = url.split('?').next().unwrap_or_default();
                 let key = path.rsplit('/').next().unwrap_or_default();
-                http::create_array(&target::join(&target, "/"), writer.api_key.as_deref(), key, writer.size).await?;
+                http::create_array(&target::join(&target, "/"), writer.api_key.as_deref(), key, &[writer.size]).await?;
             }
             let plan = push::PushPlan {
                 target,
@@ -286,31 +329,15 @@ async fn run(command: Command) -> LoadResult<()> {
             };
             push::run(plan).await
         }
-        Command::Put { url, key, writer } => {
-            let base = target::parse(&url)?;
-            if writer.create {
-                http::create_array(&base, writer.api_key.as_deref(), &key, writer.size).await?;
-            }
-            let path = format!("/api/v1/array/full/{key}?persist=false");
-            let plan = http::Plan {
-                target: target::join(&base, &path),
-                paths: vec![path],
-                put_size: Some(writer.size),
-                rate: writer.rate(),
-                api_key: writer.api_key,
-                connections: writer.connections,
-                duration: seconds(writer.duration),
-                max_requests: writer.requests,
-                unix: None,
-            };
-            http::run(plan, "put").await
-        }
+        Command::Put { array, writer } => array_writes(array, writer, false).await,
+        Command::Patch { array, writer } => array_writes(array, writer, true).await,
         Command::Get { url, unix, paths, connections, duration, api_key } => {
             let base = target::parse(&url)?;
             let plan = http::Plan {
                 target: base,
                 paths,
                 put_size: None,
+                patch_extend: false,
                 api_key,
                 connections,
                 rate: None,

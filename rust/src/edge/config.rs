@@ -30,6 +30,10 @@ pub struct EdgeConfig {
     pub streamer_max_message_bytes: usize,
     /// Write one JSON line per request and WebSocket connection to stderr.
     pub access_log: bool,
+    /// Where the journal of array growth not yet in the catalog goes, when the edge may
+    /// acknowledge growth before the catalog records it (one process, catalog unshared); `None`:
+    /// each growth is recorded before its write is acknowledged.
+    pub growth_journal: Option<PathBuf>,
 }
 
 impl Default for EdgeConfig {
@@ -47,6 +51,7 @@ impl Default for EdgeConfig {
             max_message_bytes: 64 * 1024 * 1024,
             streamer_max_message_bytes: 64 * 1024 * 1024,
             access_log: false,
+            growth_journal: None,
         }
     }
 }

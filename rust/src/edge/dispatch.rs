@@ -3,7 +3,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -23,7 +23,7 @@ pub async fn dispatch(
 ) -> Result<Response<Body>, Infallible> {
     let route = classify(request.method(), request.uri().path(), ws::is_upgrade(&request));
     Ok(match route {
-        Route::Forward => shared.upstream.forward(request, peer).await,
+        Route::Forward => forward(&shared, request, peer).await,
         Route::Subscribe(path) => subscribe::handle(shared, request, path, peer).await,
         Route::Multi => multi::handle(shared, request, peer).await,
         Route::Push(path) => push::handle(shared, request, path).await,
@@ -34,7 +34,7 @@ pub async fn dispatch(
             let method = request.method().as_str().to_owned();
             let uri_path = request.uri().path().to_owned();
             match arrays::serve(Arc::clone(&shared), request, route, path).await {
-                Served::Forward(request) => shared.upstream.forward(*request, peer).await,
+                Served::Forward(request) => forward(&shared, *request, peer).await,
                 Served::Answer(response) => {
                     let seconds = started.elapsed().as_secs_f64();
                     let status = response.status().as_u16();
@@ -55,4 +55,15 @@ pub async fn dispatch(
             }
         }
     })
+}
+
+/// Longest wait of a forwarded request for the catalog to record growth (longer only when the
+/// catalog cannot write; the control plane then answers what it can).
+const SETTLE_WAIT: Duration = Duration::from_secs(2);
+
+/// Forwards `request` to the control plane once the catalog holds every array growth
+/// acknowledged before it arrived (so what it answers covers every acknowledged write).
+async fn forward(shared: &Shared, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let _ = tokio::time::timeout(SETTLE_WAIT, shared.unrecorded.settled()).await;
+    shared.upstream.forward(request, peer).await
 }

@@ -35,6 +35,7 @@ mod streamer;
 mod subscribe;
 mod throttle;
 mod timestamp;
+mod unrecorded;
 mod write_locks;
 mod ws;
 
@@ -75,10 +76,12 @@ impl Edge {
         let _guard = runtime.enter();
         let listener = tokio::net::TcpListener::from_std(std_listener).map_err(|e| CoreError::Listen(e.to_string()))?;
         let upstream = Upstream::new(config.upstream.clone());
+        let unrecorded = Arc::new(unrecorded::Unrecorded::new(config.growth_journal.clone()));
         let shared = Arc::new(Shared {
             config,
             upstream,
-            nodes: Nodes::new(control),
+            nodes: Nodes::new(control, Arc::clone(&unrecorded)),
+            unrecorded,
             hub,
             stats: Arc::new(Stats::new(latency_bounds)),
             write_locks: write_locks::WriteLocks::default(),
@@ -115,6 +118,11 @@ impl Edge {
         let mut snapshot = self.shared.stats.take();
         snapshot.views = self.shared.views.snapshot();
         snapshot
+    }
+
+    /// Resolves once the catalog holds every array growth acknowledged before the call.
+    pub fn settled(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.shared.unrecorded.settled()
     }
 
     /// Stops accepting connections; open connections finish their current request.

@@ -10,6 +10,8 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use super::control::{ArrayInfo, Control, NodeInfo, Refusal};
+use super::growth::regrown;
+use super::unrecorded::Unrecorded;
 use crate::codec::envelope::encode_message;
 use crate::codec::Envelope;
 
@@ -62,6 +64,8 @@ struct Cache {
 pub struct Nodes {
     control: Arc<dyn Control>,
     cache: Mutex<Cache>,
+    /// Growth the catalog does not hold yet, applied to what it answers.
+    unrecorded: Arc<Unrecorded>,
 }
 
 /// The cache key of a URL path: its non-empty segments joined by `/` (as the control plane
@@ -72,8 +76,8 @@ pub fn key(path: &str) -> String {
 
 impl Nodes {
     /// An empty cache in front of `control`.
-    pub fn new(control: Arc<dyn Control>) -> Self {
-        Self { control, cache: Mutex::new(Cache::default()) }
+    pub fn new(control: Arc<dyn Control>, unrecorded: Arc<Unrecorded>) -> Self {
+        Self { control, cache: Mutex::new(Cache::default()), unrecorded }
     }
 
     /// The control plane.
@@ -92,7 +96,14 @@ impl Nodes {
             }
             cache.generation
         };
-        let node = Arc::new(Node::new(self.control.resolve(path.to_owned()).await?));
+        let mut info = self.control.resolve(path.to_owned()).await?;
+        if let (Some(array), Some(latest)) = (&info.array, self.unrecorded.latest(info.id)) {
+            // Grown by writes already acknowledged: the catalog's shape is older.
+            if array.shape != latest {
+                info.array = Some(regrown(array, &latest));
+            }
+        }
+        let node = Arc::new(Node::new(info));
         let mut cache = self.cache.lock();
         if cache.generation == generation {
             if cache.entries.len() >= CAPACITY {
@@ -181,7 +192,7 @@ mod tests {
 
     #[tokio::test]
     async fn caches_until_invalidated() {
-        let nodes = Nodes::new(Arc::new(Counting(AtomicU64::new(0))));
+        let nodes = Nodes::new(Arc::new(Counting(AtomicU64::new(0))), Arc::new(Unrecorded::new(None)));
         let a = nodes.resolve("a//b/").await.unwrap();
         assert_eq!(nodes.resolve("/a/b").await.unwrap().info.id, a.info.id, "empty segments ignored");
         assert_eq!(nodes.resolve("a/b/c").await.unwrap().info.id, 2);

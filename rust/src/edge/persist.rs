@@ -6,7 +6,9 @@
 //! control plane's `grow`, which also tells the other processes); only then is the write
 //! acknowledged. A reader thus never sees a shape past data on disk, and a process killed at any
 //! moment leaves a shape covering every acknowledged write. When the catalog refuses the new
-//! shape, `zarr.json` is set back. Each write holds the array's lock shared by all processes
+//! shape, `zarr.json` is set back. A process whose catalog is its own acknowledges once
+//! `zarr.json` has the shape (after a journal entry naming the array) and records the growth in
+//! the catalog behind the writes, coalesced ([`super::unrecorded`]). Each write holds the array's lock shared by all processes
 //! (`ZarrArray::lock`) until the catalog has its shape; a write that finds `zarr.json` replaced
 //! by another process with another shape than the one the edge knows is refused with 409 (the
 //! edge's view is stale) and the node asked for again. Arrays in a layout the writer does not handle (and nodes
@@ -140,6 +142,9 @@ pub async fn store(
     let grows = place.shape != array.shape;
     let grown = grows.then(|| regrown(&array, &place.shape));
     let structure = grown.as_ref().map(|g| g.structure.clone());
+    // Acknowledged before the catalog records the growth (after the journal names the array).
+    let defer = grows && shared.unrecorded.defers();
+    let journal = defer.then(|| (Arc::clone(&shared.unrecorded), node.info.id, path.to_owned(), array.zarr.clone()));
     let writer = Arc::clone(&handle);
     let old_shape = array.shape.clone();
     let (start, size, shape) = (place.start.clone(), place.size.clone(), place.shape.clone());
@@ -174,6 +179,9 @@ pub async fn store(
                 *first += n;
             }
         }
+        if let Some((unrecorded, id, path, Some(dir))) = &journal {
+            unrecorded.journal(*id, path, dir)?;
+        }
         if shape != old_shape {
             zarr.resize(&bounds, structure.as_ref())?;
         }
@@ -192,6 +200,11 @@ pub async fn store(
     };
     let offset = matches!(kind, WriteKind::Append { .. }).then(|| place.start[..1].to_vec());
     let Some(grown) = grown else { return Ok((Stored { array, offset }, pieces)) };
+    if defer {
+        let control = shared.nodes.control();
+        shared.unrecorded.defer(control, node.info.id, path, &array.shape, grown.shape.clone());
+        return Ok((Stored { array: grown, offset }, pieces));
+    }
     match shared.nodes.control().grow(node.info.id, path.to_owned(), array.shape.clone(), grown.shape.clone()).await {
         Ok(array) => Ok((Stored { array, offset }, pieces)),
         Err(refusal) => {

@@ -7,6 +7,7 @@ use super::config::EdgeConfig;
 use super::forward::Upstream;
 use super::nodes::Nodes;
 use super::stats::Stats;
+use super::unrecorded::Unrecorded;
 use super::write_locks::WriteLocks;
 use crate::hub::Hub;
 use crate::store::OpenArrays;
@@ -31,6 +32,8 @@ pub struct Shared {
     pub write_locks: WriteLocks,
     /// The zarr arrays persisted writes go to.
     pub arrays: OpenArrays,
+    /// Array growth acknowledged before the catalog recorded it.
+    pub unrecorded: Arc<Unrecorded>,
     /// Subscribers' views, computed once per frame per view.
     pub views: ViewCache,
 }

@@ -76,6 +76,11 @@ pub(crate) fn awaitable<'py>(py: Python<'py>, waiter: Box<dyn Waiter>) -> PyResu
 }
 
 /// Converts a Rust value into the awaited Python result.
+/// `None`, for a future that answers nothing.
+pub(crate) fn none(py: Python<'_>, (): ()) -> PyResult<Bound<'_, PyAny>> {
+    Ok(py.None().into_bound(py))
+}
+
 pub(crate) type Convert<T> = fn(Python<'_>, T) -> PyResult<Bound<'_, PyAny>>;
 
 /// An awaitable of `call`'s output (converted by `convert`; an error raises its exception).

@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use super::control::PyControl;
+use super::deliver;
 use super::hub::PyHub;
 use crate::edge::{Edge, EdgeConfig, Histogram};
 use crate::error::CoreError;
@@ -35,7 +36,8 @@ impl PyEdge {
         *, host, port, upstream, api_key, control, hub = None, public = false, reuse_port = false,
         access_log = false, max_body_bytes = 4_294_967_296, max_message_bytes = 67_108_864,
         streamer_max_message_bytes = 67_108_864,
-        header_timeout = 30.0, body_timeout = 60.0, latency_buckets = Vec::new()
+        header_timeout = 30.0, body_timeout = 60.0, latency_buckets = Vec::new(),
+        growth_journal = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -55,6 +57,7 @@ impl PyEdge {
         header_timeout: f64,
         body_timeout: f64,
         latency_buckets: Vec<f64>,
+        growth_journal: Option<PathBuf>,
     ) -> PyResult<Self> {
         let config = EdgeConfig {
             host,
@@ -69,6 +72,7 @@ impl PyEdge {
             max_message_bytes,
             streamer_max_message_bytes,
             access_log,
+            growth_journal,
         };
         let control = Arc::new(PyControl::new(py, control)?);
         let hub = hub.map(|h| h.hub().clone());
@@ -128,6 +132,16 @@ impl PyEdge {
         }
         out.set_item("views", views)?;
         Ok(out)
+    }
+
+    /// Resolves once the catalog holds every array growth acknowledged before the call.
+    fn settled<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let settled = self.inner.settled();
+        let call = async move {
+            settled.await;
+            Ok(())
+        };
+        deliver::future(py, call, deliver::none)
     }
 
     /// Stops accepting connections; open ones finish their current request.

@@ -30,10 +30,6 @@ fn maybe_detached<T: Send>(py: Python<'_>, bytes: usize, f: impl FnOnce() -> T +
     }
 }
 
-fn none(py: Python<'_>, (): ()) -> PyResult<Bound<'_, PyAny>> {
-    Ok(py.None().into_bound(py))
-}
-
 fn integer(py: Python<'_>, value: u64) -> PyResult<Bound<'_, PyAny>> {
     Ok(value.into_pyobject(py)?.into_any())
 }
@@ -78,7 +74,7 @@ impl PyHub {
 
     /// Connects the backend (in process: nothing to do).
     fn connect<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        deliver::future(py, self.inner.connect(), none)
+        deliver::future(py, self.inner.connect(), deliver::none)
     }
 
     /// Whether several processes share the streams (Redis).
@@ -173,7 +169,7 @@ impl PyHub {
     ) -> PyResult<Bound<'py, PyAny>> {
         let retention = args::retention(max_count, max_bytes, max_age)?;
         retention.apply(self.inner.config().retention())?;
-        deliver::future(py, self.inner.set_retention(topic, retention), none)
+        deliver::future(py, self.inner.set_retention(topic, retention), deliver::none)
     }
 
     /// Appends an end-of-stream marker; resolves to its sequence.
