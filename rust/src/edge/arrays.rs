@@ -261,8 +261,12 @@ fn parse_write(query: &Query, route: Route, array: &ArrayInfo) -> Result<WriteSp
 /// A write of chunk `block`.
 pub fn block_spec(array: &ArrayInfo, block: Vec<u64>, persist: bool) -> Result<WriteSpec, Refused> {
     let shape = block_shape(array, &block).ok_or_else(|| {
-        let chunks: Vec<String> =
-            array.chunks.iter().zip(&array.shape).map(|(c, n)| format!("{:?}", c.listed(*n))).collect();
+        let chunks: Vec<String> = array
+            .chunks
+            .iter()
+            .zip(&array.shape)
+            .map(|(c, n)| format!("{:?}", c.blocks(*n).collect::<Vec<_>>()))
+            .collect();
         let detail = format!("Block index out of range: block {} for chunks [{}]", py_tuple(&block), chunks.join(", "));
         (StatusCode::UNPROCESSABLE_ENTITY, detail)
     })?;
@@ -411,7 +415,7 @@ fn answered(applied: Result<Applied, Refusal>, is_patch: bool) -> Response<Body>
     match applied {
         Ok(applied) if is_patch => {
             let structure = applied.node.info.array.as_ref().map(ArrayInfo::tiled_structure);
-            respond::json(StatusCode::OK, serde_json::to_vec(&structure).unwrap_or_default())
+            respond::json(StatusCode::OK, structure.unwrap_or_else(|| b"null".to_vec()))
         }
         Ok(_) => respond::json(StatusCode::OK, &b"null"[..]),
         Err(refusal) => refusal.response(),

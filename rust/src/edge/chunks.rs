@@ -50,20 +50,18 @@ impl AxisChunks {
         .filter(|step| *step > 0)
     }
 
-    /// Every block's size along an axis of `size` elements (Tiled's form).
-    pub fn listed(&self, size: u64) -> Vec<u64> {
-        match self {
-            Self::Listed(sizes) => sizes.clone(),
-            Self::Regular { .. } if size == 0 => vec![0],
+    /// Every block's size along an axis of `size` elements (Tiled's form), in order, without
+    /// building the list (an axis appended frame by frame has a block per frame).
+    pub fn blocks(&self, size: u64) -> impl Iterator<Item = u64> + '_ {
+        let (listed, step, count, rest): (&[u64], u64, u64, Option<u64>) = match self {
+            Self::Listed(sizes) => (sizes, 0, 0, None),
+            Self::Regular { .. } if size == 0 => (&[], 0, 0, Some(0)),
             Self::Regular { regular } => {
                 let step = (*regular).max(1);
-                let mut sizes = vec![step; (size / step) as usize];
-                if !size.is_multiple_of(step) {
-                    sizes.push(size % step);
-                }
-                sizes
+                (&[], step, size / step, (!size.is_multiple_of(step)).then_some(size % step))
             }
-        }
+        };
+        listed.iter().copied().chain(std::iter::repeat_n(step, count as usize)).chain(rest)
     }
 }
 
@@ -74,12 +72,14 @@ mod tests {
     #[test]
     fn regular_blocks_as_listed() {
         let regular = AxisChunks::Regular { regular: 2 };
-        assert_eq!(regular.listed(7), vec![2, 2, 2, 1]);
-        assert_eq!(regular.listed(0), vec![0]);
+        assert_eq!(regular.blocks(7).collect::<Vec<_>>(), [2, 2, 2, 1]);
+        assert_eq!(regular.blocks(6).collect::<Vec<_>>(), [2, 2, 2]);
+        assert_eq!(regular.blocks(0).collect::<Vec<_>>(), [0]);
         assert_eq!((0..5).map(|b| regular.block(b, 7)).collect::<Vec<_>>(), [Some(2), Some(2), Some(2), Some(1), None]);
         assert_eq!((regular.block(0, 0), regular.block(1, 0)), (Some(0), None));
         assert_eq!((regular.start(3), regular.first()), (6, Some(2)));
         let listed = AxisChunks::Listed(vec![2, 2, 2, 1]);
+        assert_eq!(listed.blocks(7).collect::<Vec<_>>(), [2, 2, 2, 1]);
         assert_eq!((listed.block(3, 7), listed.block(4, 7), listed.start(3)), (Some(1), None, 6));
         assert_eq!(AxisChunks::Listed(vec![0]).first(), None);
     }

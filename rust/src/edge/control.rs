@@ -100,15 +100,74 @@ pub struct ArrayInfo {
 }
 
 impl ArrayInfo {
-    /// The structure as Tiled serves it (a PATCH's answer): every block listed.
-    pub fn tiled_structure(&self) -> serde_json::Value {
-        let mut structure = self.structure.clone();
-        if let serde_json::Value::Object(fields) = &mut structure {
-            let listed: Vec<Vec<u64>> = self.chunks.iter().zip(&self.shape).map(|(c, n)| c.listed(*n)).collect();
-            fields.insert("chunks".into(), listed.into());
+    /// The structure as Tiled serves it (a PATCH's answer), every block listed, as JSON. An
+    /// array appended frame by frame lists a block per frame, and a PATCH answers it after each
+    /// append: a regular axis is written as its run of equal blocks, copied, not number by number.
+    pub fn tiled_structure(&self) -> Vec<u8> {
+        let serde_json::Value::Object(fields) = &self.structure else {
+            return serde_json::to_vec(&self.structure).unwrap_or_default();
+        };
+        let mut out = Vec::with_capacity(256 + self.shape.iter().map(|n| 2 * *n as usize).sum::<usize>());
+        out.push(b'{');
+        let mut first = true;
+        let chunks = std::iter::once("chunks").filter(|name| !fields.contains_key(*name));
+        for name in fields.keys().map(String::as_str).chain(chunks) {
+            if !std::mem::take(&mut first) {
+                out.push(b',');
+            }
+            write_json(&mut out, name);
+            out.push(b':');
+            match fields.get(name) {
+                Some(value) if name != "chunks" => write_json(&mut out, value),
+                _ => self.write_chunks(&mut out),
+            }
         }
-        structure
+        out.push(b'}');
+        out
     }
+
+    /// `[[...], ...]`: each axis's block sizes.
+    fn write_chunks(&self, out: &mut Vec<u8>) {
+        out.push(b'[');
+        for (axis, (chunks, size)) in self.chunks.iter().zip(&self.shape).enumerate() {
+            if axis > 0 {
+                out.push(b',');
+            }
+            match chunks {
+                AxisChunks::Regular { regular } if *size > 0 => {
+                    let step = (*regular).max(1);
+                    out.push(b'[');
+                    // "step," once, then doubled in place up to the number of full blocks.
+                    let unit = format!("{step},");
+                    let start = out.len();
+                    let mut written = 0u64;
+                    let full = size / step;
+                    while written < full {
+                        let more = written.max(1).min(full - written);
+                        if written == 0 {
+                            out.extend_from_slice(unit.as_bytes());
+                        } else {
+                            out.extend_from_within(start..start + more as usize * unit.len());
+                        }
+                        written += more;
+                    }
+                    if size % step > 0 {
+                        out.extend_from_slice((size % step).to_string().as_bytes());
+                    } else {
+                        out.pop(); // the last comma
+                    }
+                    out.push(b']');
+                }
+                other => write_json(out, &other.blocks(*size).collect::<Vec<_>>()),
+            }
+        }
+        out.push(b']');
+    }
+}
+
+fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    // Writing into a Vec of a value serde_json produced cannot fail.
+    let _ = serde_json::to_writer(out, value);
 }
 
 fn unlimited() -> u64 {

@@ -126,9 +126,18 @@ mod tests {
         assert_eq!(grown.chunks, vec![AxisChunks::Regular { regular: 2 }, AxisChunks::Regular { regular: 3 }]);
         assert_eq!(grown.structure, json!({"shape": [7, 3], "chunks": [{"regular": 2}, {"regular": 3}], "dims": null}));
         let served = json!({"shape": [7, 3], "chunks": [[2, 2, 2, 1], [3]], "dims": null});
-        assert_eq!(ArrayInfo::tiled_structure(&grown), served);
+        let tiled = |a: &ArrayInfo| serde_json::from_slice::<serde_json::Value>(&a.tiled_structure()).unwrap();
+        assert_eq!(tiled(&grown), served);
         // Grown again from the compact form: the same step.
-        assert_eq!(ArrayInfo::tiled_structure(&regrown(&grown, &[8, 3]))["chunks"], json!([[2, 2, 2, 2], [3]]));
-        assert_eq!(ArrayInfo::tiled_structure(&regrown(&grown, &[0, 3]))["chunks"], json!([[0], [3]]));
+        assert_eq!(tiled(&regrown(&grown, &[8, 3]))["chunks"], json!([[2, 2, 2, 2], [3]]));
+        assert_eq!(tiled(&regrown(&grown, &[0, 3]))["chunks"], json!([[0], [3]]));
+        for n in [1, 2, 3, 5, 8, 100, 1001] {
+            let expected: Vec<u64> = (0..n / 2).map(|_| 2).chain((n % 2 == 1).then_some(1)).collect();
+            assert_eq!(tiled(&regrown(&grown, &[n, 3]))["chunks"], json!([expected, [3]]), "{n}");
+        }
+        // Listed (not regrown) chunks as they are; a structure without chunks gets them.
+        assert_eq!(tiled(&array())["chunks"], json!([[2, 2, 1], [3]]));
+        let bare = ArrayInfo { structure: json!({"shape": [5, 3]}), ..array() };
+        assert_eq!(tiled(&bare), json!({"shape": [5, 3], "chunks": [[2, 2, 1], [3]]}));
     }
 }
