@@ -3,6 +3,8 @@
 //! writes so that an append costs the same whatever the number of frames before it. Listed in
 //! full only when a structure is served (`ArrayInfo::tiled_structure`).
 
+use std::io::Write;
+
 use serde::{Deserialize, Serialize};
 
 /// One axis's chunks; its length is the array's shape along that axis.
@@ -50,18 +52,56 @@ impl AxisChunks {
         .filter(|step| *step > 0)
     }
 
-    /// Every block's size along an axis of `size` elements (Tiled's form), in order, without
-    /// building the list (an axis appended frame by frame has a block per frame).
-    pub fn blocks(&self, size: u64) -> impl Iterator<Item = u64> + '_ {
-        let (listed, step, count, rest): (&[u64], u64, u64, Option<u64>) = match self {
+    /// Tiled's list of block sizes along an axis of `size` elements, in runs: the listed
+    /// sizes, then `count` blocks of `step`, then the rest (if any).
+    fn runs(&self, size: u64) -> (&[u64], u64, u64, Option<u64>) {
+        match self {
             Self::Listed(sizes) => (sizes, 0, 0, None),
             Self::Regular { .. } if size == 0 => (&[], 0, 0, Some(0)),
             Self::Regular { regular } => {
                 let step = (*regular).max(1);
                 (&[], step, size / step, (!size.is_multiple_of(step)).then_some(size % step))
             }
-        };
+        }
+    }
+
+    /// Every block's size along an axis of `size` elements (Tiled's form), in order, without
+    /// building the list (an axis appended frame by frame has a block per frame).
+    pub fn blocks(&self, size: u64) -> impl Iterator<Item = u64> + '_ {
+        let (listed, step, count, rest) = self.runs(size);
         listed.iter().copied().chain(std::iter::repeat_n(step, count as usize)).chain(rest)
+    }
+
+    /// Appends the JSON list of [`AxisChunks::blocks`] to `out`, a run of equal blocks written
+    /// once and copied (doubled in place), not number by number: a PATCH answers it after each
+    /// append.
+    pub fn write_blocks(&self, size: u64, out: &mut Vec<u8>) {
+        let (listed, step, count, rest) = self.runs(size);
+        out.push(b'[');
+        for n in listed {
+            let _ = write!(out, "{n},"); // writing into a Vec cannot fail
+        }
+        if count > 0 {
+            let start = out.len();
+            let _ = write!(out, "{step},");
+            let unit = out.len() - start;
+            let mut written = 1;
+            while written < count {
+                let more = written.min(count - written);
+                out.extend_from_within(start..start + (more as usize) * unit);
+                written += more;
+            }
+        }
+        match rest {
+            Some(rest) => {
+                let _ = write!(out, "{rest}");
+            }
+            None if out.last() == Some(&b',') => {
+                out.pop();
+            }
+            None => {}
+        }
+        out.push(b']');
     }
 }
 
@@ -82,6 +122,22 @@ mod tests {
         assert_eq!(listed.blocks(7).collect::<Vec<_>>(), [2, 2, 2, 1]);
         assert_eq!((listed.block(3, 7), listed.block(4, 7), listed.start(3)), (Some(1), None, 6));
         assert_eq!(AxisChunks::Listed(vec![0]).first(), None);
+    }
+
+    #[test]
+    fn blocks_written_as_json() {
+        let written = |c: &AxisChunks, n: u64| {
+            let mut out = Vec::new();
+            c.write_blocks(n, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        let regular = AxisChunks::Regular { regular: 3 };
+        for n in [0, 1, 2, 3, 4, 6, 7, 100, 1001] {
+            let listed: Vec<u64> = regular.blocks(n).collect();
+            assert_eq!(written(&regular, n), serde_json::to_string(&listed).unwrap(), "{n}");
+        }
+        assert_eq!(written(&AxisChunks::Listed(vec![2, 2, 1]), 5), "[2,2,1]");
+        assert_eq!(written(&AxisChunks::Listed(vec![]), 0), "[]");
     }
 
     #[test]

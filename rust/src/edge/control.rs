@@ -133,33 +133,7 @@ impl ArrayInfo {
             if axis > 0 {
                 out.push(b',');
             }
-            match chunks {
-                AxisChunks::Regular { regular } if *size > 0 => {
-                    let step = (*regular).max(1);
-                    out.push(b'[');
-                    // "step," once, then doubled in place up to the number of full blocks.
-                    let unit = format!("{step},");
-                    let start = out.len();
-                    let mut written = 0u64;
-                    let full = size / step;
-                    while written < full {
-                        let more = written.max(1).min(full - written);
-                        if written == 0 {
-                            out.extend_from_slice(unit.as_bytes());
-                        } else {
-                            out.extend_from_within(start..start + more as usize * unit.len());
-                        }
-                        written += more;
-                    }
-                    if size % step > 0 {
-                        out.extend_from_slice((size % step).to_string().as_bytes());
-                    } else {
-                        out.pop(); // the last comma
-                    }
-                    out.push(b']');
-                }
-                other => write_json(out, &other.blocks(*size).collect::<Vec<_>>()),
-            }
+            chunks.write_blocks(*size, out);
         }
         out.push(b']');
     }
