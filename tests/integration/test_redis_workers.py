@@ -78,6 +78,44 @@ def test_fan_out_and_replay_across_workers(
                 assert got == [(i, i) for i in range(first, WRITES + 1)]
 
 
+def test_large_frames_cross_workers_byte_exact(
+    redis_workers: RunningServer, http: httpx.Client, key: str
+) -> None:
+    """Frames of 64 KiB and more travel through Redis in keys of their own (never through the
+    publish script): live and replayed on every worker, byte for byte, mixed with small ones."""
+    elements = (2 * 2**20) // 8  # 2 MiB: more than one pub/sub message should carry
+    create(http, key, np.zeros(elements, dtype="<i8"))
+    rng = np.random.default_rng(7)
+    sizes = [elements, 8, 64 * 1024 // 8, 64 * 1024 // 8 - 1, 300 * 1024 // 8, 16, elements]
+    frames = [rng.integers(0, 2**62, n, dtype="<i8").tobytes() for n in sizes]
+    subscribers = [subscribe(redis_workers, key) for _ in range(4)]
+
+    def payloads(conn: ClientConnection, n: int) -> list[tuple[int, bytes]]:
+        return [
+            (m["sequence"], m["payload"])
+            for m in (msgpack.unpackb(conn.recv(timeout=10)) for _ in range(n))
+        ]
+
+    try:
+        for size, frame in zip(sizes, frames, strict=True):
+            response = http.patch(
+                f"/array/full/{key}",
+                params={"persist": "false", "offset": "0", "shape": str(size)},
+                content=frame,
+                headers=OCTET,
+            )
+            assert response.status_code == 200, response.text
+        expected = list(enumerate(frames, 1))
+        for conn in subscribers:
+            assert payloads(conn, len(frames)) == expected
+    finally:
+        for conn in subscribers:
+            conn.close()
+    for _ in range(3):
+        with subscribe(redis_workers, key, 1) as conn:
+            assert payloads(conn, len(frames)) == expected
+
+
 def test_extend_through_any_worker_is_seen_by_every_worker(
     redis_workers: RunningServer, http: httpx.Client, key: str
 ) -> None:

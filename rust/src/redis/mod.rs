@@ -16,6 +16,13 @@
 //!   a placeholder sequence, [`record`]) *before* the round trip. The entry id travels beside
 //!   the record (stream field, live-message header), so the script never copies a record to
 //!   patch it; every process's mirror gets the same ids.
+//! - **Large records never enter Lua**: one of [`keys::KEYED_MIN`] (64 KiB) or more is sent in
+//!   the same pipeline as an upload key (`SET ... PX`) that the script renames into the
+//!   record's own key (`{p}record:{node}:{seq}`, data TTL, deleted as it leaves the retained
+//!   window); the stream entry and the live announcement (`<node>:<seq>:<id>:s`) carry no
+//!   bytes, and only processes that follow the node read the key (one `GET`). Redis 7's Lua
+//!   hashes every byte of every string it is given: passing a 256 KiB record through the
+//!   script cost Redis's one thread ~0.7 ms per frame and held two workers to ~800 frames/s.
 //! - **Retention** in Redis: count via `MAXLEN`; bytes approximately, by trimming to
 //!   `max_bytes / size of this event` entries (exact for equal-sized frames, the common case);
 //!   age: the stream key expires `max_age` after its last event (Tiled expires each event
@@ -64,6 +71,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub};
+use redis::{ErrorKind, RedisResult, ServerErrorKind};
 use tokio::sync::Notify;
 
 pub use keys::Keys;
@@ -110,6 +118,10 @@ pub(crate) struct Shared {
     pub epoch: Mutex<Option<String>>,
     /// Mirrored nodes whose retention override has been loaded from Redis.
     pub retention_loaded: Mutex<HashSet<u64>>,
+    /// This process's part of its upload keys' names (random, see [`new_epoch_token`]).
+    pub upload_token: String,
+    /// Upload keys named so far.
+    pub uploads: AtomicU64,
 }
 
 impl Shared {
@@ -156,7 +168,8 @@ impl Shared {
         Ok(pubsub)
     }
 
-    /// Runs the publish script on a batch; returns the last sequence and the entry ids.
+    /// Runs the publish script on a batch; returns the last sequence and the entry ids. Records
+    /// of [`keys::KEYED_MIN`] bytes or more are uploaded beside it, in the same pipeline.
     async fn run_script(
         &self,
         topic: u64,
@@ -164,6 +177,7 @@ impl Shared {
         events: Vec<(IdSpec, Vec<u8>)>,
     ) -> CoreResult<(u64, Vec<EntryId>)> {
         let mut conn = self.conn()?;
+        let mut pipe = redis::pipe();
         let mut invocation = self.publish_script.key(self.keys.sequence(topic));
         invocation
             .key(self.keys.stream(topic))
@@ -174,11 +188,25 @@ impl Shared {
             .arg(keys::millis(self.max_age))
             .arg(keys::millis(self.seq_ttl))
             .arg(self.keys.live())
-            .arg(topic);
+            .arg(topic)
+            .arg(self.keys.record_prefix(topic));
         for (spec, record) in events {
-            invocation.arg(spec.wire()).arg(record);
+            if record.len() >= keys::KEYED_MIN {
+                let upload = self.keys.upload(&self.next_upload_token());
+                pipe.cmd("SET").arg(&upload).arg(record).arg("PX").arg(keys::UPLOAD_TTL_MS).ignore();
+                invocation.arg(spec.wire()).arg("").arg(upload);
+            } else {
+                invocation.arg(spec.wire()).arg(record).arg("");
+            }
         }
-        let reply: Vec<redis::Value> = invocation.invoke_async(&mut conn).await.map_err(|e| script_error(&e))?;
+        pipe.invoke_script(&invocation);
+        let mut replies: RedisResult<(Vec<redis::Value>,)> = pipe.query_async(&mut conn).await;
+        if replies.as_ref().is_err_and(|e| e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)) {
+            // Redis lost its script cache (restarted, SCRIPT FLUSH): load it, send the batch again.
+            invocation.load_async(&mut conn).await.map_err(|e| unavailable(&e))?;
+            replies = pipe.query_async(&mut conn).await;
+        }
+        let (reply,) = replies.map_err(script_error)?;
         let mut reply = reply.into_iter();
         let seq = match reply.next() {
             Some(redis::Value::Int(seq)) => u64::try_from(seq).unwrap_or_default(),
@@ -192,6 +220,11 @@ impl Shared {
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| CoreError::Unavailable("Redis: unexpected entry id from the publish script".into()))?;
         Ok((seq, ids))
+    }
+
+    /// A token no other upload of any process uses: this process's random token and a count.
+    fn next_upload_token(&self) -> String {
+        format!("{}:{}", self.upload_token, self.uploads.fetch_add(1, Ordering::Relaxed))
     }
 
     /// The node's last sequence in Redis (0 if none).
@@ -211,12 +244,14 @@ pub(crate) fn unavailable(err: &redis::RedisError) -> CoreError {
     CoreError::Unavailable(format!("Redis: {err}"))
 }
 
-/// Maps a publish script error: its refusal of an entry id, or `Unavailable`.
-fn script_error(err: &redis::RedisError) -> CoreError {
-    match (err.code(), err.detail()) {
-        (Some("ENTRYID"), Some(detail)) => CoreError::EntryId(detail.trim().to_owned()),
-        _ => unavailable(err),
-    }
+/// Maps an error of the publish pipeline: the script's refusal of an entry id, or
+/// `Unavailable`.
+fn script_error(err: redis::RedisError) -> CoreError {
+    let unavailable = unavailable(&err);
+    let refused = err.into_server_errors().and_then(|errors| {
+        errors.iter().find(|(_, e)| e.code() == "ENTRYID").and_then(|(_, e)| e.details()).map(|d| d.trim().to_owned())
+    });
+    refused.map_or(unavailable, CoreError::EntryId)
 }
 
 /// The wire record of a validated message (see [`record`]).
@@ -251,6 +286,8 @@ impl RedisBackend {
             counters: Counters::default(),
             epoch: Mutex::new(None),
             retention_loaded: Mutex::new(HashSet::new()),
+            upload_token: new_epoch_token(),
+            uploads: AtomicU64::new(0),
         });
         Ok(Self { shared })
     }

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, PubSub};
 use redis::{RedisResult, Value};
 
-use super::keys::{self, Live};
+use super::keys::{self, Keys, Live};
 use super::{new_epoch_token, record, Shared};
 use crate::error::{CoreError, CoreResult};
 use crate::hub::ring::External;
@@ -127,19 +127,17 @@ async fn handle(shared: &Shared, bytes: Vec<u8>) -> CoreResult<()> {
             }
             (node, to_message(sequence, Some(entry_id), end, record, now)?)
         }
-        Live::Stored { node, sequence } => {
+        Live::Stored { node, sequence, entry_id } => {
             if shared.topics.existing(node).is_none() {
                 return Ok(());
             }
-            // Only followed topics pay for the read; an entry already trimmed is a gap the
+            // Only followed topics pay for the read; a record already trimmed is a gap the
             // next event fills or rebases past.
             let mut conn = shared.conn()?;
-            let key = shared.keys.stream(node);
-            let entries = xrange(&mut conn, &key, Some(sequence), Some(sequence), None)
-                .await
-                .map_err(|e| super::unavailable(&e))?;
-            let Some(entry) = entries.into_iter().find(|e| e.sequence == sequence) else { return Ok(()) };
-            (node, entry.into_message(now)?)
+            let query = redis::cmd("GET").arg(shared.keys.record(node, sequence)).clone();
+            let record: Option<Vec<u8>> = query.query_async(&mut conn).await.map_err(|e| super::unavailable(&e))?;
+            let Some(record) = record else { return Ok(()) };
+            (node, to_message(sequence, Some(entry_id), false, record, now)?)
         }
         Live::Retention { node, retention } => {
             if let Some(topic) = shared.topics.existing(node) {
@@ -188,7 +186,7 @@ async fn fill(shared: &Shared, topic: &Topic, node: u64, from: u64, to: u64) {
     shared.counters.gap_fills.fetch_add(1, Ordering::Relaxed);
     let from = from.max((to + 1).saturating_sub(shared.max_count as u64));
     let Ok(mut conn) = shared.conn() else { return };
-    let Ok(entries) = xrange(&mut conn, &shared.keys.stream(node), Some(from), Some(to), None).await else { return };
+    let Ok(entries) = xrange(&mut conn, &shared.keys, node, Some(from), Some(to), None).await else { return };
     let now = Instant::now();
     for (i, entry) in entries.into_iter().enumerate() {
         if i == 0 && entry.sequence > from {
@@ -233,6 +231,9 @@ pub(crate) struct StreamEntry {
     pub previous: EntryId,
     /// An end-of-stream marker.
     pub end: bool,
+    /// The record is kept in its own key ([`Keys::record`]); `record` is empty until
+    /// [`with_records`] reads it.
+    pub keyed: bool,
     /// The wire record of a data message.
     pub record: Vec<u8>,
 }
@@ -244,23 +245,55 @@ impl StreamEntry {
     }
 }
 
-/// `XRANGE key <from>-0 <to>-0 [COUNT n]`; `None` bounds mean the oldest / newest entry.
+/// `XRANGE` of the node's stream from `<from>-0` to `<to>-0` (`None` bounds: the oldest / newest
+/// entry), at most `count` entries, with the records kept in their own keys read in.
 pub(crate) async fn xrange(
     conn: &mut ConnectionManager,
-    key: &str,
+    keys: &Keys,
+    node: u64,
     from: Option<u64>,
     to: Option<u64>,
     count: Option<usize>,
 ) -> RedisResult<Vec<StreamEntry>> {
     let mut cmd = redis::cmd("XRANGE");
-    cmd.arg(key);
+    cmd.arg(keys.stream(node));
     cmd.arg(from.map_or_else(|| "-".to_owned(), |s| format!("{s}-0")));
     cmd.arg(to.map_or_else(|| "+".to_owned(), |s| format!("{s}-0")));
     if let Some(n) = count {
         cmd.arg("COUNT").arg(n);
     }
     let value: Value = cmd.query_async(conn).await?;
-    Ok(parse_entries(value))
+    with_records(conn, keys, node, parse_entries(value)).await
+}
+
+/// Reads the records of keyed entries (one `MGET`); an entry whose key is gone (trimmed or
+/// expired: always the oldest ones) is left out, as if the stream no longer had it.
+pub(crate) async fn with_records(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    node: u64,
+    mut entries: Vec<StreamEntry>,
+) -> RedisResult<Vec<StreamEntry>> {
+    let wanted: Vec<String> = entries.iter().filter(|e| e.keyed).map(|e| keys.record(node, e.sequence)).collect();
+    if wanted.is_empty() {
+        return Ok(entries);
+    }
+    let mut records: std::vec::IntoIter<Option<Vec<u8>>> =
+        redis::cmd("MGET").arg(&wanted).query_async::<Vec<Option<Vec<u8>>>>(conn).await?.into_iter();
+    entries.retain_mut(|entry| {
+        if !entry.keyed {
+            return true;
+        }
+        match records.next().flatten() {
+            Some(record) => {
+                entry.record = record;
+                entry.keyed = false;
+                true
+            }
+            None => false,
+        }
+    });
+    Ok(entries)
 }
 
 fn text(value: &Value) -> Option<&str> {
@@ -271,7 +304,8 @@ fn text(value: &Value) -> Option<&str> {
     }
 }
 
-/// Parses an `XRANGE` / `XREVRANGE` reply, skipping anything malformed.
+/// Parses an `XRANGE` / `XREVRANGE` reply, skipping anything malformed; keyed records are not
+/// read (see [`with_records`]).
 pub(crate) fn parse_entries(value: Value) -> Vec<StreamEntry> {
     let Value::Array(entries) = value else { return Vec::new() };
     entries.into_iter().filter_map(parse_entry).collect()
@@ -281,12 +315,17 @@ fn parse_entry(entry: Value) -> Option<StreamEntry> {
     let Value::Array(parts) = entry else { return None };
     let [id, Value::Array(fields)] = <[Value; 2]>::try_from(parts).ok()? else { return None };
     let sequence = text(&id)?.split('-').next()?.parse::<u64>().ok()?;
-    let mut entry = StreamEntry { sequence, entry_id: None, previous: EntryId::ZERO, end: false, record: Vec::new() };
+    let mut entry =
+        StreamEntry { sequence, entry_id: None, previous: EntryId::ZERO, end: false, keyed: false, record: Vec::new() };
     let mut record = None;
     let mut fields = fields.into_iter();
     while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
         match (text(&name)?, value) {
             (keys::DATA, Value::BulkString(bytes)) => record = Some(bytes),
+            (keys::KEYED, _) => {
+                entry.keyed = true;
+                record = Some(Vec::new());
+            }
             (keys::END, Value::BulkString(bytes)) => {
                 entry.end = true;
                 record = Some(bytes);

@@ -8,7 +8,7 @@ use std::time::Instant;
 use futures_util::future::BoxFuture;
 use redis::Value;
 
-use super::reader::{parse_entries, xrange, StreamEntry};
+use super::reader::{parse_entries, with_records, xrange, StreamEntry};
 use super::{unavailable, Shared};
 use crate::error::CoreResult;
 use crate::hub::{EntryId, Replay, ReplayBatch};
@@ -44,9 +44,9 @@ impl Replay for Shared {
     fn range(&self, topic: u64, from: u64, limit: usize) -> BoxFuture<'_, CoreResult<ReplayBatch>> {
         Box::pin(async move {
             let mut conn = self.conn()?;
-            let key = self.keys.stream(topic);
             let lower = (from > 0).then_some(from);
-            let entries = xrange(&mut conn, &key, lower, None, Some(limit)).await.map_err(|e| unavailable(&e))?;
+            let query = xrange(&mut conn, &self.keys, topic, lower, None, Some(limit));
+            let entries = query.await.map_err(|e| unavailable(&e))?;
             let full = entries.len() == limit;
             Ok(batch(entries, full))
         })
@@ -58,7 +58,8 @@ impl Replay for Shared {
             let query =
                 redis::cmd("XREVRANGE").arg(self.keys.stream(topic)).arg("+").arg("-").arg("COUNT").arg(limit).clone();
             let value: Value = query.query_async(&mut conn).await.map_err(|e| unavailable(&e))?;
-            Ok(batch(parse_entries(value), false))
+            let entries = with_records(&mut conn, &self.keys, topic, parse_entries(value));
+            Ok(batch(entries.await.map_err(|e| unavailable(&e))?, false))
         })
     }
 }

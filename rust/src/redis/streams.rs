@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use redis::Value;
 
-use super::reader::{parse_entries, StreamEntry};
+use super::reader::{parse_entries, with_records, StreamEntry};
 use super::{keys, unavailable, Shared};
 use crate::error::CoreResult;
 use crate::hub::{EntryId, RetentionOverride, StreamInfo};
@@ -23,7 +23,9 @@ pub(crate) async fn stream_info(shared: &Shared, topic: u64) -> CoreResult<Optio
     pipe.cmd("XREVRANGE").arg(&stream).arg("+").arg("-").arg("COUNT").arg(2);
     let (hash, length, first, last): ((Option<String>, Option<u64>), u64, Value, Value) =
         pipe.query_async(&mut conn).await.map_err(|e| unavailable(&e))?;
-    let (first, last) = (parse_entries(first), parse_entries(last));
+    let first =
+        with_records(&mut conn, &shared.keys, topic, parse_entries(first)).await.map_err(|e| unavailable(&e))?;
+    let last = with_records(&mut conn, &shared.keys, topic, parse_entries(last)).await.map_err(|e| unavailable(&e))?;
     let entries_added = hash.1.unwrap_or(0);
     if length == 0 && entries_added == 0 {
         return Ok(None);

@@ -243,3 +243,58 @@ async fn live_subscriber_skips_what_was_published_before_it() {
         hub.shutdown();
     }
 }
+
+/// Records of `KEYED_MIN` bytes or more go to Redis as upload keys renamed by the script (never
+/// Lua strings): live, replayed and trimmed exactly like inline ones, their keys deleted as
+/// they leave the retained window, no upload key left behind (also after a refused batch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_records_live_in_their_own_keys() {
+    use crate::hub::IdSpec;
+
+    let server = redis_server();
+    let a = connected(HubConfig { max_count: 4, ..config(&server.url) }).await;
+    let b = connected(HubConfig { max_count: 4, ..config(&server.url) }).await;
+    let live = subscribe(&b, 9, None).await;
+    let payload = |i: u64| -> Vec<u8> {
+        let size = if i.is_multiple_of(3) { 100 } else { keys::KEYED_MIN + 1000 * i as usize };
+        (0..size).map(|j| (j as u64 * 31 + i) as u8).collect()
+    };
+    // One at a time: a record 4 events old is gone, even if a reader has not fetched it yet.
+    let mut got = Vec::new();
+    let read = |got: &mut Vec<(u64, Vec<u8>)>, frames: &[Arc<Message>]| {
+        got.extend(frames.iter().map(|m| (m.sequence(), m.payload().unwrap().to_vec())));
+    };
+    for i in 1..=5u64 {
+        assert_eq!(a.publish(9, message(&payload(i))).await.unwrap(), i);
+        read(&mut got, &next(&live, 16).await.frames);
+    }
+    let batch: Vec<Outgoing> = (6..=9).map(|i| message(&payload(i))).collect();
+    assert_eq!(b.publish_all(9, batch).await.unwrap(), 9);
+    while got.len() < 9 {
+        read(&mut got, &next(&live, 16).await.frames);
+    }
+    assert_eq!(got, (1..=9).map(|i| (i, payload(i))).collect::<Vec<_>>());
+    // A fresh process replays what is retained (the last 4), records read from their keys.
+    let c = connected(HubConfig { max_count: 4, ..config(&server.url) }).await;
+    let replay = subscribe(&c, 9, Some(1)).await;
+    let frames = next(&replay, 16).await.frames;
+    let replayed: Vec<_> = frames.iter().map(|m| (m.sequence(), m.payload().unwrap().to_vec())).collect();
+    assert_eq!(replayed, (6..=9).map(|i| (i, payload(i))).collect::<Vec<_>>());
+    let info = c.stream_info(9).await.unwrap().unwrap();
+    assert_eq!(info.last.unwrap().payload().unwrap().to_vec(), payload(9));
+    // A refused batch leaves no upload behind.
+    let header = parse_header(H).unwrap();
+    let refused = [IdSpec::Explicit(EntryId::new(1, 0))];
+    let big = payload(10);
+    assert!(matches!(a.publish_entries(9, &header, &[&big[..]], &refused).await, Err(CoreError::EntryId(_))));
+    let mut conn = redis::Client::open(server.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut kept: Vec<String> = redis::cmd("KEYS").arg("test:record:9:*").query_async(&mut conn).await.unwrap();
+    kept.sort();
+    // 3, 6 and 9 are inline; 1, 2, 4 and 5 fell out of the window (6..=9): deleted.
+    assert_eq!(kept, ["test:record:9:7", "test:record:9:8"]);
+    let uploads: Vec<String> = redis::cmd("KEYS").arg("test:upload:*").query_async(&mut conn).await.unwrap();
+    assert!(uploads.is_empty(), "{uploads:?}");
+    for hub in [a, b, c] {
+        hub.shutdown();
+    }
+}
