@@ -17,10 +17,11 @@
 //!   the record (stream field, live-message header), so the script never copies a record to
 //!   patch it; every process's mirror gets the same ids.
 //! - **Large records never enter Lua**: one of [`keys::KEYED_MIN`] (64 KiB) or more is sent in
-//!   the same pipeline as an upload key (`SET ... PX`) that the script renames into the
-//!   record's own key (`{p}record:{node}:{seq}`, data TTL, deleted as it leaves the retained
-//!   window); the stream entry and the live announcement (`<node>:<seq>:<id>:s`) carry no
-//!   bytes, and only processes that follow the node read the key (one `GET`). Redis 7's Lua
+//!   the same pipeline as upload keys (`SET ... PX`, parts of at most [`keys::PART_MAX`]) that
+//!   the script renames into the record's own keys (`{p}record:{node}:{seq}:{part}`, data TTL,
+//!   deleted as they leave the retained window); the stream entry and the live announcement
+//!   (`<node>:<seq>:<id>:s<parts>`) carry no bytes, and only processes that follow the node
+//!   read the parts (one `MGET`). Redis 7's Lua
 //!   hashes every byte of every string it is given: passing a 256 KiB record through the
 //!   script cost Redis's one thread ~0.7 ms per frame and held two workers to ~800 frames/s.
 //! - **Retention** in Redis: count via `MAXLEN`; bytes approximately, by trimming to
@@ -193,10 +194,15 @@ impl Shared {
         for (spec, record) in events {
             if record.len() >= keys::KEYED_MIN {
                 let upload = self.keys.upload(&self.next_upload_token());
-                pipe.cmd("SET").arg(&upload).arg(record).arg("PX").arg(keys::UPLOAD_TTL_MS).ignore();
-                invocation.arg(spec.wire()).arg("").arg(upload);
+                let parts = record.len().div_ceil(keys::PART_MAX);
+                for (i, part) in record.chunks(keys::PART_MAX).enumerate() {
+                    let mut set = redis::Cmd::with_capacity(5, part.len() + upload.len() + 32);
+                    set.arg("SET").arg(format!("{upload}:{}", i + 1)).arg(part).arg("PX").arg(keys::UPLOAD_TTL_MS);
+                    pipe.add_command(set).ignore();
+                }
+                invocation.arg(spec.wire()).arg("").arg(upload).arg(parts);
             } else {
-                invocation.arg(spec.wire()).arg(record).arg("");
+                invocation.arg(spec.wire()).arg(record).arg("").arg(0);
             }
         }
         pipe.invoke_script(&invocation);

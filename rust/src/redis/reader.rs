@@ -5,6 +5,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesOrdered;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, PubSub};
 use redis::{RedisResult, Value};
@@ -21,6 +23,10 @@ use crate::hub::{Close, EntryId, Message, RetentionOverride};
 const EPOCH_CHECK: Duration = Duration::from_secs(1);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Live messages read ahead while earlier records are still being read: a record kept apart
+/// is one round trip to Redis, and one at a time held the mirror of 8 MiB frames below the
+/// rate they were published at (it fell behind the retained window and lost frames).
+const READS_IN_FLIGHT: usize = 4;
 
 /// Opens the reader's pub/sub connection on the live channel.
 pub(crate) async fn subscribe(shared: &Shared, client: &redis::Client) -> RedisResult<PubSub> {
@@ -74,15 +80,26 @@ async fn follow(shared: &Shared, pubsub: PubSub) -> bool {
     let mut stream = pubsub.into_on_message();
     let mut tick = tokio::time::interval(EPOCH_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // Messages in arrival order, each resolved once its record (if kept apart) is read: reads
+    // overlap, and the mirror still takes the events in order.
+    let mut arriving = FuturesOrdered::new();
     loop {
         tokio::select! {
+            biased;
             () = shared.stop.notified() => return false,
-            msg = stream.next() => match msg {
+            Some(step) = arriving.next(), if !arriving.is_empty() => {
+                let applied = match step {
+                    Ok(step) => apply(shared, step).await,
+                    Err(error) => Err(error),
+                };
+                if applied.is_err() {
+                    shared.counters.bad_messages.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            msg = stream.next(), if arriving.len() < READS_IN_FLIGHT => match msg {
                 Some(msg) => {
                     shared.counters.received.fetch_add(1, Ordering::Relaxed);
-                    if handle(shared, msg.get_payload_bytes().to_vec()).await.is_err() {
-                        shared.counters.bad_messages.fetch_add(1, Ordering::Relaxed);
-                    }
+                    arriving.push_back(prepare(shared, msg.get_payload_bytes().to_vec()));
                 }
                 None => return !shared.topics.is_shut_down(),
             },
@@ -117,42 +134,64 @@ async fn reconnect(shared: &Shared) -> Option<PubSub> {
     }
 }
 
-/// Mirrors one live event into its local topic, if this process follows that topic.
-async fn handle(shared: &Shared, bytes: Vec<u8>) -> CoreResult<()> {
+/// What one live message asks of this process's mirrors.
+enum Step {
+    /// Insert an event into the node's mirror.
+    Insert(u64, Arc<Message>),
+    /// Apply the node's new retention override.
+    Retention(u64, RetentionOverride),
+    /// Nothing: a node this process does not follow, or a record already trimmed (a gap the
+    /// next event fills or rebases past).
+    Nothing,
+}
+
+/// Decodes one live message at once (whether this process follows its node is decided on
+/// arrival, as the subscriptions' live-start rule expects); a record kept apart is read by the
+/// returned future (only for followed nodes).
+fn prepare(shared: &Shared, bytes: Vec<u8>) -> BoxFuture<'_, CoreResult<Step>> {
     let now = Instant::now();
-    let (node, message) = match keys::parse_live(bytes)? {
-        Live::Event { node, sequence, entry_id, end, record } => {
-            if shared.topics.existing(node).is_none() {
-                return Ok(());
-            }
-            (node, to_message(sequence, Some(entry_id), end, record, now)?)
+    let followed = |node| shared.topics.existing(node).is_some();
+    let step = match keys::parse_live(bytes) {
+        Err(error) => Err(error),
+        Ok(Live::Event { node, sequence, entry_id, end, record }) if followed(node) => {
+            to_message(sequence, Some(entry_id), end, record, now).map(|m| Step::Insert(node, Arc::new(m)))
         }
-        Live::Stored { node, sequence, entry_id } => {
-            if shared.topics.existing(node).is_none() {
-                return Ok(());
-            }
-            // Only followed topics pay for the read; a record already trimmed is a gap the
-            // next event fills or rebases past.
-            let mut conn = shared.conn()?;
-            let query = redis::cmd("GET").arg(shared.keys.record(node, sequence)).clone();
-            let record: Option<Vec<u8>> = query.query_async(&mut conn).await.map_err(|e| super::unavailable(&e))?;
-            let Some(record) = record else { return Ok(()) };
-            (node, to_message(sequence, Some(entry_id), false, record, now)?)
+        Ok(Live::Stored { node, sequence, entry_id, parts }) if followed(node) => {
+            return Box::pin(async move {
+                let mut conn = shared.conn()?;
+                let keys: Vec<String> = (1..=parts).map(|part| shared.keys.record(node, sequence, part)).collect();
+                let query = redis::cmd("MGET").arg(keys).clone();
+                let found: Vec<Option<Vec<u8>>> =
+                    query.query_async(&mut conn).await.map_err(|e| super::unavailable(&e))?;
+                let Some(record) = joined(found) else { return Ok(Step::Nothing) };
+                Ok(Step::Insert(node, Arc::new(to_message(sequence, Some(entry_id), false, record, now)?)))
+            });
         }
-        Live::Retention { node, retention } => {
+        Ok(Live::Retention { node, retention }) if followed(node) => Ok(Step::Retention(node, retention)),
+        Ok(_) => Ok(Step::Nothing),
+    };
+    Box::pin(std::future::ready(step))
+}
+
+/// Mirrors one step into its local topic, if this process still follows that topic.
+async fn apply(shared: &Shared, step: Step) -> CoreResult<()> {
+    let now = Instant::now();
+    let (node, message) = match step {
+        Step::Insert(node, message) => (node, message),
+        Step::Retention(node, retention) => {
             if let Some(topic) = shared.topics.existing(node) {
                 topic.set_retention(retention, now)?;
                 shared.retention_loaded.lock().insert(node);
             }
             return Ok(());
         }
+        Step::Nothing => return Ok(()),
     };
     let Some(topic) = shared.topics.existing(node) else { return Ok(()) };
     if !shared.retention_loaded.lock().contains(&node) {
         load_retention(shared, &topic, node).await;
     }
     let sequence = message.sequence();
-    let message = Arc::new(message);
     let (_, head, fresh) = topic.bounds(now);
     if !fresh && sequence > head + 1 {
         fill(shared, &topic, node, head + 1, sequence - 1).await;
@@ -231,9 +270,9 @@ pub(crate) struct StreamEntry {
     pub previous: EntryId,
     /// An end-of-stream marker.
     pub end: bool,
-    /// The record is kept in its own key ([`Keys::record`]); `record` is empty until
-    /// [`with_records`] reads it.
-    pub keyed: bool,
+    /// The number of parts of a record kept in keys of its own ([`Keys::record`]; 0: inline);
+    /// `record` is empty until [`with_records`] reads them.
+    pub parts: usize,
     /// The wire record of a data message.
     pub record: Vec<u8>,
 }
@@ -266,7 +305,7 @@ pub(crate) async fn xrange(
     with_records(conn, keys, node, parse_entries(value)).await
 }
 
-/// Reads the records of keyed entries (one `MGET`); an entry whose key is gone (trimmed or
+/// Reads the records of keyed entries (one `MGET`); an entry whose parts are gone (trimmed or
 /// expired: always the oldest ones) is left out, as if the stream no longer had it.
 pub(crate) async fn with_records(
     conn: &mut ConnectionManager,
@@ -274,26 +313,30 @@ pub(crate) async fn with_records(
     node: u64,
     mut entries: Vec<StreamEntry>,
 ) -> RedisResult<Vec<StreamEntry>> {
-    let wanted: Vec<String> = entries.iter().filter(|e| e.keyed).map(|e| keys.record(node, e.sequence)).collect();
+    let wanted: Vec<String> =
+        entries.iter().flat_map(|e| (1..=e.parts).map(move |part| keys.record(node, e.sequence, part))).collect();
     if wanted.is_empty() {
         return Ok(entries);
     }
-    let mut records: std::vec::IntoIter<Option<Vec<u8>>> =
-        redis::cmd("MGET").arg(&wanted).query_async::<Vec<Option<Vec<u8>>>>(conn).await?.into_iter();
+    let mut found = redis::cmd("MGET").arg(&wanted).query_async::<Vec<Option<Vec<u8>>>>(conn).await?.into_iter();
     entries.retain_mut(|entry| {
-        if !entry.keyed {
+        if entry.parts == 0 {
             return true;
         }
-        match records.next().flatten() {
-            Some(record) => {
-                entry.record = record;
-                entry.keyed = false;
-                true
-            }
-            None => false,
-        }
+        let parts = found.by_ref().take(entry.parts).collect();
+        entry.parts = 0;
+        joined(parts).map(|record| entry.record = record).is_some()
     });
     Ok(entries)
+}
+
+/// A record from its parts, or `None` if any is missing.
+fn joined(parts: Vec<Option<Vec<u8>>>) -> Option<Vec<u8>> {
+    let mut parts: Vec<Vec<u8>> = parts.into_iter().collect::<Option<_>>()?;
+    if parts.len() == 1 {
+        return parts.pop();
+    }
+    Some(parts.concat())
 }
 
 fn text(value: &Value) -> Option<&str> {
@@ -316,14 +359,14 @@ fn parse_entry(entry: Value) -> Option<StreamEntry> {
     let [id, Value::Array(fields)] = <[Value; 2]>::try_from(parts).ok()? else { return None };
     let sequence = text(&id)?.split('-').next()?.parse::<u64>().ok()?;
     let mut entry =
-        StreamEntry { sequence, entry_id: None, previous: EntryId::ZERO, end: false, keyed: false, record: Vec::new() };
+        StreamEntry { sequence, entry_id: None, previous: EntryId::ZERO, end: false, parts: 0, record: Vec::new() };
     let mut record = None;
     let mut fields = fields.into_iter();
     while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
         match (text(&name)?, value) {
             (keys::DATA, Value::BulkString(bytes)) => record = Some(bytes),
-            (keys::KEYED, _) => {
-                entry.keyed = true;
+            (keys::KEYED, value) => {
+                entry.parts = text(&value)?.parse::<usize>().ok().filter(|p| *p > 0)?;
                 record = Some(Vec::new());
             }
             (keys::END, Value::BulkString(bytes)) => {
