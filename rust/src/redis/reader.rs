@@ -24,9 +24,13 @@ const EPOCH_CHECK: Duration = Duration::from_secs(1);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Live messages read ahead while earlier records are still being read: a record kept apart
-/// is one round trip to Redis, and one at a time held the mirror of 8 MiB frames below the
-/// rate they were published at (it fell behind the retained window and lost frames).
-const READS_IN_FLIGHT: usize = 4;
+/// is one round trip to Redis, and one at a time held the mirror below the rate frames were
+/// published at (it fell behind the retained window and lost frames; 4 still lost some of
+/// 256 KiB frames pushed flat out).
+const READS_IN_FLIGHT: usize = 16;
+/// Parts of kept records ([`keys::PART_MAX`] bytes each) being read at once, at most (one
+/// record larger than this is still read whole): 32 MiB.
+const PARTS_IN_FLIGHT: usize = 32;
 
 /// Opens the reader's pub/sub connection on the live channel.
 pub(crate) async fn subscribe(shared: &Shared, client: &redis::Client) -> RedisResult<PubSub> {
@@ -83,11 +87,13 @@ async fn follow(shared: &Shared, pubsub: PubSub) -> bool {
     // Messages in arrival order, each resolved once its record (if kept apart) is read: reads
     // overlap, and the mirror still takes the events in order.
     let mut arriving = FuturesOrdered::new();
+    let mut parts_in_flight = 0;
     loop {
         tokio::select! {
             biased;
             () = shared.stop.notified() => return false,
-            Some(step) = arriving.next(), if !arriving.is_empty() => {
+            Some((parts, step)) = arriving.next(), if !arriving.is_empty() => {
+                parts_in_flight -= parts;
                 let applied = match step {
                     Ok(step) => apply(shared, step).await,
                     Err(error) => Err(error),
@@ -96,10 +102,12 @@ async fn follow(shared: &Shared, pubsub: PubSub) -> bool {
                     shared.counters.bad_messages.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            msg = stream.next(), if arriving.len() < READS_IN_FLIGHT => match msg {
+            msg = stream.next(), if arriving.len() < READS_IN_FLIGHT && parts_in_flight < PARTS_IN_FLIGHT => match msg {
                 Some(msg) => {
                     shared.counters.received.fetch_add(1, Ordering::Relaxed);
-                    arriving.push_back(prepare(shared, msg.get_payload_bytes().to_vec()));
+                    let (parts, step) = prepare(shared, msg.get_payload_bytes().to_vec());
+                    parts_in_flight += parts;
+                    arriving.push_back(async move { (parts, step.await) });
                 }
                 None => return !shared.topics.is_shut_down(),
             },
@@ -147,8 +155,8 @@ enum Step {
 
 /// Decodes one live message at once (whether this process follows its node is decided on
 /// arrival, as the subscriptions' live-start rule expects); a record kept apart is read by the
-/// returned future (only for followed nodes).
-fn prepare(shared: &Shared, bytes: Vec<u8>) -> BoxFuture<'_, CoreResult<Step>> {
+/// returned future (only for followed nodes), whose number of parts comes first.
+fn prepare(shared: &Shared, bytes: Vec<u8>) -> (usize, BoxFuture<'_, CoreResult<Step>>) {
     let now = Instant::now();
     let followed = |node| shared.topics.existing(node).is_some();
     let step = match keys::parse_live(bytes) {
@@ -157,20 +165,23 @@ fn prepare(shared: &Shared, bytes: Vec<u8>) -> BoxFuture<'_, CoreResult<Step>> {
             to_message(sequence, Some(entry_id), end, record, now).map(|m| Step::Insert(node, Arc::new(m)))
         }
         Ok(Live::Stored { node, sequence, entry_id, parts }) if followed(node) => {
-            return Box::pin(async move {
-                let mut conn = shared.conn()?;
-                let keys: Vec<String> = (1..=parts).map(|part| shared.keys.record(node, sequence, part)).collect();
-                let query = redis::cmd("MGET").arg(keys).clone();
-                let found: Vec<Option<Vec<u8>>> =
-                    query.query_async(&mut conn).await.map_err(|e| super::unavailable(&e))?;
-                let Some(record) = joined(found) else { return Ok(Step::Nothing) };
-                Ok(Step::Insert(node, Arc::new(to_message(sequence, Some(entry_id), false, record, now)?)))
-            });
+            return (
+                parts,
+                Box::pin(async move {
+                    let mut conn = shared.conn()?;
+                    let keys: Vec<String> = (1..=parts).map(|part| shared.keys.record(node, sequence, part)).collect();
+                    let query = redis::cmd("MGET").arg(keys).clone();
+                    let found: Vec<Option<Vec<u8>>> =
+                        query.query_async(&mut conn).await.map_err(|e| super::unavailable(&e))?;
+                    let Some(record) = joined(found) else { return Ok(Step::Nothing) };
+                    Ok(Step::Insert(node, Arc::new(to_message(sequence, Some(entry_id), false, record, now)?)))
+                }),
+            );
         }
         Ok(Live::Retention { node, retention }) if followed(node) => Ok(Step::Retention(node, retention)),
         Ok(_) => Ok(Step::Nothing),
     };
-    Box::pin(std::future::ready(step))
+    (0, Box::pin(std::future::ready(step)))
 }
 
 /// Mirrors one step into its local topic, if this process still follows that topic.
