@@ -90,8 +90,19 @@ async fn follow(shared: &Shared, pubsub: PubSub) -> bool {
     let mut parts_in_flight = 0;
     loop {
         tokio::select! {
+            // Biased, in this order: the epoch check (ready once a second) is never starved by
+            // a live channel that is always ready.
             biased;
             () = shared.stop.notified() => return false,
+            _ = tick.tick() => {
+                if shared.topics.is_shut_down() {
+                    return false;
+                }
+                let Ok(mut conn) = shared.conn() else { return true };
+                if check_epoch(shared, &mut conn).await.is_err() || shared.endpoint.moved().await {
+                    return true;
+                }
+            }
             Some((parts, step)) = arriving.next(), if !arriving.is_empty() => {
                 parts_in_flight -= parts;
                 let applied = match step {
@@ -111,15 +122,6 @@ async fn follow(shared: &Shared, pubsub: PubSub) -> bool {
                 }
                 None => return !shared.topics.is_shut_down(),
             },
-            _ = tick.tick() => {
-                if shared.topics.is_shut_down() {
-                    return false;
-                }
-                let Ok(mut conn) = shared.conn() else { return true };
-                if check_epoch(shared, &mut conn).await.is_err() || shared.endpoint.moved().await {
-                    return true;
-                }
-            }
         }
     }
 }
