@@ -6,7 +6,7 @@ use crate::error::{CoreError, CoreResult};
 use crate::hub::{EntryId, RetentionOverride};
 
 /// A record of at least this many bytes goes to Redis beside the publish script, not through
-/// it: an upload key (`SET ... PX`) that the script renames into the record's own key. Redis's
+/// it: upload keys (`SET ... PX`) that the script renames into the record's own keys. Redis's
 /// Lua hashes every byte of every string it is handed (since 7.0, ~1.3 ns per byte here), and
 /// the script used to be handed each record and to build a second string from it for the live
 /// channel: 0.7 ms of Redis's one thread per 256 KiB record, 80% of its time at 800 frames/s.
@@ -26,7 +26,7 @@ pub const UPLOAD_TTL_MS: u64 = 60_000;
 /// The publish script: one atomic round trip for a batch of events of one node. Per event it
 /// assigns the next sequence and (data) the next entry id, appends the event to the node's
 /// stream (stream ID `<seq>-0`, so replay is `XRANGE <start>-0 +`; fields `d <record>
-/// i <entry id> p <previous entry id>`, `k "" i .. p ..` for a record kept in its own key, or
+/// i <entry id> p <previous entry id>`, `k <parts> i .. p ..` for a record kept in its own keys, or
 /// for an end-of-stream marker `c "" i <last entry id>`), trims it, and announces it on the
 /// live channel; then it refreshes the TTLs. Entry ids are assigned like `XADD *` from Redis's
 /// clock (`TIME`) after the last id, kept in the node's entries hash (with `added`, `kept` and
@@ -40,9 +40,9 @@ pub const UPLOAD_TTL_MS: u64 = 60_000;
 /// entry holds `k <n>` and the event is announced without the bytes (kind `s<n>`: each process
 /// that follows the node reads the parts). Records that fall out of the retained window are
 /// deleted from the oldest (`kept` in the entries hash), at most 1,000 per event; replay skips
-/// an entry whose parts are gone. Announcing large records without them also keeps one 64 MiB frame off the
-/// live channel, where Redis disconnects a pub/sub client whose output buffer passes 32 MiB
-/// (its default `client-output-buffer-limit pubsub`).
+/// an entry whose parts are gone. Announcing large records without them also keeps one 64 MiB
+/// frame off the live channel, where Redis disconnects a pub/sub client whose output buffer
+/// passes 32 MiB (its default `client-output-buffer-limit pubsub`).
 ///
 /// KEYS: sequence counter, stream, entries hash. ARGV: kind (`d` data, `c` end of stream),
 /// max count, max bytes, data TTL (ms), sequence TTL (ms), live channel, node id, record key

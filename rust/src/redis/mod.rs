@@ -21,9 +21,9 @@
 //!   the script renames into the record's own keys (`{p}record:{node}:{seq}:{part}`, data TTL,
 //!   deleted as they leave the retained window); the stream entry and the live announcement
 //!   (`<node>:<seq>:<id>:s<parts>`) carry no bytes, and only processes that follow the node
-//!   read the parts (one `MGET`). Redis 7's Lua
-//!   hashes every byte of every string it is given: passing a 256 KiB record through the
-//!   script cost Redis's one thread ~0.7 ms per frame and held two workers to ~800 frames/s.
+//!   read the parts (one `MGET`). Redis 7's Lua hashes every byte of every string it is given:
+//!   passing a 256 KiB record through the script cost Redis's one thread ~0.7 ms per frame
+//!   and held two workers to ~800 frames/s.
 //! - **Retention** in Redis: count via `MAXLEN`; bytes approximately, by trimming to
 //!   `max_bytes / size of this event` entries (exact for equal-sized frames, the common case);
 //!   age: the stream key expires `max_age` after its last event (Tiled expires each event

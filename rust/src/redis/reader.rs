@@ -171,12 +171,17 @@ fn prepare(shared: &Shared, bytes: Vec<u8>) -> (usize, BoxFuture<'_, CoreResult<
                 parts,
                 Box::pin(async move {
                     let mut conn = shared.conn()?;
-                    let keys: Vec<String> = (1..=parts).map(|part| shared.keys.record(node, sequence, part)).collect();
-                    let query = redis::cmd("MGET").arg(keys).clone();
-                    let found: Vec<Option<Vec<u8>>> =
-                        query.query_async(&mut conn).await.map_err(|e| super::unavailable(&e))?;
-                    let Some(record) = joined(found) else { return Ok(Step::Nothing) };
-                    Ok(Step::Insert(node, Arc::new(to_message(sequence, Some(entry_id), false, record, now)?)))
+                    let entry = StreamEntry {
+                        sequence,
+                        entry_id: Some(entry_id),
+                        previous: EntryId::ZERO,
+                        end: false,
+                        parts,
+                        record: Vec::new(),
+                    };
+                    let read = with_records(&mut conn, &shared.keys, node, vec![entry]).await;
+                    let Some(entry) = read.map_err(|e| super::unavailable(&e))?.pop() else { return Ok(Step::Nothing) };
+                    Ok(Step::Insert(node, Arc::new(entry.into_message(now)?)))
                 }),
             );
         }
