@@ -5,14 +5,16 @@ build B, relay, A, B, relay, ...) so that the machine's load falls alike on each
 Usage (from the repository root, after ``make build``)::
 
     .venv/bin/python bench/ab_g2.py --old /tmp/old-python-dir [--rounds 3] [--seconds 5]
-        [--size 262144] [--max-queue-bytes N]
+        [--size 262144] [--max-queue-bytes N] [--target ferrotile-redis-2w] [--no-relay]
 
 ``--old`` is a directory holding another build's ``ferrotile`` package (e.g. a copy of
 ``python/ferrotile`` with its ``_core.abi3.so`` from before a change): that server runs with it
 first on ``PYTHONPATH``; the other runs this checkout's build. Writers: ``ferrotile-loadgen``
 HTTP PUT and WS push (16 frames awaiting their ack), ``--max``; one ``ferrotile-loadgen
 subscribers`` socket (msgpack envelope). ``--max-queue-bytes`` raises the subscription's byte
-cap (8 MiB frames: the default 64 MiB is 8 frames). Prints per case the median over rounds of
+cap (8 MiB frames: the default 64 MiB is 8 frames). ``--target`` picks how both builds are
+served (``stream_procs.TARGETS``, e.g. ``ferrotile-redis-2w``: each build with two workers and
+its own ``redis-server``, whose CPU is counted with the server's). Prints per case the median over rounds of
 frames/s delivered and server CPU per frame (utime+stime of the server's process tree, /proc).
 """
 
@@ -53,6 +55,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--size", type=int, default=256 * 1024)
     parser.add_argument("--max-queue-bytes", type=int, default=0)
+    parser.add_argument("--target", default="ferrotile-memory", help="how both builds are served")
+    parser.add_argument("--no-relay", action="store_true", help="leave the Rust relay out")
     args = parser.parse_args()
     logdir = Path(tempfile.mkdtemp(prefix="ab-g2-"))
     gen = Loadgen()
@@ -60,10 +64,11 @@ def main() -> None:
     results: dict[str, list[tuple[float, float]]] = {}
     try:
         targets = {
-            "old": start("ferrotile-memory", logdir, args.old),
-            "new": start("ferrotile-memory", logdir, None),
-            "relay": start("rust-relay", logdir, None),
+            "old": start(args.target, logdir, args.old),
+            "new": start(args.target, logdir, None),
         }
+        if not args.no_relay:
+            targets["relay"] = start("rust-relay", logdir, None)
         for round_ in range(args.rounds):
             for label, target in targets.items():
                 kinds = ["put"] if target.relay else ["put", "push"]

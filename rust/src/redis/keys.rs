@@ -37,8 +37,9 @@ pub const UPLOAD_TTL_MS: u64 = 60_000;
 /// A record of [`KEYED_MIN`] bytes or more arrives as upload keys `<upload>:1..=n` (parts of
 /// at most [`PART_MAX`] bytes), which the script renames to `<record prefix><seq>:1..=n` (no
 /// copy, and the bytes never become a Lua string), expiring with the data TTL; the stream
-/// entry holds `k <n>` and the event is announced without the bytes (kind `s<n>`: each process
-/// that follows the node reads the parts). Records that fall out of the retained window are
+/// entry holds `k <n>` and the event is announced without the bytes (kind `s<n>@<upload>`:
+/// each process that follows the node reads the parts, except the publisher, which kept the
+/// record under its upload name). Records that fall out of the retained window are
 /// deleted from the oldest (`kept` in the entries hash), at most 1,000 per event; replay skips
 /// an entry whose parts are gone. Announcing large records without them also keeps one 64 MiB
 /// frame off the live channel, where Redis disconnects a pub/sub client whose output buffer
@@ -153,7 +154,7 @@ for i = 1, count do
     kept = math.max(kept, last + 1)
   end
   if parts > 0 then
-    redis.call('PUBLISH', ARGV[6], ARGV[7] .. ':' .. seq .. ':' .. id .. ':s' .. parts)
+    redis.call('PUBLISH', ARGV[6], ARGV[7] .. ':' .. seq .. ':' .. id .. ':s' .. parts .. '@' .. upload)
   else
     redis.call('PUBLISH', ARGV[6], ARGV[7] .. ':' .. seq .. ':' .. id .. ':' .. kind .. record)
   end
@@ -284,8 +285,8 @@ pub enum Live {
         /// The wire record of a data message.
         record: Vec<u8>,
     },
-    /// A data event announced without its record (`s<parts>`): read it from its keys
-    /// ([`Keys::record`]).
+    /// A data event announced without its record (`s<parts>@<upload>`): read it from its keys
+    /// ([`Keys::record`]), unless this process published it and kept it.
     Stored {
         /// Node id (topic).
         node: u64,
@@ -295,6 +296,8 @@ pub enum Live {
         entry_id: EntryId,
         /// The record's number of parts.
         parts: usize,
+        /// The upload name it was published under.
+        upload: String,
     },
     /// A node's retention override changed (`None`: the hub's default).
     Retention {
@@ -305,7 +308,8 @@ pub enum Live {
     },
 }
 
-/// Parses `<node>:<seq>:<entry id>:<kind><record>` (kind `d` or `c`), `<node>:<seq>:<entry id>:s` or
+/// Parses `<node>:<seq>:<entry id>:<kind><record>` (kind `d` or `c`),
+/// `<node>:<seq>:<entry id>:s<parts>@<upload>` or
 /// `<node>:0:-:r<max count>,<max bytes>,<max age ms>`.
 pub fn parse_live(mut bytes: Vec<u8>) -> CoreResult<Live> {
     let bad = || CoreError::envelope("malformed live-channel message");
@@ -331,9 +335,11 @@ pub fn parse_live(mut bytes: Vec<u8>) -> CoreResult<Live> {
             record,
         }),
         Some(b's') => {
-            let parts = std::str::from_utf8(&record).ok().and_then(|p| p.parse::<usize>().ok());
-            let parts = parts.filter(|p| *p > 0).ok_or_else(bad)?;
-            Ok(Live::Stored { node, sequence, entry_id: EntryId::parse(&entry_id).map_err(|_| bad())?, parts })
+            let text = std::str::from_utf8(&record).map_err(|_| bad())?;
+            let (parts, upload) = text.split_once('@').filter(|(_, u)| !u.is_empty()).ok_or_else(bad)?;
+            let parts = parts.parse::<usize>().ok().filter(|p| *p > 0).ok_or_else(bad)?;
+            let entry_id = EntryId::parse(&entry_id).map_err(|_| bad())?;
+            Ok(Live::Stored { node, sequence, entry_id, parts, upload: upload.to_owned() })
         }
         Some(b'r') => {
             let text = std::str::from_utf8(&record).map_err(|_| bad())?;
@@ -379,8 +385,9 @@ mod tests {
         assert_eq!(m, Live::Event { node: 12, sequence: 345, entry_id: EntryId::new(17, 2), end: false, record });
         let m = parse_live(b"0:1:0-0:c".to_vec()).unwrap();
         assert_eq!(m, Live::Event { node: 0, sequence: 1, entry_id: EntryId::ZERO, end: true, record: vec![] });
-        let stored = Live::Stored { node: 7, sequence: 9, entry_id: EntryId::new(17, 2), parts: 12 };
-        assert_eq!(parse_live(b"7:9:17-2:s12".to_vec()).unwrap(), stored);
+        let upload = "ft:upload:a1:9".to_owned();
+        let stored = Live::Stored { node: 7, sequence: 9, entry_id: EntryId::new(17, 2), parts: 12, upload };
+        assert_eq!(parse_live(b"7:9:17-2:s12@ft:upload:a1:9".to_vec()).unwrap(), stored);
         let m = parse_live(b"5:0:-:r10,,2000".to_vec()).unwrap();
         let retention =
             RetentionOverride { max_count: Some(10), max_bytes: None, max_age: Some(Duration::from_secs(2)) };
@@ -397,6 +404,9 @@ mod tests {
             b"1:2:1-0:sx",
             b"1:2:1-0:s",
             b"1:2:1-0:s0",
+            b"1:2:1-0:s12",
+            b"1:2:1-0:s12@",
+            b"1:2:1-0:s0@u",
             b"1:2:x:s",
         ] {
             assert!(parse_live(bad.to_vec()).is_err(), "{bad:?}");

@@ -20,10 +20,11 @@
 //!   the same pipeline as upload keys (`SET ... PX`, parts of at most [`keys::PART_MAX`]) that
 //!   the script renames into the record's own keys (`{p}record:{node}:{seq}:{part}`, data TTL,
 //!   deleted as they leave the retained window); the stream entry and the live announcement
-//!   (`<node>:<seq>:<id>:s<parts>`) carry no bytes, and only processes that follow the node
-//!   read the parts (one `MGET`). Redis 7's Lua hashes every byte of every string it is given:
-//!   passing a 256 KiB record through the script cost Redis's one thread ~0.7 ms per frame
-//!   and held two workers to ~800 frames/s.
+//!   (`<node>:<seq>:<id>:s<parts>@<upload>`) carry no bytes, and only processes that follow
+//!   the node read the parts (one `MGET`), except the publisher itself, whose mirror takes the
+//!   record it kept until the announcement came back ([`own`]). Redis 7's Lua hashes every byte
+//!   of every string it is given: passing a 256 KiB record through the script cost Redis's one
+//!   thread ~0.7 ms per frame and held two workers to ~800 frames/s.
 //! - **Retention** in Redis: count via `MAXLEN`; bytes approximately, by trimming to
 //!   `max_bytes / size of this event` entries (exact for equal-sized frames, the common case);
 //!   age: the stream key expires `max_age` after its last event (Tiled expires each event
@@ -57,6 +58,7 @@
 
 mod endpoint;
 mod keys;
+mod own;
 mod reader;
 mod record;
 mod replay;
@@ -123,6 +125,8 @@ pub(crate) struct Shared {
     pub upload_token: String,
     /// Upload keys named so far.
     pub uploads: AtomicU64,
+    /// Records this process uploaded for nodes it follows, until their announcement.
+    pub own: own::OwnRecords,
 }
 
 impl Shared {
@@ -170,7 +174,8 @@ impl Shared {
     }
 
     /// Runs the publish script on a batch; returns the last sequence and the entry ids. Records
-    /// of [`keys::KEYED_MIN`] bytes or more are uploaded beside it, in the same pipeline.
+    /// of [`keys::KEYED_MIN`] bytes or more are uploaded beside it, in the same pipeline; if
+    /// this process follows the node, they are also kept for its mirror ([`own`]).
     async fn run_script(
         &self,
         topic: u64,
@@ -178,6 +183,7 @@ impl Shared {
         events: Vec<(IdSpec, Vec<u8>)>,
     ) -> CoreResult<(u64, Vec<EntryId>)> {
         let mut conn = self.conn()?;
+        let followed = self.topics.existing(topic).is_some();
         let mut pipe = redis::pipe();
         let mut invocation = self.publish_script.key(self.keys.sequence(topic));
         invocation
@@ -191,6 +197,8 @@ impl Shared {
             .arg(self.keys.live())
             .arg(topic)
             .arg(self.keys.record_prefix(topic));
+        let mut kept = Vec::new();
+        let now = Instant::now();
         for (spec, record) in events {
             if record.len() >= keys::KEYED_MIN {
                 let upload = self.keys.upload(&self.next_upload_token());
@@ -200,17 +208,37 @@ impl Shared {
                     set.arg("SET").arg(format!("{upload}:{}", i + 1)).arg(part).arg("PX").arg(keys::UPLOAD_TTL_MS);
                     pipe.add_command(set).ignore();
                 }
-                invocation.arg(spec.wire()).arg("").arg(upload).arg(parts);
+                invocation.arg(spec.wire()).arg("").arg(&upload).arg(parts);
+                if followed {
+                    // Kept before the round trip: the announcement may reach the reader first.
+                    self.own.keep(upload.clone(), record, now);
+                    kept.push(upload);
+                }
             } else {
                 invocation.arg(spec.wire()).arg(record).arg("").arg(0);
             }
         }
         pipe.invoke_script(&invocation);
-        let mut replies: RedisResult<(Vec<redis::Value>,)> = pipe.query_async(&mut conn).await;
+        let outcome = self.send(&mut conn, &pipe, &invocation).await;
+        if outcome.is_err() {
+            self.own.forget(&kept);
+        }
+        outcome
+    }
+
+    /// Sends a publish pipeline (loading the script once more if Redis lost it); returns the
+    /// last sequence and the entry ids.
+    async fn send(
+        &self,
+        conn: &mut ConnectionManager,
+        pipe: &redis::Pipeline,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> CoreResult<(u64, Vec<EntryId>)> {
+        let mut replies: RedisResult<(Vec<redis::Value>,)> = pipe.query_async(conn).await;
         if replies.as_ref().is_err_and(|e| e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)) {
             // Redis lost its script cache (restarted, SCRIPT FLUSH): load it, send the batch again.
-            invocation.load_async(&mut conn).await.map_err(|e| unavailable(&e))?;
-            replies = pipe.query_async(&mut conn).await;
+            invocation.load_async(conn).await.map_err(|e| unavailable(&e))?;
+            replies = pipe.query_async(conn).await;
         }
         let (reply,) = replies.map_err(script_error)?;
         let mut reply = reply.into_iter();
@@ -294,6 +322,7 @@ impl RedisBackend {
             retention_loaded: Mutex::new(HashSet::new()),
             upload_token: new_epoch_token(),
             uploads: AtomicU64::new(0),
+            own: own::OwnRecords::default(),
         });
         Ok(Self { shared })
     }

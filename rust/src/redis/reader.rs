@@ -70,6 +70,8 @@ pub(crate) async fn run(shared: Arc<Shared>, mut pubsub: PubSub) {
         }
         shared.connected.store(false, Ordering::Release);
         shared.topics.end_all(&Close::LIVE_LOST);
+        // Their announcements were lost with the connection.
+        shared.own.clear();
         // Retention overrides may change while nobody listens: reload them.
         shared.retention_loaded.lock().clear();
         match reconnect(&shared).await {
@@ -157,7 +159,8 @@ enum Step {
 
 /// Decodes one live message at once (whether this process follows its node is decided on
 /// arrival, as the subscriptions' live-start rule expects); a record kept apart is read by the
-/// returned future (only for followed nodes), whose number of parts comes first.
+/// returned future (only for followed nodes, and not when this process published it and kept
+/// it), whose number of parts comes first.
 fn prepare(shared: &Shared, bytes: Vec<u8>) -> (usize, BoxFuture<'_, CoreResult<Step>>) {
     let now = Instant::now();
     let followed = |node| shared.topics.existing(node).is_some();
@@ -166,29 +169,42 @@ fn prepare(shared: &Shared, bytes: Vec<u8>) -> (usize, BoxFuture<'_, CoreResult<
         Ok(Live::Event { node, sequence, entry_id, end, record }) if followed(node) => {
             to_message(sequence, Some(entry_id), end, record, now).map(|m| Step::Insert(node, Arc::new(m)))
         }
-        Ok(Live::Stored { node, sequence, entry_id, parts }) if followed(node) => {
-            return (
-                parts,
-                Box::pin(async move {
-                    let mut conn = shared.conn()?;
-                    let entry = StreamEntry {
-                        sequence,
-                        entry_id: Some(entry_id),
-                        previous: EntryId::ZERO,
-                        end: false,
-                        parts,
-                        record: Vec::new(),
-                    };
-                    let read = with_records(&mut conn, &shared.keys, node, vec![entry]).await;
-                    let Some(entry) = read.map_err(|e| super::unavailable(&e))?.pop() else { return Ok(Step::Nothing) };
-                    Ok(Step::Insert(node, Arc::new(entry.into_message(now)?)))
-                }),
-            );
-        }
+        Ok(Live::Stored { node, sequence, entry_id, parts, upload }) => match shared.own.take(&upload) {
+            _ if !followed(node) => Ok(Step::Nothing),
+            Some(record) => {
+                to_message(sequence, Some(entry_id), false, record, now).map(|m| Step::Insert(node, Arc::new(m)))
+            }
+            None => return (parts, read_stored(shared, node, sequence, entry_id, parts, now)),
+        },
         Ok(Live::Retention { node, retention }) if followed(node) => Ok(Step::Retention(node, retention)),
         Ok(_) => Ok(Step::Nothing),
     };
     (0, Box::pin(std::future::ready(step)))
+}
+
+/// Reads a record kept apart from its keys (one `MGET`): the step that inserts it.
+fn read_stored(
+    shared: &Shared,
+    node: u64,
+    sequence: u64,
+    entry_id: EntryId,
+    parts: usize,
+    now: Instant,
+) -> BoxFuture<'_, CoreResult<Step>> {
+    Box::pin(async move {
+        let mut conn = shared.conn()?;
+        let entry = StreamEntry {
+            sequence,
+            entry_id: Some(entry_id),
+            previous: EntryId::ZERO,
+            end: false,
+            parts,
+            record: Vec::new(),
+        };
+        let read = with_records(&mut conn, &shared.keys, node, vec![entry]).await;
+        let Some(entry) = read.map_err(|e| super::unavailable(&e))?.pop() else { return Ok(Step::Nothing) };
+        Ok(Step::Insert(node, Arc::new(entry.into_message(now)?)))
+    })
 }
 
 /// Mirrors one step into its local topic, if this process still follows that topic.

@@ -302,3 +302,32 @@ async fn large_records_live_in_their_own_keys() {
         hub.shutdown();
     }
 }
+
+/// A process that publishes large records to a node it follows gives them to its mirror from
+/// memory (not read back with `MGET`); another process reads them from Redis; both deliver the
+/// bytes published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_large_records_are_not_read_back() {
+    let server = redis_server();
+    let (a, b) = (connected(config(&server.url)).await, connected(config(&server.url)).await);
+    let (mine, theirs) = (subscribe(&a, 5, None).await, subscribe(&b, 5, None).await);
+    let payload =
+        |i: u64| -> Vec<u8> { (0..keys::PART_MAX + 4096 * i as usize).map(|j| (j as u64 ^ i) as u8).collect() };
+    for i in 1..=3 {
+        assert_eq!(a.publish(5, message(&payload(i))).await.unwrap(), i);
+    }
+    for sub in [&mine, &theirs] {
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            got.extend(next(sub, 16).await.frames.iter().map(|m| (m.sequence(), m.payload().unwrap().to_vec())));
+        }
+        assert_eq!(got, (1..=3).map(|i| (i, payload(i))).collect::<Vec<_>>());
+    }
+    let mut conn = redis::Client::open(server.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let stats: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await.unwrap();
+    let mgets = stats.lines().find_map(|l| l.strip_prefix("cmdstat_mget:calls=")).map(|l| l.split(',').next().unwrap());
+    assert_eq!(mgets, Some("3"), "one MGET per record, by the other process only:\n{stats}");
+    for hub in [a, b] {
+        hub.shutdown();
+    }
+}
