@@ -96,6 +96,13 @@ pub(crate) struct Counters {
     pub received: AtomicU64,
 }
 
+/// Connections each process reads kept records on, besides its command connection. Redis writes
+/// at most 64 KiB of a reply to one client per turn of its event loop (`NET_MAX_WRITES_PER_EVENT`,
+/// unless `maxmemory` is reached), while it also takes in the writers' frames: on one connection
+/// a following process read 256 KiB records slower than one writer published them and fell a
+/// retained window (1,022 records) behind in the first second of a stream.
+const READ_CONNECTIONS: usize = 4;
+
 /// What the backend, its reader and the subscriptions' replays share.
 pub(crate) struct Shared {
     pub url: String,
@@ -115,6 +122,10 @@ pub(crate) struct Shared {
     /// This process's mirrors of the nodes it follows.
     pub topics: Arc<Topics>,
     pub conn: Mutex<Option<ConnectionManager>>,
+    /// Connections the reader reads kept records on ([`READ_CONNECTIONS`]), taken in turn.
+    pub reads: Mutex<Vec<ConnectionManager>>,
+    /// Reads made so far (which read connection is next).
+    pub read_turn: AtomicU64,
     pub connected: AtomicBool,
     pub stop: Notify,
     pub counters: Counters,
@@ -141,6 +152,18 @@ impl Shared {
         self.conn.lock().clone().ok_or_else(|| CoreError::Unavailable("Redis is not connected".into()))
     }
 
+    /// A connection to read kept records on (the next of [`READ_CONNECTIONS`]), or
+    /// `Unavailable` while disconnected.
+    pub fn read_conn(&self) -> CoreResult<ConnectionManager> {
+        self.conn()?;
+        let reads = self.reads.lock();
+        let turn = self.read_turn.fetch_add(1, Ordering::Relaxed) as usize;
+        reads
+            .get(turn % reads.len().max(1))
+            .cloned()
+            .ok_or_else(|| CoreError::Unavailable("Redis is not connected".into()))
+    }
+
     /// Connects (command connection + the reader's pub/sub connection), loads the script,
     /// checks the epoch and starts the reader on the current Tokio runtime.
     async fn connect(self: Arc<Self>) -> CoreResult<()> {
@@ -164,11 +187,16 @@ impl Shared {
             .set_response_timeout(Some(Duration::from_secs(30)))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(1));
-        let mut conn = client.get_connection_manager_with_config(config).await?;
+        let mut conn = client.get_connection_manager_with_config(config.clone()).await?;
+        let mut reads = Vec::with_capacity(READ_CONNECTIONS);
+        for _ in 0..READ_CONNECTIONS {
+            reads.push(client.get_connection_manager_with_config(config.clone()).await?);
+        }
         self.publish_script.prepare_invoke().load_async(&mut conn).await?;
         let pubsub = reader::subscribe(self, &client).await?;
         reader::check_epoch(self, &mut conn).await?;
         *self.conn.lock() = Some(conn);
+        *self.reads.lock() = reads;
         self.connected.store(true, Ordering::Release);
         Ok(pubsub)
     }
@@ -315,6 +343,8 @@ impl RedisBackend {
             retention_script: redis::Script::new(keys::RETENTION_SCRIPT),
             topics,
             conn: Mutex::new(None),
+            reads: Mutex::new(Vec::new()),
+            read_turn: AtomicU64::new(0),
             connected: AtomicBool::new(false),
             stop: Notify::new(),
             counters: Counters::default(),
@@ -405,6 +435,7 @@ impl Backend for RedisBackend {
         self.shared.connected.store(false, Ordering::Release);
         self.shared.stop.notify_one();
         self.shared.conn.lock().take();
+        self.shared.reads.lock().clear();
     }
 
     fn counters(&self) -> BackendCounters {

@@ -192,7 +192,7 @@ fn read_stored(
     now: Instant,
 ) -> BoxFuture<'_, CoreResult<Step>> {
     Box::pin(async move {
-        let mut conn = shared.conn()?;
+        let mut conn = shared.read_conn()?;
         let entry = StreamEntry {
             sequence,
             entry_id: Some(entry_id),
