@@ -78,6 +78,7 @@ use redis::{ErrorKind, RedisResult, ServerErrorKind};
 use tokio::sync::Notify;
 
 pub use keys::Keys;
+use record::Record;
 
 use crate::error::{CoreError, CoreResult};
 use crate::hub::topics::Topics;
@@ -208,7 +209,7 @@ impl Shared {
         &self,
         topic: u64,
         kind: &str,
-        events: Vec<(IdSpec, Vec<u8>)>,
+        events: Vec<(IdSpec, Record)>,
     ) -> CoreResult<(u64, Vec<EntryId>)> {
         let mut conn = self.conn()?;
         let followed = self.topics.existing(topic).is_some();
@@ -228,11 +229,13 @@ impl Shared {
         let mut kept = Vec::new();
         let now = Instant::now();
         for (spec, record) in events {
-            if record.len() >= keys::KEYED_MIN {
+            let len = record.len();
+            if len >= keys::KEYED_MIN {
                 let upload = self.keys.upload(&self.next_upload_token());
-                let parts = record.len().div_ceil(keys::PART_MAX);
-                for (i, part) in record.chunks(keys::PART_MAX).enumerate() {
-                    let mut set = redis::Cmd::with_capacity(5, part.len() + upload.len() + 32);
+                let parts = len.div_ceil(keys::PART_MAX);
+                for (i, at) in (0..len).step_by(keys::PART_MAX).enumerate() {
+                    let part = record.bytes(at..(at + keys::PART_MAX).min(len));
+                    let mut set = redis::Cmd::with_capacity(5, keys::PART_MAX.min(len - at) + upload.len() + 32);
                     set.arg("SET").arg(format!("{upload}:{}", i + 1)).arg(part).arg("PX").arg(keys::UPLOAD_TTL_MS);
                     pipe.add_command(set).ignore();
                 }
@@ -243,7 +246,7 @@ impl Shared {
                     kept.push(upload);
                 }
             } else {
-                invocation.arg(spec.wire()).arg(record).arg("").arg(0);
+                invocation.arg(spec.wire()).arg(record.bytes(0..len)).arg("").arg(0);
             }
         }
         pipe.invoke_script(&invocation);
@@ -317,7 +320,7 @@ fn script_error(err: redis::RedisError) -> CoreError {
 }
 
 /// The wire record of a validated message (see [`record`]).
-fn record_of(message: Outgoing) -> CoreResult<Vec<u8>> {
+fn record_of(message: Outgoing) -> CoreResult<Record> {
     let (header_json, hint, draft) = message.into_parts();
     record::encode(&header_json, hint.as_ref().map(|(d, s)| (d.as_str(), s.as_slice())), draft)
 }
@@ -407,7 +410,7 @@ impl Backend for RedisBackend {
 
     fn close_stream(&self, topic: u64) -> BoxFuture<'static, CoreResult<u64>> {
         self.run(move |shared| async move {
-            Ok(shared.run_script(topic, keys::END, vec![(IdSpec::Auto, Vec::new())]).await?.0)
+            Ok(shared.run_script(topic, keys::END, vec![(IdSpec::Auto, Record::default())]).await?.0)
         })
     }
 

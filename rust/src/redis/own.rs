@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::record::Record;
+
 /// Most bytes kept at once. A record that would pass it is not kept (the mirror reads it from
 /// Redis as any other process does); normally a record is kept for one round trip.
 const MAX_BYTES: usize = 64 * 1024 * 1024;
@@ -29,12 +31,12 @@ pub(crate) struct OwnRecords {
 
 #[derive(Default)]
 struct Kept {
-    records: HashMap<String, (Vec<u8>, Instant)>,
+    records: HashMap<String, (Record, Instant)>,
     bytes: usize,
 }
 
 impl Kept {
-    fn remove(&mut self, upload: &str) -> Option<Vec<u8>> {
+    fn remove(&mut self, upload: &str) -> Option<Record> {
         let (record, _) = self.records.remove(upload)?;
         self.bytes -= record.len();
         Some(record)
@@ -43,7 +45,7 @@ impl Kept {
 
 impl OwnRecords {
     /// Keeps `record`, uploaded as `upload`, unless that would pass [`MAX_BYTES`].
-    pub(crate) fn keep(&self, upload: String, record: Vec<u8>, now: Instant) {
+    pub(crate) fn keep(&self, upload: String, record: Record, now: Instant) {
         let mut kept = self.inner.lock();
         if kept.bytes + record.len() > MAX_BYTES {
             let stale: Vec<String> = kept
@@ -66,7 +68,7 @@ impl OwnRecords {
     }
 
     /// The record uploaded as `upload`, if it was kept (it is kept no longer).
-    pub(crate) fn take(&self, upload: &str) -> Option<Vec<u8>> {
+    pub(crate) fn take(&self, upload: &str) -> Option<Record> {
         self.inner.lock().remove(upload)
     }
 
@@ -98,21 +100,22 @@ mod tests {
     fn kept_until_taken_within_the_byte_cap() {
         let own = OwnRecords::default();
         let t0 = Instant::now();
-        own.keep("a".into(), vec![1; 10], t0);
-        own.keep("b".into(), vec![2; MAX_BYTES - 10], t0);
-        own.keep("c".into(), vec![3; 1], t0); // over the cap, and nothing is stale: not kept
+        let size = |record: Option<Record>| record.map(|r| r.len());
+        own.keep("a".into(), Record::filled(10), t0);
+        own.keep("b".into(), Record::filled(MAX_BYTES - 10), t0);
+        own.keep("c".into(), Record::filled(1), t0); // over the cap, and nothing is stale: not kept
         assert_eq!(own.bytes(), MAX_BYTES);
-        assert_eq!(own.take("c"), None);
-        assert_eq!(own.take("a"), Some(vec![1; 10]));
-        assert_eq!(own.take("a"), None);
+        assert_eq!(size(own.take("c")), None);
+        assert_eq!(size(own.take("a")), Some(10));
+        assert_eq!(size(own.take("a")), None);
         // A record older than MAX_AGE makes room when room is needed.
-        own.keep("d".into(), vec![4; 20], t0 + MAX_AGE + Duration::from_secs(1));
-        assert_eq!(own.take("b"), None);
+        own.keep("d".into(), Record::filled(20), t0 + MAX_AGE + Duration::from_secs(1));
+        assert_eq!(size(own.take("b")), None);
         assert_eq!(own.bytes(), 20);
         own.forget(&["d".to_owned()]);
         assert_eq!(own.bytes(), 0);
-        own.keep("e".into(), vec![5; 3], t0);
+        own.keep("e".into(), Record::filled(3), t0);
         own.clear();
-        assert_eq!((own.take("e"), own.bytes()), (None, 0));
+        assert_eq!((size(own.take("e")), own.bytes()), (None, 0));
     }
 }

@@ -171,9 +171,7 @@ fn prepare(shared: &Shared, bytes: Vec<u8>) -> (usize, BoxFuture<'_, CoreResult<
         }
         Ok(Live::Stored { node, sequence, entry_id, parts, upload }) => match shared.own.take(&upload) {
             _ if !followed(node) => Ok(Step::Nothing),
-            Some(record) => {
-                to_message(sequence, Some(entry_id), false, record, now).map(|m| Step::Insert(node, Arc::new(m)))
-            }
+            Some(record) => record.decode(sequence, entry_id, now).map(|m| Step::Insert(node, Arc::new(m))),
             None => return (parts, read_stored(shared, node, sequence, entry_id, parts, now)),
         },
         Ok(Live::Retention { node, retention }) if followed(node) => Ok(Step::Retention(node, retention)),
