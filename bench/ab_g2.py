@@ -14,8 +14,9 @@ HTTP PUT and WS push (16 frames awaiting their ack), ``--max``; one ``ferrotile-
 subscribers`` socket (msgpack envelope). ``--max-queue-bytes`` raises the subscription's byte
 cap (8 MiB frames: the default 64 MiB is 8 frames). ``--target`` picks how both builds are
 served (``stream_procs.TARGETS``, e.g. ``ferrotile-redis-2w``: each build with two workers and
-its own ``redis-server``, whose CPU is counted with the server's). Prints per case the median over rounds of
-frames/s delivered and server CPU per frame (utime+stime of the server's process tree, /proc).
+its own ``redis-server``, whose CPU is counted with the server's). Prints per case the median
+over rounds of frames/s delivered and server CPU per frame (utime+stime of the server's process
+tree, /proc).
 """
 
 from __future__ import annotations
