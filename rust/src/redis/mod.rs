@@ -142,21 +142,27 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// The command connection, or `Unavailable` while disconnected.
-    pub fn conn(&self) -> CoreResult<ConnectionManager> {
+    /// `ShutDown` after shutdown, `Unavailable` while disconnected.
+    fn check_connected(&self) -> CoreResult<()> {
         if self.topics.is_shut_down() {
             return Err(CoreError::ShutDown);
         }
         if !self.connected.load(Ordering::Acquire) {
             return Err(CoreError::Unavailable("Redis is not connected".into()));
         }
+        Ok(())
+    }
+
+    /// The command connection, or `Unavailable` while disconnected.
+    pub fn conn(&self) -> CoreResult<ConnectionManager> {
+        self.check_connected()?;
         self.conn.lock().clone().ok_or_else(|| CoreError::Unavailable("Redis is not connected".into()))
     }
 
     /// A connection to read kept records on (the next of [`READ_CONNECTIONS`]), or
     /// `Unavailable` while disconnected.
     pub fn read_conn(&self) -> CoreResult<ConnectionManager> {
-        self.conn()?;
+        self.check_connected()?;
         let reads = self.reads.lock();
         let turn = self.read_turn.fetch_add(1, Ordering::Relaxed) as usize;
         reads
@@ -234,9 +240,10 @@ impl Shared {
                 let upload = self.keys.upload(&self.next_upload_token());
                 let parts = len.div_ceil(keys::PART_MAX);
                 for (i, at) in (0..len).step_by(keys::PART_MAX).enumerate() {
-                    let part = record.bytes(at..(at + keys::PART_MAX).min(len));
-                    let mut set = redis::Cmd::with_capacity(5, keys::PART_MAX.min(len - at) + upload.len() + 32);
-                    set.arg("SET").arg(format!("{upload}:{}", i + 1)).arg(part).arg("PX").arg(keys::UPLOAD_TTL_MS);
+                    let end = (at + keys::PART_MAX).min(len);
+                    let mut set = redis::Cmd::with_capacity(5, end - at + upload.len() + 32);
+                    set.arg("SET").arg(format!("{upload}:{}", i + 1));
+                    set.arg(record.bytes(at..end)).arg("PX").arg(keys::UPLOAD_TTL_MS);
                     pipe.add_command(set).ignore();
                 }
                 invocation.arg(spec.wire()).arg("").arg(&upload).arg(parts);
