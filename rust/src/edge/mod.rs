@@ -23,6 +23,7 @@ mod log;
 mod multi;
 mod nodes;
 mod options;
+mod pages;
 mod persist;
 mod push;
 mod query;
@@ -64,6 +65,7 @@ impl Edge {
     /// Binds the public socket and starts serving on `runtime`: the data plane on `hub`
     /// (`None`: streaming off), everything else forwarded; `control` answers about nodes and
     /// stores persisted writes. `latency_bounds` are the metrics' histogram buckets (seconds).
+    /// Turns transparent huge pages off for the whole process first ([`pages`]).
     pub fn start(
         config: EdgeConfig,
         hub: Option<Hub>,
@@ -71,6 +73,7 @@ impl Edge {
         latency_bounds: Vec<f64>,
         runtime: &tokio::runtime::Handle,
     ) -> CoreResult<Self> {
+        pages::disable_transparent_huge_pages();
         let std_listener = listener::bind(&config)?;
         let port = std_listener.local_addr().map_err(|e| CoreError::Listen(e.to_string()))?.port();
         let _guard = runtime.enter();

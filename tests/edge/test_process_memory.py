@@ -1,0 +1,38 @@
+"""The server's processes run without transparent huge pages (rust/src/edge/pages.rs): a frame
+must never wait while a 2 MiB page is found and zeroed."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.conftest import RunningServer
+
+
+def edge_processes(server: RunningServer) -> list[int]:
+    """The processes that run an edge: the server itself, or with ``--workers N`` the worker
+    processes it spawned."""
+    parent = server.process.pid
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    workers = [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    return workers or [parent]
+
+
+def thp_enabled(pid: int) -> str:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("THP_enabled:"):
+            return line.split()[1]
+    raise AssertionError(f"no THP_enabled in /proc/{pid}/status")
+
+
+def test_edge_processes_do_not_use_transparent_huge_pages(edge_server: RunningServer) -> None:
+    pids = edge_processes(edge_server)
+    assert len(pids) in (1, 2)
+    # The server answers once one worker's edge is up; another may still be starting.
+    deadline = time.monotonic() + 30
+    while True:
+        states = {pid: thp_enabled(pid) for pid in pids}
+        if set(states.values()) == {"0"} or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert states == dict.fromkeys(pids, "0")
