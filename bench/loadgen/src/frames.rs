@@ -10,6 +10,8 @@ use hdrhistogram::Histogram;
 const MAX_TRACKED_IDS: u64 = 1 << 26;
 /// Highest latency the histogram holds, in microseconds (larger ones are clamped to it).
 const MAX_LATENCY_US: u64 = 600_000_000;
+/// How many of its slowest frames each socket remembers (for `lat_slowest` in the summary).
+pub const SLOWEST: usize = 8;
 
 /// How a subscriber's messages carry the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -102,6 +104,8 @@ pub struct FrameStats {
     pub max_id: Option<u64>,
     /// Latency (receipt - stamp) in microseconds.
     pub latency_us: Histogram<u64>,
+    /// The [`SLOWEST`] slowest frames so far as (latency in microseconds, id), slowest last.
+    pub slowest: Vec<(u64, u64)>,
 }
 
 impl Default for FrameStats {
@@ -112,6 +116,7 @@ impl Default for FrameStats {
             dups: 0,
             max_id: None,
             latency_us: Histogram::new_with_bounds(1, MAX_LATENCY_US, 2).expect("static bounds are valid"),
+            slowest: Vec::new(),
         }
     }
 }
@@ -122,13 +127,27 @@ impl FrameStats {
         self.max_id.map_or(0, |max| (max + 1).saturating_sub(self.unique))
     }
 
+    /// Keeps `(micros, id)` if it is among the [`SLOWEST`] slowest frames so far.
+    fn remember_if_slow(&mut self, micros: u64, id: u64) {
+        if self.slowest.len() == SLOWEST {
+            if micros <= self.slowest[0].0 {
+                return;
+            }
+            self.slowest.remove(0);
+        }
+        let at = self.slowest.partition_point(|&(m, _)| m < micros);
+        self.slowest.insert(at, (micros, id));
+    }
+
     /// Counts one frame received at `now_ns` (CLOCK_MONOTONIC). Frames under 8 bytes carry no id.
     pub fn record(&mut self, frame: &[u8], now_ns: u64) {
         let Some(id) = frame.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes"))) else {
             return;
         };
         if let Some(sent) = frame.get(8..16).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes"))) {
-            let _ = self.latency_us.record((now_ns.saturating_sub(sent) / 1000).clamp(1, MAX_LATENCY_US));
+            let micros = (now_ns.saturating_sub(sent) / 1000).clamp(1, MAX_LATENCY_US);
+            let _ = self.latency_us.record(micros);
+            self.remember_if_slow(micros, id);
         }
         self.max_id = Some(self.max_id.map_or(id, |max| max.max(id)));
         if id >= MAX_TRACKED_IDS {
@@ -174,6 +193,19 @@ mod tests {
         assert!(stats.latency_us.value_at_quantile(0.5) >= 1900, "2 ms stamped in the past");
         stats.record(&[1, 2, 3], 0); // too short to carry an id
         assert_eq!(stats.unique, 5);
+    }
+
+    #[test]
+    fn keeps_the_slowest_frames() {
+        let mut stats = FrameStats::default();
+        let mut frame = [0u8; 16]; // sent at 0 ns
+        for id in [3u64, 19, 0, 7, 12, 5, 18, 1, 15, 9, 14, 2, 17, 11, 16, 4, 13, 6, 10, 8] {
+            frame[..8].copy_from_slice(&id.to_le_bytes());
+            stats.record(&frame, (100 + 10 * id) * 1000); // slower as the id grows
+        }
+        let ids: Vec<u64> = stats.slowest.iter().map(|&(_, id)| id).collect();
+        assert_eq!(ids, (12..20).collect::<Vec<_>>());
+        assert_eq!(stats.slowest.last(), Some(&(290, 19)));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use http::header::{HeaderValue, AUTHORIZATION};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Semaphore};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -354,7 +354,26 @@ fn frame_summary(all: &[SocketStats]) -> Map<String, Value> {
         out.insert(name.into(), value);
     }
     out.insert("lat_samples".into(), latency.len().into());
+    out.insert("lat_slowest".into(), slowest_frames(&stats).into());
     out
+}
+
+/// The slowest frames over all sockets, slowest first: each frame's id, its worst latency
+/// (ms) and on how many sockets it was among that socket's slowest. A frame late on every
+/// socket points at the server or the writer; one late on a few, at those sockets.
+fn slowest_frames(stats: &[&FrameStats]) -> Vec<Value> {
+    let mut by_id: std::collections::BTreeMap<u64, (u64, u64)> = std::collections::BTreeMap::new();
+    for &(micros, id) in stats.iter().flat_map(|s| s.slowest.iter()) {
+        let entry = by_id.entry(id).or_insert((0, 0));
+        *entry = (entry.0.max(micros), entry.1 + 1);
+    }
+    let mut frames: Vec<(u64, u64, u64)> = by_id.into_iter().map(|(id, (micros, n))| (micros, id, n)).collect();
+    frames.sort_unstable_by(|a, b| b.cmp(a));
+    frames
+        .into_iter()
+        .take(crate::frames::SLOWEST)
+        .map(|(micros, id, sockets)| json!({"id": id, "ms": micros as f64 / 1000.0, "sockets": sockets}))
+        .collect()
 }
 
 #[cfg(test)]
