@@ -25,6 +25,7 @@ __all__ = [
     "EntrySubscription",
     "Hub",
     "Subscription",
+    "disable_transparent_huge_pages",
     "encode_message",
     "read_zarr_box",
 ]
@@ -395,6 +396,11 @@ class EntrySubscription:
 
 def encode_message(header: bytes, envelope: str = "msgpack") -> bytes | str:
     """Encode a one-off message (e.g. the schema frame) without sequence or payload."""
+
+def disable_transparent_huge_pages() -> None:
+    """Turn transparent huge pages off for this process (``prctl(PR_SET_THP_DISABLE)``; best
+    effort): ``ferrotile serve`` calls it for its process or each worker, so that no frame waits
+    while a fresh 2 MiB page is zeroed."""
 
 def read_zarr_box(
     directory: str, start: Sequence[int], size: Sequence[int]

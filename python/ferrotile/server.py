@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from ferrotile import process
+from ferrotile import _core, process
 from ferrotile.catalog.catalog import Catalog
 from ferrotile.config import MULTIPROC_ENV, SETTINGS_ENV, Settings
 from ferrotile.errors import ServeError
@@ -92,6 +92,10 @@ def run_workers(settings: Settings) -> None:
 
 
 def _run_process(settings: Settings) -> None:
+    # This process is the server's own (unlike SimpleServer's host): no huge pages, so that a
+    # frame never waits while a fresh 2 MiB page is zeroed (rust/src/edge/pages.rs).
+    _core.disable_transparent_huge_pages()
+
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -39,6 +39,8 @@ mod _core {
     #[pymodule_export]
     use crate::py::hub::PyHub;
     #[pymodule_export]
+    use crate::py::process::disable_transparent_huge_pages;
+    #[pymodule_export]
     use crate::py::store::read_zarr_box;
     #[pymodule_export]
     use crate::py::subscription::PySubscription;

@@ -1,11 +1,14 @@
 """The server's processes run without transparent huge pages (rust/src/edge/pages.rs): a frame
-must never wait while a 2 MiB page is found and zeroed."""
+must never wait while a 2 MiB page is found and zeroed. An embedded SimpleServer leaves the
+process it runs in (its user's) as it was."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
+from ferrotile.server import SimpleServer
 from tests.conftest import RunningServer
 
 
@@ -36,3 +39,10 @@ def test_edge_processes_do_not_use_transparent_huge_pages(edge_server: RunningSe
             break
         time.sleep(0.1)
     assert states == dict.fromkeys(pids, "0")
+
+
+def test_simple_server_leaves_its_host_process_alone() -> None:
+    before = thp_enabled(os.getpid())
+    with SimpleServer() as server:
+        assert server.port > 0
+        assert thp_enabled(os.getpid()) == before

@@ -46,6 +46,7 @@ pub use config::EdgeConfig;
 pub use control::{ArrayInfo, ArrayWrite, Control, NodeInfo, Refusal, Stored, StreamName, StreamNode, WriteKind};
 use forward::Upstream;
 use nodes::Nodes;
+pub use pages::disable_transparent_huge_pages;
 use shared::Shared;
 use stats::Stats;
 pub use stats::{Histogram, Snapshot};
@@ -65,7 +66,6 @@ impl Edge {
     /// Binds the public socket and starts serving on `runtime`: the data plane on `hub`
     /// (`None`: streaming off), everything else forwarded; `control` answers about nodes and
     /// stores persisted writes. `latency_bounds` are the metrics' histogram buckets (seconds).
-    /// Turns transparent huge pages off for the whole process first ([`pages`]).
     pub fn start(
         config: EdgeConfig,
         hub: Option<Hub>,
@@ -73,7 +73,6 @@ impl Edge {
         latency_bounds: Vec<f64>,
         runtime: &tokio::runtime::Handle,
     ) -> CoreResult<Self> {
-        pages::disable_transparent_huge_pages();
         let std_listener = listener::bind(&config)?;
         let port = std_listener.local_addr().map_err(|e| CoreError::Listen(e.to_string()))?.port();
         let _guard = runtime.enter();

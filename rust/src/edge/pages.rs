@@ -1,5 +1,6 @@
-//! Transparent huge pages off for the server's process, so that a frame never waits for a
-//! 2 MiB page to be found and zeroed.
+//! Transparent huge pages off for a server's process, so that a frame never waits for a 2 MiB
+//! page to be found and zeroed. Called by `ferrotile serve` for its process or each worker, not
+//! by the embedded `SimpleServer`, which runs in its user's process (their arrays keep theirs).
 //!
 //! Why: every frame the edge receives gets a fresh buffer, and until a node's retained window
 //! is full (256 MiB by default, and again for each new node, such as each Bluesky run) those

@@ -12,6 +12,7 @@ pub mod entries;
 pub mod errors;
 pub mod hub;
 mod objects;
+pub mod process;
 pub mod store;
 pub mod subscription;
 
