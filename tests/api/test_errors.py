@@ -26,6 +26,34 @@ def test_wrong_byte_count_is_refused_and_nothing_stored(http: httpx.Client, key:
     np.testing.assert_array_equal(read(http, key), [1, 2, 3])
 
 
+def test_a_refusal_before_the_body_says_the_connection_closes(
+    server: RunningServer, http: httpx.Client, key: str
+) -> None:
+    """The wrong length is refused from the headers, before the body arrives; the connection
+    then ends, and the answer says so, so that a client does not send its next request on it
+    (httpx did, and found it gone: "Server disconnected without sending a response")."""
+    import socket
+    from urllib.parse import urlsplit
+
+    create_array(http, key, np.array([1, 2, 3]))
+    address = urlsplit(server.url)
+    with socket.create_connection((address.hostname, address.port), timeout=10) as raw:
+        raw.sendall(
+            f"PUT /api/v1/array/full/{key} HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: {AUTH['Authorization']}\r\n"
+            "Content-Type: application/octet-stream\r\nContent-Length: 23\r\n\r\n".encode()
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = raw.recv(65536)
+            assert chunk, f"closed without an answer: {head!r}"
+            head += chunk
+    lines = head.split(b"\r\n\r\n")[0].decode().lower().split("\r\n")
+    assert lines[0].startswith("http/1.1 400")
+    assert "connection: close" in lines[1:]
+    np.testing.assert_array_equal(read(http, key), [1, 2, 3])
+
+
 def test_unknown_dtype_is_422_and_creates_nothing(http: httpx.Client, key: str) -> None:
     body = array_body(key, np.arange(3))
     body["data_sources"][0]["structure"]["data_type"]["kind"] = "z"

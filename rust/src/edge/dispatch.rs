@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use http::header::{HeaderValue, CONNECTION};
 use http::{Request, Response};
 use hyper::body::Incoming;
 
@@ -35,7 +36,14 @@ pub async fn dispatch(
             let uri_path = request.uri().path().to_owned();
             match arrays::serve(Arc::clone(&shared), request, route, path).await {
                 Served::Forward(request) => forward(&shared, *request, peer).await,
-                Served::Answer(response) => {
+                Served::Answer(mut response) => {
+                    if response.status().is_client_error() || response.status().is_server_error() {
+                        // A refusal may go out before the body was read (a wrong Content-Length, a
+                        // node that is not there): hyper then closes the connection, and a client
+                        // that sent its next request on it would find it gone. Saying so makes
+                        // the client open a new one.
+                        response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+                    }
                     let seconds = started.elapsed().as_secs_f64();
                     let status = response.status().as_u16();
                     shared.stats.request(&method, route_label(&uri_path), status, seconds);
