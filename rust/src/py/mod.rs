@@ -1,6 +1,6 @@
 //! The pyo3 binding layer: thin wrappers that convert arguments, release the GIL and map errors.
 //! One class per engine type: `Hub`, `Subscription`, `EntrySubscription`; functions for the
-//! envelope codec and the zarr reader.
+//! envelope codec, the zarr reader and the server process's own settings (`process`).
 
 pub mod args;
 pub mod buffer;
