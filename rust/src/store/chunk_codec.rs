@@ -7,6 +7,7 @@ use serde_json::Value;
 use zstd::zstd_safe::CParameter;
 
 use super::direct::AlignedBuf;
+use super::raw_frame::{not_worth_compressing, sample_slices, write_raw_frame, SAMPLED_MIN};
 use crate::error::{CoreError, CoreResult};
 
 thread_local! {
@@ -82,7 +83,8 @@ impl ChunkCodec {
     }
 
     /// Encodes a chunk into `out` (the writing thread's aligned buffer, see `direct.rs`):
-    /// compressed straight into it, or copied once.
+    /// compressed straight into it, or copied once (no compression, or a large chunk whose
+    /// samples do not compress and no checksum is asked for: `raw_frame.rs`).
     ///
     /// # Errors
     /// [`CoreError::Storage`] if compression fails.
@@ -101,6 +103,19 @@ impl ChunkCodec {
                 *cached = Some((zstd, compressor));
             }
             let (_, compressor) = cached.as_mut().ok_or_else(|| CoreError::Storage("no compressor".into()))?;
+            if raw.len() >= SAMPLED_MIN && !zstd.checksum {
+                // Samples first: noise is written as raw blocks without the compressor's search.
+                let (mut sampled, mut compressed) = (0, 0);
+                for slice in sample_slices(raw) {
+                    let scratch = out.room(zstd::zstd_safe::compress_bound(slice.len()));
+                    compressed += compressor.compress_to_buffer(slice, scratch).map_err(storage)?;
+                    sampled += slice.len();
+                }
+                if not_worth_compressing(sampled, compressed) {
+                    write_raw_frame(raw, out);
+                    return Ok(());
+                }
+            }
             let room = out.room(zstd::zstd_safe::compress_bound(raw.len()));
             let len = compressor.compress_to_buffer(raw, room).map_err(storage)?;
             out.set_len(len);
@@ -153,5 +168,42 @@ mod tests {
         assert_eq!(out.bytes(), &raw[..]);
         let gzip = [chain[0].clone(), json!({"name": "gzip"})];
         assert!(matches!(ChunkCodec::parse(&gzip, 8), Err(CoreError::StoreUnsupported(_))));
+    }
+
+    #[test]
+    fn large_noise_is_stored_in_raw_blocks_and_counts_are_compressed() {
+        let chain = [
+            json!({"name": "bytes", "configuration": {"endian": "little"}}),
+            json!({"name": "zstd", "configuration": {"level": 0, "checksum": false}}),
+        ];
+        let codec = ChunkCodec::parse(&chain, 2).unwrap();
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let noise: Vec<u8> = (0..262_144)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 32) as u8
+            })
+            .collect();
+        let mut out = AlignedBuf::new();
+        codec.encode_into(&noise, &mut out).unwrap();
+        // The header (10 bytes) and two raw blocks (3 bytes each) around the bytes as given.
+        assert_eq!(out.bytes().len(), 262_144 + 16);
+        assert_eq!(&out.bytes()[13..13 + 1000], &noise[..1000]);
+        assert_eq!(codec.decode(out.bytes(), noise.len()).unwrap(), noise);
+        let counts: Vec<u8> = noise.iter().enumerate().map(|(i, b)| if i % 2 == 0 { b % 5 } else { 0 }).collect();
+        codec.encode_into(&counts, &mut out).unwrap();
+        assert!(out.bytes().len() < counts.len() / 2, "{} bytes", out.bytes().len());
+        assert_eq!(codec.decode(out.bytes(), counts.len()).unwrap(), counts);
+        // With a checksum asked for, zstd writes the frame (raw blocks of its own and a checksum).
+        let checked = ChunkCodec::parse(
+            &[chain[0].clone(), json!({"name": "zstd", "configuration": {"level": 0, "checksum": true}})],
+            2,
+        )
+        .unwrap();
+        checked.encode_into(&noise, &mut out).unwrap();
+        assert_eq!(checked.decode(out.bytes(), noise.len()).unwrap(), noise);
+        assert_ne!(out.bytes().len(), 262_144 + 16);
     }
 }

@@ -18,6 +18,7 @@ mod direct;
 mod files;
 mod metadata;
 mod open_arrays;
+mod raw_frame;
 mod region;
 mod shard_file;
 mod zarr_array;
