@@ -1,7 +1,5 @@
-"""``python -m ferrotile``: the same as the ``ferrotile`` command."""
-
 import sys
 
-from ferrotile.cli import main
+from ferrotile.launch import main
 
 sys.exit(main())

@@ -1,6 +1,7 @@
 """The server's processes run without transparent huge pages (rust/src/edge/pages.rs): a frame
-must never wait while a 2 MiB page is found and zeroed. An embedded SimpleServer leaves the
-process it runs in (its user's) as it was."""
+must never wait while a 2 MiB page is found and zeroed; on AMD processors they copy without
+``rep movsb`` (ferrotile/memcpy_tuning.py). An embedded SimpleServer leaves the process it runs
+in (its user's) as it was."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
+from ferrotile.memcpy_tuning import THRESHOLD_TUNABLE, amd_processor
 from ferrotile.server import SimpleServer
 from tests.conftest import RunningServer
 
@@ -39,6 +43,21 @@ def test_edge_processes_do_not_use_transparent_huge_pages(edge_server: RunningSe
             break
         time.sleep(0.1)
     assert states == dict.fromkeys(pids, "0")
+
+
+def tunables(pid: int) -> str:
+    for entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+        if entry.startswith(b"GLIBC_TUNABLES="):
+            return entry.split(b"=", 1)[1].decode()
+    return ""
+
+
+@pytest.mark.skipif(not amd_processor(), reason="the copies are tuned on AMD processors only")
+def test_edge_processes_copy_without_rep_movsb(edge_server: RunningServer) -> None:
+    pids = edge_processes(edge_server)
+    assert {pid: tunables(pid) for pid in pids} == dict.fromkeys(
+        pids, f"{THRESHOLD_TUNABLE}={1 << 62}"
+    )
 
 
 def test_simple_server_leaves_its_host_process_alone() -> None:
