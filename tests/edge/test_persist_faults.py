@@ -5,11 +5,13 @@ was sent."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -217,6 +219,41 @@ def test_full_disk_is_507_and_leaves_the_array(
         assert error["status"] == 507 and error["frame"] == 1, error
         array, root = stored(server, key, dtype)
         assert array.shape == (i, *shape)
+        check_frames(array, root, shape, dtype)
+    finally:
+        stop_server(server)
+
+
+def test_disk_full_mid_push_keeps_every_acknowledged_frame_and_nothing_after(
+    tmp_path: Path, small_disk: Path, key: str
+) -> None:
+    """Pushed flat out, one batch is stored while the next is read (push.rs): when the disk
+    fills, the error names the first frame not stored, which directly follows the last one
+    acknowledged, and exactly the acknowledged frames are kept."""
+    shape, dtype = (128, 256), "<u4"  # 128 KiB frames of noise: 3 MiB holds about 20
+    server = start_server(tmp_path, catalog=str(tmp_path / "catalog.db"))
+    try:
+        create(server, key, frame(0, shape, dtype)[np.newaxis], None)
+        messages: list[dict[str, Any]] = []
+        with pusher(server, key) as push:
+
+            def send_all() -> None:
+                with contextlib.suppress(ConnectionClosed):  # the server closes on the error
+                    for i in range(1, 61):
+                        push.send(frame(i, shape, dtype).tobytes())
+
+            sender = threading.Thread(target=send_all)
+            sender.start()
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    messages.append(json.loads(push.recv(timeout=30)))
+            sender.join(30)
+        acked = max((m["frames"] for m in messages if "frames" in m), default=0)
+        error = messages[-1]
+        assert error["status"] == 507 and error["frame"] == acked + 1, messages[-3:]
+        assert 0 < acked < 60
+        array, root = stored(server, key, dtype)
+        assert array.shape == (1 + acked, *shape)
         check_frames(array, root, shape, dtype)
     finally:
         stop_server(server)
