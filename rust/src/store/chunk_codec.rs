@@ -146,14 +146,20 @@ fn storage(error: std::io::Error) -> CoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::raw_frame::tests::noise;
     use serde_json::json;
+
+    /// The `bytes` + `zstd` chain zarr-python writes, with or without a checksum.
+    fn chain(checksum: bool) -> [Value; 2] {
+        [
+            json!({"name": "bytes", "configuration": {"endian": "little"}}),
+            json!({"name": "zstd", "configuration": {"level": 0, "checksum": checksum}}),
+        ]
+    }
 
     #[test]
     fn round_trips() {
-        let chain = [
-            json!({"name": "bytes", "configuration": {"endian": "little"}}),
-            json!({"name": "zstd", "configuration": {"level": 0, "checksum": true}}),
-        ];
+        let chain = chain(true);
         let codec = ChunkCodec::parse(&chain, 8).unwrap();
         assert_eq!(codec.zstd, Some(Zstd { level: 0, checksum: true }));
         let raw: Vec<u8> = (0..4096u32).flat_map(|i| (i % 7).to_le_bytes()).collect();
@@ -172,20 +178,8 @@ mod tests {
 
     #[test]
     fn large_noise_is_stored_in_raw_blocks_and_counts_are_compressed() {
-        let chain = [
-            json!({"name": "bytes", "configuration": {"endian": "little"}}),
-            json!({"name": "zstd", "configuration": {"level": 0, "checksum": false}}),
-        ];
-        let codec = ChunkCodec::parse(&chain, 2).unwrap();
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let noise: Vec<u8> = (0..262_144)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 32) as u8
-            })
-            .collect();
+        let codec = ChunkCodec::parse(&chain(false), 2).unwrap();
+        let noise = noise(262_144, 5);
         let mut out = AlignedBuf::new();
         codec.encode_into(&noise, &mut out).unwrap();
         // The header (10 bytes) and two raw blocks (3 bytes each) around the bytes as given.
@@ -197,11 +191,7 @@ mod tests {
         assert!(out.bytes().len() < counts.len() / 2, "{} bytes", out.bytes().len());
         assert_eq!(codec.decode(out.bytes(), counts.len()).unwrap(), counts);
         // With a checksum asked for, zstd writes the frame (raw blocks of its own and a checksum).
-        let checked = ChunkCodec::parse(
-            &[chain[0].clone(), json!({"name": "zstd", "configuration": {"level": 0, "checksum": true}})],
-            2,
-        )
-        .unwrap();
+        let checked = ChunkCodec::parse(&chain(true), 2).unwrap();
         checked.encode_into(&noise, &mut out).unwrap();
         assert_eq!(checked.decode(out.bytes(), noise.len()).unwrap(), noise);
         assert_ne!(out.bytes().len(), 262_144 + 16);

@@ -42,12 +42,10 @@ pub fn not_worth_compressing(raw_len: usize, compressed_len: usize) -> bool {
 /// Writes `raw` into `out` as one zstd frame of raw blocks (content size in the header, no
 /// checksum).
 pub fn write_raw_frame(raw: &[u8], out: &mut AlignedBuf) {
-    let (size_flag, size_bytes) = match u32::try_from(raw.len()) {
-        Ok(n) => (2u8, n.to_le_bytes().to_vec()),
-        Err(_) => (3u8, (raw.len() as u64).to_le_bytes().to_vec()),
-    };
+    // The content size in 4 bytes (flag 2), or 8 (flag 3).
+    let (size_flag, size_len) = if u32::try_from(raw.len()).is_ok() { (2u8, 4) } else { (3u8, 8) };
     let blocks = raw.len().div_ceil(BLOCK_MAX).max(1);
-    let header = MAGIC.len() + 2 + size_bytes.len();
+    let header = MAGIC.len() + 2 + size_len;
     let total = header + 3 * blocks + raw.len();
     let room = out.room(total);
     room[..4].copy_from_slice(&MAGIC);
@@ -55,7 +53,7 @@ pub fn write_raw_frame(raw: &[u8], out: &mut AlignedBuf) {
     // descriptor follows), no checksum, no dictionary.
     room[4] = size_flag << 6;
     room[5] = WINDOW_128K;
-    room[6..header].copy_from_slice(&size_bytes);
+    room[6..header].copy_from_slice(&(raw.len() as u64).to_le_bytes()[..size_len]);
     let mut at = header;
     let mut pieces = raw.chunks(BLOCK_MAX).peekable();
     if pieces.peek().is_none() {
@@ -79,10 +77,11 @@ fn block_header(size: usize, last: bool) -> [u8; 3] {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
+    /// `len` bytes of noise (xorshift), the same for the same `seed`.
+    pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
         let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         (0..len)
             .map(|_| {
