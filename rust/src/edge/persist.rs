@@ -165,6 +165,7 @@ pub async fn store(
         let frame_bytes = size.iter().skip(1).product::<u64>() * info.itemsize;
         let several = pieces.len() > 1;
         let mut at = start;
+        let mut boxes = Vec::with_capacity(pieces.len());
         for piece in &pieces {
             let piece = piece.bytes();
             let mut piece_size = size.clone();
@@ -172,13 +173,15 @@ pub async fn store(
                 // Pieces of an append: whole frames each.
                 *first = piece.len() as u64 / frame_bytes.max(1);
             }
-            let data = stored_order(piece, &info, &zarr);
-            let (corner, extent) = (with(&at, 0), with(&piece_size, info.itemsize));
-            zarr.write(&Patch { start: &corner, size: &extent, data: &data }, &bounds)?;
+            boxes.push((with(&at, 0), with(&piece_size, info.itemsize), stored_order(piece, &info, &zarr)));
             if let (Some(first), Some(n)) = (at.first_mut(), piece_size.first()) {
                 *first += n;
             }
         }
+        // One call: the pieces' large chunks go to disk together (`ZarrArray::write_all`).
+        let patches: Vec<Patch<'_>> =
+            boxes.iter().map(|(corner, extent, data)| Patch { start: corner, size: extent, data }).collect();
+        zarr.write_all(&patches, &bounds)?;
         if let Some((unrecorded, id, path, Some(dir))) = &journal {
             unrecorded.journal(*id, path, dir)?;
         }

@@ -28,7 +28,16 @@ thread_local! {
     /// The writing thread's chunk buffer, kept between chunks: a fresh one per chunk would cost
     /// the page faults and zeroing that direct I/O saves.
     static BUFFER: RefCell<AlignedBuf> = const { RefCell::new(AlignedBuf::new()) };
+    /// The writing thread's staging buffer, kept (its size is [`STAGE_BYTES`]).
+    static STAGING: RefCell<AlignedBuf> = const { RefCell::new(AlignedBuf::new()) };
 }
+
+/// Most bytes of large chunks gathered for one direct write: one write of several MiB runs at
+/// ~2 GB/s on this class of VM where one per 256 KiB chunk ran at ~1.3 GB/s (`dd oflag=direct`).
+pub const STAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Largest chunk staged: a bigger one is written alone (it is large enough to write
+/// efficiently, and staging would copy it once more).
+pub const STAGE_CHUNK_MAX: usize = 1024 * 1024;
 
 /// `n` rounded up to the alignment.
 pub fn aligned(n: u64) -> u64 {
@@ -87,6 +96,31 @@ impl AlignedBuf {
         let start = self.start();
         &self.storage[start..start + aligned(self.len as u64) as usize]
     }
+}
+
+impl AlignedBuf {
+    /// Appends `bytes` at the next multiple of 4 KiB after the contents, in a buffer of
+    /// `capacity` bytes (allocated once, when empty): their offset, or `None` if they do not fit
+    /// (the contents are then unchanged).
+    pub fn append_padded(&mut self, bytes: &[u8], capacity: usize) -> Option<usize> {
+        if self.len == 0 && self.storage.len() < capacity + ALIGN as usize {
+            self.storage = vec![0; capacity + ALIGN as usize];
+        }
+        let at = aligned(self.len as u64) as usize;
+        let start = self.start();
+        if start + aligned((at + bytes.len()) as u64) as usize > self.storage.len() {
+            return None;
+        }
+        self.storage[start + at..start + at + bytes.len()].copy_from_slice(bytes);
+        self.len = at + bytes.len();
+        Some(at)
+    }
+}
+
+/// Runs `f` with the thread's staging buffer: large chunks gathered for one direct write
+/// (`ShardFile::stage`).
+pub fn with_staging<T>(f: impl FnOnce(&mut AlignedBuf) -> T) -> T {
+    STAGING.with(|cell| f(&mut cell.borrow_mut()))
 }
 
 /// Runs `f` with the thread's chunk buffer.

@@ -5,7 +5,9 @@
 //!
 //! Crash safety: an entry is 16 bytes at a 16-byte aligned offset (never across a page), written
 //! by one `pwrite` after the bytes it points to, so a process killed at any moment leaves the
-//! old entry or the new one, each pointing at complete bytes. Bytes of replaced chunks (and of
+//! old entry or the new one, each pointing at complete bytes. Large new chunks may be staged
+//! and written together by one direct write ([`ShardFile::stage`], [`ShardFile::flush`]); their
+//! entries are written after it, in the same way. Bytes of replaced chunks (and of
 //! appends cut short) are dead space until the shard is compacted: rewritten whole beside the
 //! old one and renamed over it, once its dead bytes outweigh its live ones.
 
@@ -13,7 +15,9 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::direct::{aligned, open_direct, refused, worth_direct, write_direct, AlignedBuf};
+use super::direct::{
+    aligned, open_direct, refused, with_staging, worth_direct, write_direct, AlignedBuf, STAGE_BYTES, STAGE_CHUNK_MAX,
+};
 use super::files::{io_error, make_parent, replace};
 use crate::error::{CoreError, CoreResult};
 
@@ -32,6 +36,16 @@ pub struct ShardFile {
     /// The shard opened for direct writes, once a large chunk came (`None` inside: the
     /// filesystem refuses them).
     direct: Option<Option<File>>,
+    /// Large new chunks gathered in the thread's staging buffer, not written yet.
+    staged: Option<Staged>,
+}
+
+/// Chunks in the staging buffer: where its bytes go in the file, and each chunk's index, offset
+/// and length.
+struct Staged {
+    base: u64,
+    end: u64,
+    entries: Vec<(u64, u64, u64)>,
 }
 
 impl ShardFile {
@@ -51,7 +65,7 @@ impl ShardFile {
             }
             Err(e) => return Err(io_error(&format!("opening {}", path.display()), &e)),
         };
-        let shard = Self { path: path.to_owned(), file, chunks, direct: None };
+        let shard = Self { path: path.to_owned(), file, chunks, direct: None, staged: None };
         if shard.len()? < chunks * ENTRY {
             return Err(CoreError::Storage(format!("{} is shorter than its index", path.display())));
         }
@@ -69,7 +83,7 @@ impl ShardFile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_error(&format!("opening {}", path.display()), &e)),
         };
-        let shard = Self { path: path.to_owned(), file, chunks, direct: None };
+        let shard = Self { path: path.to_owned(), file, chunks, direct: None, staged: None };
         if shard.len()? < chunks * ENTRY {
             return Err(CoreError::Storage(format!("{} is shorter than its index", path.display())));
         }
@@ -138,15 +152,82 @@ impl ShardFile {
     }
 
     /// Appends `stored` past `end` (the file's length); where it starts.
+    /// Stores chunk `i` as [`ShardFile::write`] does, except that a large chunk (64 KiB to
+    /// 1 MiB) new to the shard is gathered in the thread's staging buffer with those staged before it, to be written
+    /// with them by one direct write at [`ShardFile::flush`], which the caller must call (a
+    /// shard dropped with chunks staged loses them, unindexed: as a write cut short).
+    ///
+    /// # Errors
+    /// As [`ShardFile::write`]; a failed flush of earlier staged chunks included.
+    pub fn stage(&mut self, i: u64, stored: &AlignedBuf) -> CoreResult<()> {
+        let len = stored.bytes().len();
+        let staged_already = self.staged.as_ref().is_some_and(|s| s.entries.iter().any(|(j, _, _)| *j == i));
+        let new = !staged_already && self.entry(i)?.is_none();
+        if !(new && worth_direct(len) && len <= STAGE_CHUNK_MAX && self.direct_file().is_some()) {
+            self.flush()?;
+            return self.write(i, stored);
+        }
+        if self.staged.is_none() {
+            let end = self.len()?;
+            with_staging(|staging| staging.set_len(0));
+            self.staged = Some(Staged { base: aligned(end), end, entries: Vec::new() });
+        }
+        let mut at = with_staging(|staging| staging.append_padded(stored.bytes(), STAGE_BYTES));
+        if at.is_none() {
+            self.flush()?;
+            return self.stage(i, stored);
+        }
+        if let (Some(staged), Some(offset)) = (self.staged.as_mut(), at.take()) {
+            staged.entries.push((i, staged.base + offset as u64, len as u64));
+        }
+        Ok(())
+    }
+
+    /// Writes the staged chunks (one direct write), then their index entries.
+    ///
+    /// # Errors
+    /// The I/O error; the file is then cut back and no staged chunk is indexed.
+    pub fn flush(&mut self) -> CoreResult<()> {
+        let Some(staged) = self.staged.take() else { return Ok(()) };
+        let mut written = match self.direct_file() {
+            Some(file) => with_staging(|staging| write_direct(file, staging, staged.base)),
+            None => Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
+        };
+        if written.as_ref().is_err_and(refused) {
+            // The filesystem refuses this direct write: the same bytes through the page cache.
+            self.direct = Some(None);
+            written = with_staging(|staging| self.file.write_all_at(staging.bytes(), staged.base));
+        }
+        let what = || format!("writing {}", self.path.display());
+        if let Err(e) = written {
+            let _ = self.file.set_len(staged.end);
+            return Err(io_error(&what(), &e));
+        }
+        for (i, at, len) in &staged.entries {
+            let mut raw = [0u8; ENTRY as usize];
+            raw[..8].copy_from_slice(&at.to_le_bytes());
+            raw[8..].copy_from_slice(&len.to_le_bytes());
+            if let Err(e) = self.file.write_all_at(&raw, i * ENTRY) {
+                // Entries already written point at complete bytes; the rest stay absent.
+                return Err(io_error(&what(), &e));
+            }
+        }
+        Ok(())
+    }
+
+    /// The shard opened for direct writes, if the filesystem takes them.
+    fn direct_file(&mut self) -> Option<&File> {
+        let path = &self.path;
+        self.direct.get_or_insert_with(|| open_direct(path, false)).as_ref()
+    }
+
     fn append(&mut self, stored: &AlignedBuf, end: u64) -> std::io::Result<u64> {
         if worth_direct(stored.bytes().len()) {
-            let path = &self.path;
-            if let Some(file) = self.direct.get_or_insert_with(|| open_direct(path, false)) {
+            if let Some(file) = self.direct_file() {
                 let at = aligned(end);
                 match write_direct(file, stored, at) {
                     Ok(()) => return Ok(at),
                     Err(e) if !refused(&e) => return Err(e),
-                    // Refused after all: through the page cache from now on.
                     Err(_) => self.direct = Some(None),
                 }
             }
@@ -262,6 +343,48 @@ mod tests {
         assert!(std::fs::metadata(&path).unwrap().len() < 3 * (600 << 10));
         assert_eq!(shard.read(1).unwrap().unwrap(), big);
         assert_eq!(shard.read(2).unwrap().as_deref(), Some(&b"hello"[..]));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn staged_chunks_go_in_one_write_and_are_indexed_at_flush() {
+        let dir = std::env::temp_dir().join(format!("ferrotile-shard-staged-{}", std::process::id()));
+        let path = dir.join("c/0");
+        let mut shard = ShardFile::open(&path, 5).unwrap();
+        let chunk = |seed: u32| -> Vec<u8> { (0..70_001u32).map(|i| ((i * seed) % 251) as u8).collect() };
+        shard.write(0, &stored(b"small")).unwrap();
+        shard.stage(1, &stored(&chunk(3))).unwrap();
+        shard.stage(2, &stored(&chunk(5))).unwrap();
+        // Staged, not yet indexed (nor, with direct I/O, written).
+        assert_eq!(ShardFile::open(&path, 5).unwrap().read(1).unwrap(), None);
+        // A small chunk is written at once, after the staged ones are flushed.
+        shard.stage(3, &stored(b"tiny")).unwrap();
+        let step = aligned(70_001);
+        assert_eq!(shard.entry(1).unwrap(), Some((4096, 70_001)));
+        assert_eq!(shard.entry(2).unwrap(), Some((4096 + step, 70_001)));
+        shard.stage(4, &stored(&chunk(7))).unwrap();
+        // A chunk staged again: the first is flushed, the second written over it as a replacement.
+        shard.stage(4, &stored(&chunk(11))).unwrap();
+        shard.flush().unwrap();
+        let shard = ShardFile::open(&path, 5).unwrap();
+        assert_eq!(shard.read(0).unwrap().as_deref(), Some(&b"small"[..]));
+        assert_eq!(shard.read(1).unwrap().unwrap(), chunk(3));
+        assert_eq!(shard.read(2).unwrap().unwrap(), chunk(5));
+        assert_eq!(shard.read(3).unwrap().as_deref(), Some(&b"tiny"[..]));
+        assert_eq!(shard.read(4).unwrap().unwrap(), chunk(11));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_shard_dropped_before_its_flush_indexes_nothing_staged() {
+        let dir = std::env::temp_dir().join(format!("ferrotile-shard-dropped-{}", std::process::id()));
+        let path = dir.join("c/0");
+        let big: Vec<u8> = (0..80_000u32).map(|i| (i % 241) as u8).collect();
+        let mut shard = ShardFile::open(&path, 2).unwrap();
+        shard.stage(0, &stored(&big)).unwrap();
+        drop(shard);
+        let shard = ShardFile::open(&path, 2).unwrap();
+        assert_eq!(shard.read(0).unwrap(), None);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

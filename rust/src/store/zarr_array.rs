@@ -94,49 +94,72 @@ impl ZarrArray {
     /// [`CoreError::StorageFull`] when the disk is full, [`CoreError::Storage`] for other I/O
     /// errors or a box outside `bounds`.
     pub fn write(&self, patch: &Patch<'_>, bounds: &[u64]) -> CoreResult<()> {
+        self.write_all(std::slice::from_ref(patch), bounds)
+    }
+
+    /// Writes `patches` in order, as [`ZarrArray::write`] does each, with the large chunks new
+    /// to a shard gathered into one direct write (a pushed batch of frames: one write of
+    /// several MiB instead of one per frame; `ShardFile::stage`). All are checked first.
+    ///
+    /// # Errors
+    /// As [`ZarrArray::write`]; nothing past the first failing write is stored, and chunks
+    /// staged with it stay unindexed.
+    pub fn write_all(&self, patches: &[Patch<'_>], bounds: &[u64]) -> CoreResult<()> {
         let rank = self.meta.shape.len();
-        let elements: u64 = patch.size.iter().product();
-        let fits = patch.start.len() == rank
-            && patch.size.len() == rank
-            && bounds.len() == rank
-            && (0..rank).all(|d| patch.start[d].checked_add(patch.size[d]).is_some_and(|end| end <= bounds[d]));
-        if !fits || patch.data.len() as u64 != elements * self.meta.item_size as u64 {
-            return Err(CoreError::Storage(format!(
-                "a box at {:?} of {:?} ({} bytes) does not fit an array of shape {bounds:?}",
-                patch.start,
-                patch.size,
-                patch.data.len()
-            )));
+        for patch in patches {
+            let elements: u64 = patch.size.iter().product();
+            let fits = patch.start.len() == rank
+                && patch.size.len() == rank
+                && bounds.len() == rank
+                && (0..rank).all(|d| patch.start[d].checked_add(patch.size[d]).is_some_and(|end| end <= bounds[d]));
+            if !fits || patch.data.len() as u64 != elements * self.meta.item_size as u64 {
+                return Err(CoreError::Storage(format!(
+                    "a box at {:?} of {:?} ({} bytes) does not fit an array of shape {bounds:?}",
+                    patch.start,
+                    patch.size,
+                    patch.data.len()
+                )));
+            }
         }
         let grid = &self.meta.chunk_shape;
-        for cell in cells_touched(patch.start, patch.size, grid) {
-            let origin: Vec<u64> = cell.iter().zip(grid).map(|(c, n)| c * n).collect();
-            let path = self.dir.join(self.meta.chunk_key(&cell));
-            match &self.meta.sharding {
-                None => {
-                    let load = || read_chunk(&path);
-                    let raw = self.merge(&self.meta.codec, grid, &origin, patch, load)?;
-                    make_parent(&path)?;
-                    with_buffer(|stored| {
-                        self.meta.codec.encode_into(&raw, stored)?;
-                        replace_chunk(&path, stored)
-                    })?;
-                }
-                Some(sharding) => {
-                    let inner = &sharding.inner_shape;
-                    let mut shard = ShardFile::open(&path, sharding.chunks_per_shard(grid))?;
-                    for (inner_origin, index) in inner_cells(patch.start, patch.size, &origin, grid, inner) {
-                        let load = || shard.read(index);
-                        let raw = self.merge(&sharding.codec, inner, &inner_origin, patch, load)?;
+        // The shard being written (kept open from one patch to the next).
+        let mut open: Option<(PathBuf, ShardFile)> = None;
+        for patch in patches {
+            for cell in cells_touched(patch.start, patch.size, grid) {
+                let origin: Vec<u64> = cell.iter().zip(grid).map(|(c, n)| c * n).collect();
+                let path = self.dir.join(self.meta.chunk_key(&cell));
+                match &self.meta.sharding {
+                    None => {
+                        let load = || read_chunk(&path);
+                        let raw = self.merge(&self.meta.codec, grid, &origin, patch, load)?;
+                        make_parent(&path)?;
                         with_buffer(|stored| {
-                            sharding.codec.encode_into(&raw, stored)?;
-                            shard.write(index, stored)
+                            self.meta.codec.encode_into(&raw, stored)?;
+                            replace_chunk(&path, stored)
                         })?;
+                    }
+                    Some(sharding) => {
+                        let inner = &sharding.inner_shape;
+                        let shard = shard_at(&mut open, path, sharding.chunks_per_shard(grid))?;
+                        for (inner_origin, index) in inner_cells(patch.start, patch.size, &origin, grid, inner) {
+                            let load = || {
+                                shard.flush()?;
+                                shard.read(index)
+                            };
+                            let raw = self.merge(&sharding.codec, inner, &inner_origin, patch, load)?;
+                            with_buffer(|stored| {
+                                sharding.codec.encode_into(&raw, stored)?;
+                                shard.stage(index, stored)
+                            })?;
+                        }
                     }
                 }
             }
         }
-        Ok(())
+        match open {
+            Some((_, mut shard)) => shard.flush(),
+            None => Ok(()),
+        }
     }
 
     /// Whether elements are stored most significant byte first.
@@ -261,6 +284,18 @@ impl ZarrArray {
     }
 }
 
+/// The shard at `path`, kept in `open`; the one open before is flushed first.
+fn shard_at(open: &mut Option<(PathBuf, ShardFile)>, path: PathBuf, chunks: u64) -> CoreResult<&mut ShardFile> {
+    if open.as_ref().is_none_or(|(at, _)| *at != path) {
+        if let Some((_, mut previous)) = open.take() {
+            previous.flush()?;
+        }
+        let shard = ShardFile::open(&path, chunks)?;
+        *open = Some((path, shard));
+    }
+    open.as_mut().map(|(_, shard)| shard).ok_or_else(|| CoreError::Storage("no shard open".into()))
+}
+
 /// A whole chunk's stored bytes, if it was written.
 fn read_chunk(path: &Path) -> CoreResult<Option<Vec<u8>>> {
     match std::fs::read(path) {
@@ -352,5 +387,32 @@ mod tests {
             r#"[{{"name":"sharding_indexed","configuration":{{"chunk_shape":[1,3],"codecs":{zstd},"index_codecs":[{{"name":"bytes","configuration":{{"endian":"little"}}}}],"index_location":"start"}}}}]"#
         );
         appends(&sharded, "[4,3]", "shards");
+    }
+
+    #[test]
+    fn several_large_frames_written_together_read_back() {
+        let dir = std::env::temp_dir().join(format!("ferrotile-write-all-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let zstd = r#"[{"name":"bytes","configuration":{"endian":"little"}},{"name":"zstd","configuration":{"level":0,"checksum":false}}]"#;
+        let codecs = format!(
+            r#"[{{"name":"sharding_indexed","configuration":{{"chunk_shape":[1,40000],"codecs":{zstd},"index_codecs":[{{"name":"bytes","configuration":{{"endian":"little"}}}}],"index_location":"start"}}}}]"#
+        );
+        let doc = format!(
+            r#"{{"shape":[0,40000],"data_type":"int16","chunk_grid":{{"name":"regular","configuration":{{"chunk_shape":[4,40000]}}}},"chunk_key_encoding":{{"name":"default","configuration":{{"separator":"/"}}}},"fill_value":0,"codecs":{codecs},"attributes":{{}},"zarr_format":3,"node_type":"array","storage_transformers":[]}}"#
+        );
+        std::fs::write(dir.join(METADATA), doc).unwrap();
+        let a = ZarrArray::open(&dir).unwrap();
+        // 80,000-byte frames of noise (stored as raw blocks, written directly), across two shards.
+        let frames: Vec<Vec<u8>> = (0..6).map(|i| crate::store::raw_frame::tests::noise(80_000, i)).collect();
+        let starts: Vec<[u64; 2]> = (0..6).map(|i| [i, 0]).collect();
+        let patches: Vec<Patch<'_>> =
+            frames.iter().zip(&starts).map(|(data, start)| Patch { start, size: &[1, 40_000], data }).collect();
+        a.write_all(&patches[..5], &[6, 40_000]).unwrap();
+        a.write(&patches[5], &[6, 40_000]).unwrap();
+        assert_eq!(a.read(&[0, 0], &[6, 40_000]).unwrap(), frames.concat());
+        // A patch that does not fit refuses the whole call before anything is written.
+        let outside = Patch { start: &[6, 0], size: &[1, 40_000], data: &frames[0] };
+        assert!(a.write_all(&[outside], &[6, 40_000]).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }
