@@ -40,6 +40,7 @@ OPT_OUT_ENV = "FERROTILE_KEEP_MEMCPY"
 
 
 def amd_processor() -> bool:
+    """Whether ``/proc/cpuinfo`` names AMD as the processor's vendor."""
     try:
         with Path("/proc/cpuinfo").open() as cpuinfo:
             for line in cpuinfo:

@@ -96,9 +96,7 @@ impl AlignedBuf {
         let start = self.start();
         &self.storage[start..start + aligned(self.len as u64) as usize]
     }
-}
 
-impl AlignedBuf {
     /// Appends `bytes` at the next multiple of 4 KiB after the contents, in a buffer of
     /// `capacity` bytes (allocated once, when empty): their offset, or `None` if they do not fit
     /// (the contents are then unchanged).

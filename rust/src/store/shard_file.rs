@@ -137,13 +137,9 @@ impl ShardFile {
                 return Err(io_error(&format!("writing {}", self.path.display()), &e));
             }
         };
-        let what = || format!("writing {}", self.path.display());
-        let mut raw = [0u8; ENTRY as usize];
-        raw[..8].copy_from_slice(&at.to_le_bytes());
-        raw[8..].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
-        if let Err(e) = self.file.write_all_at(&raw, i * ENTRY) {
+        if let Err(e) = self.write_entry(i, at, bytes.len() as u64) {
             let _ = self.file.set_len(end);
-            return Err(io_error(&what(), &e));
+            return Err(io_error(&format!("writing {}", self.path.display()), &e));
         }
         if replaced {
             self.compact_if_wasteful()?;
@@ -151,11 +147,19 @@ impl ShardFile {
         Ok(())
     }
 
-    /// Appends `stored` past `end` (the file's length); where it starts.
+    /// Index entry `i`: the chunk's offset and length, one `pwrite` (see the module docs).
+    fn write_entry(&self, i: u64, at: u64, len: u64) -> std::io::Result<()> {
+        let mut raw = [0u8; ENTRY as usize];
+        raw[..8].copy_from_slice(&at.to_le_bytes());
+        raw[8..].copy_from_slice(&len.to_le_bytes());
+        self.file.write_all_at(&raw, i * ENTRY)
+    }
+
     /// Stores chunk `i` as [`ShardFile::write`] does, except that a large chunk (64 KiB to
-    /// 1 MiB) new to the shard is gathered in the thread's staging buffer with those staged before it, to be written
-    /// with them by one direct write at [`ShardFile::flush`], which the caller must call (a
-    /// shard dropped with chunks staged loses them, unindexed: as a write cut short).
+    /// 1 MiB) new to the shard is gathered in the thread's staging buffer with those staged
+    /// before it, to be written with them by one direct write at [`ShardFile::flush`], which the
+    /// caller must call (a shard dropped with chunks staged loses them, unindexed: as a write
+    /// cut short).
     ///
     /// # Errors
     /// As [`ShardFile::write`]; a failed flush of earlier staged chunks included.
@@ -172,12 +176,12 @@ impl ShardFile {
             with_staging(|staging| staging.set_len(0));
             self.staged = Some(Staged { base: aligned(end), end, entries: Vec::new() });
         }
-        let mut at = with_staging(|staging| staging.append_padded(stored.bytes(), STAGE_BYTES));
-        if at.is_none() {
+        let Some(offset) = with_staging(|staging| staging.append_padded(stored.bytes(), STAGE_BYTES)) else {
+            // The staging buffer is full: write what it holds, then stage this one anew.
             self.flush()?;
             return self.stage(i, stored);
-        }
-        if let (Some(staged), Some(offset)) = (self.staged.as_mut(), at.take()) {
+        };
+        if let Some(staged) = self.staged.as_mut() {
             staged.entries.push((i, staged.base + offset as u64, len as u64));
         }
         Ok(())
@@ -204,13 +208,8 @@ impl ShardFile {
             return Err(io_error(&what(), &e));
         }
         for (i, at, len) in &staged.entries {
-            let mut raw = [0u8; ENTRY as usize];
-            raw[..8].copy_from_slice(&at.to_le_bytes());
-            raw[8..].copy_from_slice(&len.to_le_bytes());
-            if let Err(e) = self.file.write_all_at(&raw, i * ENTRY) {
-                // Entries already written point at complete bytes; the rest stay absent.
-                return Err(io_error(&what(), &e));
-            }
+            // On an error, entries already written point at complete bytes; the rest stay absent.
+            self.write_entry(*i, *at, *len).map_err(|e| io_error(&what(), &e))?;
         }
         Ok(())
     }
@@ -221,6 +220,7 @@ impl ShardFile {
         self.direct.get_or_insert_with(|| open_direct(path, false)).as_ref()
     }
 
+    /// Appends `stored` past `end` (the file's length); where it starts.
     fn append(&mut self, stored: &AlignedBuf, end: u64) -> std::io::Result<u64> {
         if worth_direct(stored.bytes().len()) {
             if let Some(file) = self.direct_file() {
@@ -228,6 +228,7 @@ impl ShardFile {
                 match write_direct(file, stored, at) {
                     Ok(()) => return Ok(at),
                     Err(e) if !refused(&e) => return Err(e),
+                    // Refused after all: through the page cache from now on.
                     Err(_) => self.direct = Some(None),
                 }
             }

@@ -309,10 +309,25 @@ fn read_chunk(path: &Path) -> CoreResult<Option<Vec<u8>>> {
 mod tests {
     use super::*;
 
+    /// `bytes` then `zstd`, as zarr-python writes by default.
+    const ZSTD: &str = r#"[{"name":"bytes","configuration":{"endian":"little"}},{"name":"zstd","configuration":{"level":0,"checksum":false}}]"#;
+
+    /// Shards of `ZSTD` chunks of one row of `width` elements, index at the start.
+    fn sharded(width: u64) -> String {
+        format!(
+            r#"[{{"name":"sharding_indexed","configuration":{{"chunk_shape":[1,{width}],"codecs":{ZSTD},"index_codecs":[{{"name":"bytes","configuration":{{"endian":"little"}}}}],"index_location":"start"}}}}]"#
+        )
+    }
+
     fn array(dir: &Path, codecs: &str, chunks: &str) -> ZarrArray {
+        array_of(dir, codecs, chunks, 3)
+    }
+
+    /// An empty int16 array of rows of `width` elements.
+    fn array_of(dir: &Path, codecs: &str, chunks: &str, width: u64) -> ZarrArray {
         std::fs::create_dir_all(dir).unwrap();
         let doc = format!(
-            r#"{{"shape":[0,3],"data_type":"int16","chunk_grid":{{"name":"regular","configuration":{{"chunk_shape":{chunks}}}}},"chunk_key_encoding":{{"name":"default","configuration":{{"separator":"/"}}}},"fill_value":-1,"codecs":{codecs},"attributes":{{}},"zarr_format":3,"node_type":"array","storage_transformers":[]}}"#
+            r#"{{"shape":[0,{width}],"data_type":"int16","chunk_grid":{{"name":"regular","configuration":{{"chunk_shape":{chunks}}}}},"chunk_key_encoding":{{"name":"default","configuration":{{"separator":"/"}}}},"fill_value":-1,"codecs":{codecs},"attributes":{{}},"zarr_format":3,"node_type":"array","storage_transformers":[]}}"#
         );
         std::fs::write(dir.join(METADATA), doc).unwrap();
         ZarrArray::open(dir).unwrap()
@@ -381,27 +396,14 @@ mod tests {
 
     #[test]
     fn appends_to_chunks_and_shards() {
-        let zstd = r#"[{"name":"bytes","configuration":{"endian":"little"}},{"name":"zstd","configuration":{"level":0,"checksum":false}}]"#;
-        appends(zstd, "[2,3]", "chunks");
-        let sharded = format!(
-            r#"[{{"name":"sharding_indexed","configuration":{{"chunk_shape":[1,3],"codecs":{zstd},"index_codecs":[{{"name":"bytes","configuration":{{"endian":"little"}}}}],"index_location":"start"}}}}]"#
-        );
-        appends(&sharded, "[4,3]", "shards");
+        appends(ZSTD, "[2,3]", "chunks");
+        appends(&sharded(3), "[4,3]", "shards");
     }
 
     #[test]
     fn several_large_frames_written_together_read_back() {
         let dir = std::env::temp_dir().join(format!("ferrotile-write-all-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let zstd = r#"[{"name":"bytes","configuration":{"endian":"little"}},{"name":"zstd","configuration":{"level":0,"checksum":false}}]"#;
-        let codecs = format!(
-            r#"[{{"name":"sharding_indexed","configuration":{{"chunk_shape":[1,40000],"codecs":{zstd},"index_codecs":[{{"name":"bytes","configuration":{{"endian":"little"}}}}],"index_location":"start"}}}}]"#
-        );
-        let doc = format!(
-            r#"{{"shape":[0,40000],"data_type":"int16","chunk_grid":{{"name":"regular","configuration":{{"chunk_shape":[4,40000]}}}},"chunk_key_encoding":{{"name":"default","configuration":{{"separator":"/"}}}},"fill_value":0,"codecs":{codecs},"attributes":{{}},"zarr_format":3,"node_type":"array","storage_transformers":[]}}"#
-        );
-        std::fs::write(dir.join(METADATA), doc).unwrap();
-        let a = ZarrArray::open(&dir).unwrap();
+        let a = array_of(&dir, &sharded(40_000), "[4,40000]", 40_000);
         // 80,000-byte frames of noise (stored as raw blocks, written directly), across two shards.
         let frames: Vec<Vec<u8>> = (0..6).map(|i| crate::store::raw_frame::tests::noise(80_000, i)).collect();
         let starts: Vec<[u64; 2]> = (0..6).map(|i| [i, 0]).collect();
